@@ -1,0 +1,18 @@
+// occam's reverse-mode automatic differentiation, in one include.
+// What it teaches, file by file: core/ (the tape, scopes, the backward loop), ops/ (every op
+// with its backward formula beside it), check/ (how to test a gradient), optim.hpp, nn.hpp.
+// Needs only Eigen. Namespace occam::ad.
+#pragma once
+
+#include "core/arena.hpp"
+#include "core/tape.hpp"
+#include "core/grad.hpp"
+#include "ops/declarations.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/unary.hpp"
+#include "ops/shape.hpp"
+#include "ops/reduce.hpp"
+#include "ops/matmul.hpp"
+#include "ops/linalg.hpp"
+#include "random.hpp"
+#include "check/gradcheck.hpp"

@@ -1,0 +1,127 @@
+// What this file teaches: a bump allocator. Allocation is a pointer increment; freeing is
+// rewinding to a saved mark, so a whole meta-step's worth of tape memory is reclaimed at once
+// and the next step reuses the same blocks (no malloc in the hot loop once warmed up).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <vector>
+
+namespace occam::ad {
+
+/// Doubling list of memory blocks with mark/rewind (the idea of Stan Math's stack_alloc).
+/// Blocks are kept after a rewind so that repeated meta-steps allocate nothing new.
+class Arena {
+public:
+    /// Where the arena stood at some moment; pass it to rewind() to free everything after it.
+    struct Mark {
+        std::size_t block = 0;
+        std::size_t offset = 0;
+    };
+
+    explicit Arena(std::size_t first_block_bytes = 1 << 20) : next_block_bytes_(first_block_bytes) {}
+    Arena(const Arena&) = delete;
+    Arena& operator=(const Arena&) = delete;
+
+    /// `bytes` bytes aligned to `align` (a power of two, at most 64).
+    void* allocate(std::size_t bytes, std::size_t align = 64) {
+        if (!blocks_.empty()) {
+            Block& b = blocks_[current_];
+            std::size_t start = (offset_ + align - 1) & ~(align - 1);
+            if (start + bytes <= b.size) {
+                offset_ = start + bytes;
+                return b.data + start;
+            }
+        }
+        return allocate_slow(bytes, align);
+    }
+
+    /// Typed helper: uninitialised storage for n objects of trivially destructible T.
+    template <class T>
+    T* allocate_array(std::size_t n) {
+        static_assert(std::is_trivially_destructible_v<T>, "the arena never runs destructors");
+        return static_cast<T*>(allocate(n * sizeof(T) + (n == 0), alignof(T) < 64 ? 64 : alignof(T)));
+    }
+
+    Mark mark() const { return {current_, offset_}; }
+
+    /// Frees (for reuse) everything allocated after `m`. Blocks stay reserved.
+    void rewind(const Mark& m) {
+        update_peak();
+        current_ = m.block;
+        offset_ = m.offset;
+    }
+
+    /// Bytes handed out and not yet rewound (the "in use" counter the tests watch).
+    std::size_t bytes_in_use() const {
+        std::size_t used = offset_;
+        for (std::size_t i = 0; i < current_ && i < blocks_.size(); ++i) used += blocks_[i].size;
+        return used;
+    }
+
+    /// Bytes reserved from the system, in use or not.
+    std::size_t bytes_reserved() const {
+        std::size_t total = 0;
+        for (const Block& b : blocks_) total += b.size;
+        return total;
+    }
+
+    /// Largest bytes_in_use() seen since the last reset_peak().
+    std::size_t peak_bytes() const { return std::max(peak_, bytes_in_use()); }
+    void reset_peak() { peak_ = bytes_in_use(); }
+
+    /// Returns the blocks above the current one to the system (after a very deep unroll, say).
+    void release_unused() {
+        if (blocks_.empty()) return;
+        blocks_.resize(current_ + 1);
+        next_block_bytes_ = blocks_.back().size * 2;
+    }
+
+private:
+    struct Block {
+        std::byte* data;
+        std::size_t size;
+        std::unique_ptr<std::byte[]> owner;
+    };
+
+    void* allocate_slow(std::size_t bytes, std::size_t align) {
+        // Track the peak before leaving the current block, then move to the next block that fits.
+        update_peak();
+        std::size_t next = blocks_.empty() ? 0 : current_ + 1;
+        while (next < blocks_.size() && blocks_[next].size < bytes + align) ++next;
+        if (next >= blocks_.size()) {
+            while (next_block_bytes_ < bytes + align) next_block_bytes_ *= 2;
+            auto owner = std::make_unique<std::byte[]>(next_block_bytes_);
+            std::byte* data = owner.get();
+            blocks_.push_back({data, next_block_bytes_, std::move(owner)});
+            next_block_bytes_ *= 2;
+            next = blocks_.size() - 1;
+        }
+        // Blocks skipped because they were too small count as used until the next rewind.
+        current_ = next;
+        offset_ = 0;
+        std::size_t start = (reinterpret_cast<std::uintptr_t>(blocks_[current_].data) % align)
+                                ? align - reinterpret_cast<std::uintptr_t>(blocks_[current_].data) % align
+                                : 0;
+        offset_ = start + bytes;
+        update_peak();
+        return blocks_[current_].data + start;
+    }
+
+    void update_peak() {
+        std::size_t u = bytes_in_use();
+        if (u > peak_) peak_ = u;
+    }
+
+    std::vector<Block> blocks_;
+    std::size_t current_ = 0;
+    std::size_t offset_ = 0;
+    std::size_t next_block_bytes_;
+    std::size_t peak_ = 0;
+};
+
+}  // namespace occam::ad

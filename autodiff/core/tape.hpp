@@ -1,0 +1,279 @@
+// What this file teaches: the tape. Every operation appends one Node (a whole matrix, its
+// inputs and its backward formula) to a per-thread list in creation order; creation order is
+// already a topological order, so the backward pass is a plain reverse loop, never recursion.
+#pragma once
+
+#include <Eigen/Dense>
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "arena.hpp"
+
+namespace occam::ad {
+
+/// Every error the engine raises; the message names the op and the shapes involved.
+class Error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+/// Shapes that do not fit the op (matmul inner sizes, broadcasting, reshape sizes...).
+class ShapeError : public Error {
+public:
+    using Error::Error;
+};
+/// A linear system that is singular or holds non-finite numbers.
+class SolveError : public Error {
+public:
+    using Error::Error;
+};
+
+struct Node;
+class Var;
+
+/// A backward formula: given the gradient `g` flowing into `self`, write the gradient for each
+/// input k that needs one into grads[k]. It is written with differentiable ops on Var, so with
+/// create_graph the formula itself is recorded and can be differentiated again.
+using BackwardFn = void (*)(const Node& self, const Var& g, Var* grads);
+
+/// One tape entry: a whole column-major matrix value plus what the backward pass needs.
+/// Nodes live in the arena and are trivially destructible; whatever needs a destructor (a
+/// matrix factorisation) is owned by the tape's `owned` list, released with the scope.
+struct Node {
+    double* data = nullptr;
+    int rows = 0;
+    int cols = 0;
+    std::uint32_t id = 0;          ///< position on the tape
+    std::uint64_t serial = 0;      ///< unique over the thread's lifetime: tells a reused slot from the original
+    std::uint8_t n_inputs = 0;
+    bool requires_grad = false;
+    const char* op = "";           ///< op name, for messages
+    BackwardFn backward = nullptr; ///< null for leaves and for nodes that need no gradient
+    Node* inputs[3] = {nullptr, nullptr, nullptr};
+    // Op-specific constants kept for the backward formula.
+    double scalar = 0.0;
+    int iarg[4] = {0, 0, 0, 0};
+    const void* ptr = nullptr;
+
+    Eigen::Map<const Eigen::MatrixXd> value() const { return {data, rows, cols}; }
+    Eigen::Map<Eigen::MatrixXd> mutable_value() { return {data, rows, cols}; }
+    Eigen::Index size() const { return Eigen::Index(rows) * cols; }
+};
+
+/// A handle to a tape node. Cheap to copy (one pointer). A Var is valid until the TapeScope
+/// that was open when it was created closes; using it afterwards is undefined, as with a
+/// dangling reference.
+class Var {
+public:
+    Var() = default;
+    explicit Var(Node* n) : node_(n), serial_(n ? n->serial : 0) {}
+
+    Node* node() const { return node_; }
+    /// The serial number of the node this handle was made for (to detect use after a scope).
+    std::uint64_t serial() const { return serial_; }
+    bool defined() const { return node_ != nullptr; }
+    int rows() const { return node_->rows; }
+    int cols() const { return node_->cols; }
+    Eigen::Index size() const { return node_->size(); }
+    bool requires_grad() const { return node_->requires_grad; }
+    Eigen::Map<const Eigen::MatrixXd> value() const { return node_->value(); }
+    /// The value of a 1x1 Var.
+    double item() const {
+        if (node_->rows != 1 || node_->cols != 1)
+            throw ShapeError("ad::Var::item: value is " + std::to_string(rows()) + "x" + std::to_string(cols()) +
+                             ", not 1x1");
+        return node_->data[0];
+    }
+
+private:
+    Node* node_ = nullptr;
+    std::uint64_t serial_ = 0;
+};
+
+/// Anything with a destructor that a node needs to keep alive (e.g. a factorisation).
+struct Owned {
+    virtual ~Owned() = default;
+};
+
+/// The per-thread tape: the node list, the arena that holds node storage, and owned objects.
+/// One tape per thread and no locks: a Var must only be used on the thread that made it.
+class Tape {
+public:
+    std::vector<Node*> nodes;
+    Arena arena;
+    std::vector<std::unique_ptr<Owned>> owned;
+    bool grad_enabled = true;
+    std::uint64_t next_serial = 1;
+
+    std::size_t size() const { return nodes.size(); }
+
+    /// Appends a node of the given shape. Storage comes from the arena unless `alias` is given
+    /// (reshape and detach share their input's storage). Inputs and the backward formula are
+    /// recorded only when gradients are on and at least one input needs a gradient.
+    Node* push(const char* op, int rows, int cols, BackwardFn backward, std::initializer_list<Node*> inputs,
+               double* alias = nullptr) {
+        Node* n = static_cast<Node*>(arena.allocate(sizeof(Node), alignof(Node)));
+        new (n) Node();
+        n->op = op;
+        n->rows = rows;
+        n->cols = cols;
+        n->id = static_cast<std::uint32_t>(nodes.size());
+        n->serial = next_serial++;
+        n->data = alias ? alias
+                        : static_cast<double*>(arena.allocate(sizeof(double) * (std::size_t(rows) * cols + 1), 32));
+        bool needs = false;
+        if (grad_enabled && backward)
+            for (Node* in : inputs) needs = needs || (in && in->requires_grad);
+        if (needs) {
+            n->requires_grad = true;
+            n->backward = backward;
+            for (Node* in : inputs) n->inputs[n->n_inputs++] = in;
+        }
+        nodes.push_back(n);
+        return n;
+    }
+
+    /// A leaf: a parameter (requires_grad) or a constant.
+    Node* leaf(const char* op, int rows, int cols, bool requires_grad) {
+        Node* n = push(op, rows, cols, nullptr, {});
+        n->requires_grad = requires_grad;
+        return n;
+    }
+
+    template <class T, class... Args>
+    T* own(Args&&... args) {
+        auto p = std::make_unique<T>(std::forward<Args>(args)...);
+        T* raw = p.get();
+        owned.push_back(std::move(p));
+        return raw;
+    }
+
+    /// Drops every node, owned object and arena byte created after the given marks.
+    void rewind(std::size_t n_nodes, const Arena::Mark& mark, std::size_t n_owned) {
+        nodes.resize(n_nodes);
+        owned.resize(n_owned);
+        arena.rewind(mark);
+    }
+};
+
+/// This thread's tape.
+inline Tape& tape() {
+    thread_local Tape t;
+    return t;
+}
+
+/// RAII: everything put on the tape inside the scope is released when it closes
+/// (modelled on Stan's nested_rev_autodiff). Scopes nest; Vars made inside die with it.
+class TapeScope {
+public:
+    TapeScope() : tape_(tape()), n_nodes_(tape_.size()), mark_(tape_.arena.mark()), n_owned_(tape_.owned.size()) {}
+    ~TapeScope() { tape_.rewind(n_nodes_, mark_, n_owned_); }
+    TapeScope(const TapeScope&) = delete;
+    TapeScope& operator=(const TapeScope&) = delete;
+
+private:
+    Tape& tape_;
+    std::size_t n_nodes_;
+    Arena::Mark mark_;
+    std::size_t n_owned_;
+};
+
+/// RAII: ops inside record no backward formulas (values only), like torch.no_grad().
+class NoGradGuard {
+public:
+    NoGradGuard() : saved_(tape().grad_enabled) { tape().grad_enabled = false; }
+    ~NoGradGuard() { tape().grad_enabled = saved_; }
+    NoGradGuard(const NoGradGuard&) = delete;
+    NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+private:
+    bool saved_;
+};
+
+/// RAII: sets gradient recording on or off, restoring the previous state on exit.
+class GradModeGuard {
+public:
+    explicit GradModeGuard(bool enabled) : saved_(tape().grad_enabled) { tape().grad_enabled = enabled; }
+    ~GradModeGuard() { tape().grad_enabled = saved_; }
+    GradModeGuard(const GradModeGuard&) = delete;
+    GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+private:
+    bool saved_;
+};
+
+inline bool grad_enabled() { return tape().grad_enabled; }
+
+// ---------------------------------------------------------------------------------------------
+// Leaves
+// ---------------------------------------------------------------------------------------------
+
+/// A trainable leaf holding a copy of M.
+template <class Derived>
+Var param(const Eigen::MatrixBase<Derived>& m) {
+    Node* n = tape().leaf("param", int(m.rows()), int(m.cols()), true);
+    n->mutable_value() = m;
+    return Var(n);
+}
+/// A constant leaf holding a copy of M (no gradient flows into it).
+template <class Derived>
+Var constant(const Eigen::MatrixBase<Derived>& m) {
+    Node* n = tape().leaf("constant", int(m.rows()), int(m.cols()), false);
+    n->mutable_value() = m;
+    return Var(n);
+}
+/// A 1x1 constant.
+inline Var constant(double v) {
+    Node* n = tape().leaf("constant", 1, 1, false);
+    n->data[0] = v;
+    return Var(n);
+}
+/// A rows x cols constant filled with v.
+inline Var full(int rows, int cols, double v) {
+    Node* n = tape().leaf("constant", rows, cols, false);
+    n->mutable_value().setConstant(v);
+    return Var(n);
+}
+inline Var zeros(int rows, int cols) { return full(rows, cols, 0.0); }
+inline Var ones(int rows, int cols) { return full(rows, cols, 1.0); }
+
+/// The value of x (a view into tape storage, valid while x is).
+inline Eigen::Map<const Eigen::MatrixXd> value(const Var& x) { return x.value(); }
+
+/// Overwrites a leaf's value in place (for optimisers that keep parameters on the tape below a
+/// scope). Only leaves may be changed: an op's value is a function of its inputs.
+template <class Derived>
+void set_value(const Var& leaf, const Eigen::MatrixBase<Derived>& m) {
+    Node* n = leaf.node();
+    if (n->backward || n->n_inputs)
+        throw Error(std::string("ad::set_value: only leaves can be overwritten, not the result of ") + n->op);
+    if (m.rows() != n->rows || m.cols() != n->cols)
+        throw ShapeError("ad::set_value: value is " + std::to_string(n->rows) + "x" + std::to_string(n->cols) +
+                         ", new value is " + std::to_string(m.rows()) + "x" + std::to_string(m.cols()));
+    n->mutable_value() = m;
+}
+
+/// Copies the values of a list of Vars (e.g. the result of grad) into plain matrices.
+inline std::vector<Eigen::MatrixXd> values(const std::vector<Var>& xs) {
+    std::vector<Eigen::MatrixXd> out;
+    out.reserve(xs.size());
+    for (const Var& x : xs) out.emplace_back(x.value());
+    return out;
+}
+
+/// Parameters for a list of matrices, in order.
+inline std::vector<Var> params(const std::vector<Eigen::MatrixXd>& ms) {
+    std::vector<Var> out;
+    out.reserve(ms.size());
+    for (const auto& m : ms) out.push_back(param(m));
+    return out;
+}
+
+inline std::string shape_str(const Node* n) { return std::to_string(n->rows) + "x" + std::to_string(n->cols); }
+inline std::string shape_str(const Var& v) { return shape_str(v.node()); }
+
+}  // namespace occam::ad

@@ -1,0 +1,129 @@
+// occam bench: fixed workloads timed as the median of repeated runs after a warm-up.
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include "autodiff/autodiff.hpp"
+#include "cli.hpp"
+
+namespace occam::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Median wall time of `body` in seconds over `repeats` runs, after `warmup` runs.
+double median_seconds(const std::function<void()>& body, int repeats, int warmup = 3) {
+    for (int i = 0; i < warmup; ++i) body();
+    std::vector<double> t;
+    t.reserve(repeats);
+    for (int i = 0; i < repeats; ++i) {
+        auto start = Clock::now();
+        body();
+        t.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    return t[t.size() / 2];
+}
+
+/// The tape workload: a 3-20-20-1 ReLU MLP, forward + backward on 30 points, with and without
+/// create_graph; and the per-node cost of a tiny (1x1) op, forward and backward.
+nlohmann::json tape_workload(int repeats) {
+    ad::Rng rng(1, 0);
+    const std::vector<int> widths = {3, 20, 20, 1};
+    std::vector<Eigen::MatrixXd> init;
+    for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+        double bound = 1.0 / std::sqrt(double(widths[l]));
+        init.push_back(rng.uniform_matrix(widths[l + 1], widths[l], -bound, bound));
+        init.push_back(rng.uniform_matrix(1, widths[l + 1], -bound, bound));
+    }
+    Eigen::MatrixXd X = rng.normal_matrix(30, 3), Y = rng.normal_matrix(30, 1);
+
+    auto mlp_step = [&](bool create_graph) {
+        ad::TapeScope scope;
+        std::vector<ad::Var> p = ad::params(init);
+        ad::Var h = ad::constant(X);
+        for (std::size_t l = 0; l < p.size(); l += 2) {
+            h = ad::matmul_nt(h, p[l]) + p[l + 1];
+            if (l + 2 < p.size()) h = ad::relu(h);
+        }
+        ad::Var loss = ad::mean(ad::square(h - ad::constant(Y)));
+        auto g = ad::grad(loss, p, {.create_graph = create_graph});
+        (void)g;
+    };
+    const double plain = median_seconds([&] { mlp_step(false); }, repeats);
+    const double graph = median_seconds([&] { mlp_step(true); }, repeats);
+
+    const int chain = 100000;
+    double fwd = 0, bwd = 0;
+    auto chain_step = [&] {
+        ad::TapeScope scope;
+        ad::Var x = ad::param(Eigen::MatrixXd::Constant(1, 1, 0.3));
+        auto t0 = Clock::now();
+        ad::Var y = x;
+        for (int i = 0; i < chain; ++i) y = y * 0.999999;
+        auto t1 = Clock::now();
+        auto g = ad::grad(y, {x});
+        auto t2 = Clock::now();
+        (void)g;
+        fwd = std::chrono::duration<double>(t1 - t0).count();
+        bwd = std::chrono::duration<double>(t2 - t1).count();
+    };
+    std::vector<double> fs, bs;
+    for (int i = 0; i < std::max(3, repeats / 10); ++i) {
+        chain_step();
+        fs.push_back(fwd);
+        bs.push_back(bwd);
+    }
+    std::sort(fs.begin(), fs.end());
+    std::sort(bs.begin(), bs.end());
+    return {{"workload", "tape"},
+            {"mlp_fwd_bwd_us", plain * 1e6},
+            {"mlp_fwd_bwd_create_graph_us", graph * 1e6},
+            {"node_forward_ns", fs[fs.size() / 2] / chain * 1e9},
+            {"node_backward_ns", bs[bs.size() / 2] / chain * 1e9}};
+}
+
+}  // namespace
+
+int bench(int argc, char** argv) {
+    cxxopts::Options options(argv[0],
+                             "Times fixed workloads (median of repeated runs after a warm-up) and prints one line\n"
+                             "per workload. Workloads: tape (the autodiff engine itself: a 3-20-20-1 MLP forward\n"
+                             "and backward on 30 points, with and without create_graph, and the per-node cost of\n"
+                             "a 1x1 op). The experiment workloads (kernel, ridge, unrolled, connectome) land with\n"
+                             "their issues.");
+    options.add_options()("workload", "Workload to time", cxxopts::value<std::string>()->default_value("tape"))(
+        "repeats", "Timed repetitions (the median is reported)", cxxopts::value<int>()->default_value("200"))(
+        "json", "Print JSON instead of key=value lines");
+    bool help = false;
+    auto args = parse_or_help(options, argc, argv, help);
+    if (help) return 0;
+    const std::string workload = args["workload"].as<std::string>();
+    const int repeats = args["repeats"].as<int>();
+    if (repeats < 1) {
+        fmt::print(stderr, "occam bench: --repeats must be at least 1 (got {})\n", repeats);
+        return kUsageError;
+    }
+    if (workload != "tape") {
+        if (workload == "kernel" || workload == "ridge" || workload == "unrolled" || workload == "connectome")
+            return not_yet("bench", "workload '" + workload + "' lands with its experiment's issue");
+        fmt::print(stderr, "occam bench: unknown workload '{}' (known: tape)\n", workload);
+        return kUsageError;
+    }
+    nlohmann::json r = tape_workload(repeats);
+    if (args.count("json")) {
+        fmt::print("{}\n", r.dump(2));
+    } else {
+        fmt::print("workload=tape mlp_fwd_bwd_us={:.2f} mlp_fwd_bwd_create_graph_us={:.2f} node_forward_ns={:.1f} "
+                   "node_backward_ns={:.1f}\n",
+                   r["mlp_fwd_bwd_us"].get<double>(), r["mlp_fwd_bwd_create_graph_us"].get<double>(),
+                   r["node_forward_ns"].get<double>(), r["node_backward_ns"].get<double>());
+    }
+    return 0;
+}
+
+}  // namespace occam::cli

@@ -1,0 +1,31 @@
+// The occam command's subcommands. Each takes the arguments after its name (argv[0] is the
+// subcommand's full name, e.g. "occam gradcheck") and returns the process exit status.
+#pragma once
+
+#include <cxxopts.hpp>
+#include <fmt/core.h>
+
+#include <string>
+
+namespace occam::cli {
+
+int gradcheck(int argc, char** argv);
+int bench(int argc, char** argv);
+int not_yet(const std::string& name, const std::string& what);
+
+/// Exit status for a usage error (bad flag, bad value), as most command-line tools use.
+constexpr int kUsageError = 2;
+
+/// Parses flags with cxxopts; prints help and exits on --help. Throws cxxopts exceptions
+/// (caught in main) with a one-line message on unknown flags or bad values.
+inline cxxopts::ParseResult parse_or_help(cxxopts::Options& options, int argc, char** argv, bool& help_shown) {
+    options.add_options()("h,help", "Show this help");
+    auto result = options.parse(argc, argv);
+    help_shown = result.count("help") > 0;
+    if (help_shown) fmt::print("{}\n", options.help());
+    if (!result.unmatched().empty())
+        throw cxxopts::exceptions::no_such_option(result.unmatched().front());
+    return result;
+}
+
+}  // namespace occam::cli

@@ -16,3 +16,5 @@
 #include "ops/linalg.hpp"
 #include "random.hpp"
 #include "check/gradcheck.hpp"
+#include "optim.hpp"
+#include "nn.hpp"

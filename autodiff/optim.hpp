@@ -95,6 +95,12 @@ public:
         shapes_.clear();
         sized_ = false;
     }
+    /// Marks the state as sized for these parameters (when it is loaded from a checkpoint).
+    void assume(const std::vector<Eigen::MatrixXd>& params) {
+        shapes_.clear();
+        for (const auto& p : params) shapes_.emplace_back(p.rows(), p.cols());
+        sized_ = true;
+    }
 
 private:
     std::vector<std::pair<Eigen::Index, Eigen::Index>> shapes_;
@@ -134,6 +140,27 @@ inline void check_options(const SGDOptions& o, const char* who) {
 // Plain optimisers (outer loop): matrices updated in place, no tape.
 // =============================================================================================
 
+/// An optimiser's state as plain matrices, for checkpoints: the step count and its buffers
+/// (Adam: m then v; Adagrad: the squared-gradient sums; SGD: momentum buffers, maybe none).
+struct OptimizerState {
+    int steps = 0;
+    std::vector<std::vector<Eigen::MatrixXd>> buffers;
+};
+
+namespace detail {
+inline void check_loaded(const char* who, const OptimizerState& s, std::size_t n_buffers,
+                         const std::vector<Eigen::MatrixXd>& params) {
+    require(s.steps >= 0, who, "negative step count in the loaded state");
+    require(s.buffers.size() == n_buffers, who, "the loaded state has the wrong number of buffers");
+    for (const auto& b : s.buffers) {
+        require(b.size() == params.size(), who, "the loaded state does not match the parameter count");
+        for (std::size_t k = 0; k < b.size(); ++k)
+            require(b[k].rows() == params[k].rows() && b[k].cols() == params[k].cols(), who,
+                    "the loaded state does not match parameter " + std::to_string(k) + "'s shape");
+    }
+}
+}  // namespace detail
+
 /// torch.optim.Adam (amsgrad = false), step for step.
 class Adam {
 public:
@@ -156,6 +183,16 @@ public:
         shapes_.reset();
     }
     const AdamOptions& options() const { return opts_; }
+    OptimizerState state() const { return {t_, {m_, v_}}; }
+    /// Restores a state() taken earlier for parameters of the same shapes.
+    void load_state(const OptimizerState& s, const std::vector<Eigen::MatrixXd>& params) {
+        if (s.steps == 0) return reset();
+        detail::check_loaded("ad::optim::Adam::load_state", s, 2, params);
+        shapes_.assume(params);
+        m_ = s.buffers[0];
+        v_ = s.buffers[1];
+        t_ = s.steps;
+    }
 
 private:
     template <class G>
@@ -218,6 +255,14 @@ public:
         shapes_.reset();
     }
     const AdagradOptions& options() const { return opts_; }
+    OptimizerState state() const { return {t_, {sum_}}; }
+    void load_state(const OptimizerState& s, const std::vector<Eigen::MatrixXd>& params) {
+        if (s.steps == 0) return reset();
+        detail::check_loaded("ad::optim::Adagrad::load_state", s, 1, params);
+        shapes_.assume(params);
+        sum_ = s.buffers[0];
+        t_ = s.steps;
+    }
 
 private:
     template <class G>
@@ -270,6 +315,17 @@ public:
         shapes_.reset();
     }
     const SGDOptions& options() const { return opts_; }
+    OptimizerState state() const {
+        if (buf_.empty()) return {t_, {}};
+        return {t_, {buf_}};
+    }
+    void load_state(const OptimizerState& s, const std::vector<Eigen::MatrixXd>& params) {
+        if (s.steps == 0) return reset();
+        detail::check_loaded("ad::optim::SGD::load_state", s, opts_.momentum != 0.0 ? 1 : 0, params);
+        shapes_.assume(params);
+        buf_ = opts_.momentum != 0.0 ? s.buffers[0] : std::vector<Eigen::MatrixXd>{};
+        t_ = s.steps;
+    }
 
 private:
     template <class G>

@@ -425,3 +425,28 @@ TEST_CASE("optim: unrolled steps check their arguments") {
     ps = sgd.step(ps, gs);
     CHECK_THROWS_AS(sgd.step({ps[1], ps[0]}, {gs[1], gs[0]}), std::invalid_argument);
 }
+
+TEST_CASE("optim: a saved state resumes to the same parameters as an uninterrupted run") {
+    using namespace occam::ad;
+    auto run = [](auto make, bool interrupt) {
+        std::vector<Eigen::MatrixXd> p = {Eigen::MatrixXd::Constant(2, 2, 0.5), Eigen::MatrixXd::Constant(1, 3, -1.0)};
+        auto opt = make();
+        for (int t = 0; t < 6; ++t) {
+            if (interrupt && t == 3) {
+                optim::OptimizerState saved = opt.state();
+                opt = make();
+                opt.load_state(saved, p);
+            }
+            std::vector<Eigen::MatrixXd> g = {p[0].array().sin().matrix() * (t + 1), p[1] * 0.3 + Eigen::MatrixXd::Ones(1, 3)};
+            opt.step(p, g);
+        }
+        return p;
+    };
+    auto adam = [] { return optim::Adam({.lr = 0.1}); };
+    auto adagrad = [] { return optim::Adagrad({.lr = 0.1}); };
+    auto sgd = [] { return optim::SGD({.lr = 0.1, .momentum = 0.9}); };
+    CHECK(run(adam, true)[0] == run(adam, false)[0]);
+    CHECK(run(adam, true)[1] == run(adam, false)[1]);
+    CHECK(run(adagrad, true)[0] == run(adagrad, false)[0]);
+    CHECK(run(sgd, true)[1] == run(sgd, false)[1]);
+}

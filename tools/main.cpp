@@ -48,8 +48,10 @@ int main(int argc, char** argv) {
     try {
         if (sub == "gradcheck") return occam::cli::gradcheck(argc - 1, argv + 1);
         if (sub == "bench") return occam::cli::bench(argc - 1, argv + 1);
-        if (sub == "run" || sub == "presets" || sub == "analyse" || sub == "plot")
-            return occam::cli::not_yet(sub, "experiments land with the closed-form learners issue (#3)");
+        if (sub == "run") return occam::cli::run(argc - 1, argv + 1);
+        if (sub == "presets") return occam::cli::presets(argc - 1, argv + 1);
+        if (sub == "analyse" || sub == "analyze") return occam::cli::analyse(argc - 1, argv + 1);
+        if (sub == "plot") return occam::cli::plot(argc - 1, argv + 1);
         fmt::print(stderr, "occam: unknown subcommand '{}' (see occam --help)\n", sub);
         return occam::cli::kUsageError;
     } catch (const cxxopts::exceptions::exception& e) {

@@ -1,0 +1,46 @@
+// What this file teaches: an experiment is a plain struct of settings. A preset is a named
+// set of them; flags override a preset; config.json records the resolved struct, so every run
+// can be repeated exactly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace occam::experiment {
+
+struct Config {
+    std::string preset;                ///< the preset this run started from ("" if none)
+    // inputs and learner
+    std::string inputs = "sphere:3";   ///< disk | sphere:D | cube:D | gaussian:D | file:PATH.csv
+    std::string learner = "kernel";    ///< ridge | kernel | arccos
+    int features_min = 20;             ///< random features K (a range redraws K every step)
+    int features_max = 20;
+    double ridge = 1e-3;               ///< the learner's ridge parameter lambda
+    bool bias = false;                 ///< ridge learner: fit an unpenalised intercept
+    bool redraw_features = false;      ///< kernel learner: new random features every meta-step
+    int n_train = 20;
+    int n_test = 80;
+    // meta-loss
+    std::string divergence = "sinkhorn";  ///< sinkhorn | energy | mmd | w2 | variance
+    double div_weight = 1.0;
+    std::string div_on = "all";        ///< all: one term on all labels; split: train and test terms
+    double blur = 0.05;                ///< sinkhorn / mmd blur
+    double scaling = 0.5;              ///< sinkhorn epsilon-scaling factor
+    double mse_weight = 10.0;
+    // meta-learner
+    int meta_hidden = 150;
+    int meta_depth = 2;                ///< hidden layers
+    std::string meta_activation = "relu";
+    std::string meta_output = "cos";   ///< identity | cos | tanh | relu6/6
+    std::string meta_optimizer = "adagrad";  ///< adagrad | adam | sgd
+    double lr = 0.01;
+    int steps = 500;
+    // bookkeeping
+    std::uint64_t seed = 1;
+    int threads = 1;
+    int probe = 2000;                  ///< probe points for analysis and figures
+    int eval_tasks = 50;               ///< fresh tasks averaged for the reported test MSE
+    int checkpoint_every = 200;
+};
+
+}  // namespace occam::experiment

@@ -1,0 +1,329 @@
+// What this file teaches: where a task's inputs come from. An input distribution is a sampler
+// (disk, sphere, cube, Gaussian, or the rows of a CSV file) named by a short spec string, so a
+// run's config can say "sphere:3" and every draw is reproducible from the counter-based Rng.
+#pragma once
+
+#include <Eigen/Dense>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "../autodiff/random.hpp"
+
+namespace occam::experiment {
+
+/// A bad inputs spec or data file. The message is one line, meant for the user.
+class InputError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// A distribution over R^dim that can be sampled reproducibly.
+class InputDistribution {
+public:
+    virtual ~InputDistribution() = default;
+    /// Dimension of one sample.
+    virtual int dim() const = 0;
+    /// n x dim matrix, one sample per row.
+    virtual Eigen::MatrixXd sample(int n, ad::Rng& rng) const = 0;
+    /// The spec that recreates this distribution, e.g. "sphere:3".
+    virtual std::string describe() const = 0;
+    /// True when every sample lies on the unit sphere (so spherical-harmonic analysis applies).
+    virtual bool is_sphere() const { return false; }
+
+protected:
+    /// Callers pass sample counts computed from configs; a negative one is a bug, not user error.
+    static void check_count(int n) {
+        if (n < 0) throw std::invalid_argument("InputDistribution::sample: n must be >= 0, got " + std::to_string(n));
+    }
+};
+
+/// Uniform on the unit disk in R^2. r = sqrt(U) because the area within radius r grows as r^2.
+class DiskInputs : public InputDistribution {
+public:
+    int dim() const override { return 2; }
+    Eigen::MatrixXd sample(int n, ad::Rng& rng) const override {
+        check_count(n);
+        Eigen::MatrixXd X(n, 2);
+        for (int i = 0; i < n; ++i) {  // row by row, so the first k rows of sample(n) equal sample(k)
+            const double r = std::sqrt(rng.uniform());
+            const double angle = 2.0 * std::numbers::pi * rng.uniform();
+            X(i, 0) = r * std::cos(angle);
+            X(i, 1) = r * std::sin(angle);
+        }
+        return X;
+    }
+    std::string describe() const override { return "disk"; }
+};
+
+/// Uniform on the unit sphere S^(D-1) in R^D: a standard Gaussian vector is rotation invariant,
+/// so its direction is uniform.
+class SphereInputs : public InputDistribution {
+public:
+    explicit SphereInputs(int d) : d_(d) {
+        if (d < 2) throw std::invalid_argument("SphereInputs: dimension must be >= 2, got " + std::to_string(d));
+    }
+    int dim() const override { return d_; }
+    Eigen::MatrixXd sample(int n, ad::Rng& rng) const override {
+        check_count(n);
+        Eigen::MatrixXd X(n, d_);
+        for (int i = 0; i < n; ++i) {
+            double norm2 = 0.0;
+            do {  // an all-zero Gaussian vector has probability ~0, but must never divide by zero
+                for (int j = 0; j < d_; ++j) X(i, j) = rng.normal();
+                norm2 = X.row(i).squaredNorm();
+            } while (!(norm2 > 0.0));
+            X.row(i) /= std::sqrt(norm2);
+        }
+        return X;
+    }
+    std::string describe() const override { return "sphere:" + std::to_string(d_); }
+    bool is_sphere() const override { return true; }
+
+private:
+    int d_;
+};
+
+/// Uniform on the cube [-1, 1]^D.
+class CubeInputs : public InputDistribution {
+public:
+    explicit CubeInputs(int d) : d_(d) {
+        if (d < 1) throw std::invalid_argument("CubeInputs: dimension must be >= 1, got " + std::to_string(d));
+    }
+    int dim() const override { return d_; }
+    Eigen::MatrixXd sample(int n, ad::Rng& rng) const override {
+        check_count(n);
+        Eigen::MatrixXd X(n, d_);
+        for (int i = 0; i < n; ++i)
+            for (int j = 0; j < d_; ++j) X(i, j) = rng.uniform(-1.0, 1.0);
+        return X;
+    }
+    std::string describe() const override { return "cube:" + std::to_string(d_); }
+
+private:
+    int d_;
+};
+
+/// Standard Gaussian N(0, I_D).
+class GaussianInputs : public InputDistribution {
+public:
+    explicit GaussianInputs(int d) : d_(d) {
+        if (d < 1) throw std::invalid_argument("GaussianInputs: dimension must be >= 1, got " + std::to_string(d));
+    }
+    int dim() const override { return d_; }
+    Eigen::MatrixXd sample(int n, ad::Rng& rng) const override {
+        check_count(n);
+        Eigen::MatrixXd X(n, d_);
+        for (int i = 0; i < n; ++i)
+            for (int j = 0; j < d_; ++j) X(i, j) = rng.normal();
+        return X;
+    }
+    std::string describe() const override { return "gaussian:" + std::to_string(d_); }
+
+private:
+    int d_;
+};
+
+namespace detail {
+
+/// s without leading and trailing whitespace (this also drops the '\r' of Windows line ends).
+inline std::string_view trim(std::string_view s) {
+    const char* ws = " \t\r\n\f\v";
+    const auto first = s.find_first_not_of(ws);
+    if (first == std::string_view::npos) return {};
+    const auto last = s.find_last_not_of(ws);
+    return s.substr(first, last - first + 1);
+}
+
+/// Split one CSV line on commas (no quoting: a data file is numbers only), each cell trimmed.
+inline std::vector<std::string_view> split_cells(std::string_view line) {
+    std::vector<std::string_view> cells;
+    size_t start = 0;
+    for (;;) {
+        const auto comma = line.find(',', start);
+        if (comma == std::string_view::npos) {
+            cells.push_back(trim(line.substr(start)));
+            return cells;
+        }
+        cells.push_back(trim(line.substr(start, comma - start)));
+        start = comma + 1;
+    }
+}
+
+/// Parse the whole cell as a double, or return false. std::from_chars is locale independent and
+/// reports where it stopped, so "1.5x" is rejected rather than read as 1.5. "nan" and "inf" parse
+/// (the caller reports them as non-finite, which is a clearer message than "not a number").
+inline bool parse_double(std::string_view cell, double& out) {
+    std::string_view s = cell;
+    // from_chars rejects a leading '+', which spreadsheets do write; accept it before a digit or '.'.
+    if (s.size() > 1 && s[0] == '+' && s[1] != '-' && s[1] != '+') s.remove_prefix(1);
+    if (s.empty()) return false;
+    const char* end = s.data() + s.size();
+    const auto [ptr, ec] = std::from_chars(s.data(), end, out);
+    if (ptr != end) return false;
+    if (ec == std::errc::result_out_of_range) {
+        // Too large or too small for a double: from_chars leaves out unset, strtod says which
+        // (+-HUGE_VAL for overflow, reported later as non-finite; 0 or a denormal for underflow).
+        out = std::strtod(std::string(s).c_str(), nullptr);
+        return true;
+    }
+    return ec == std::errc();
+}
+
+/// Plural-aware count, for messages.
+inline std::string count_of(size_t n, const char* what) {
+    return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
+
+}  // namespace detail
+
+/// Read a CSV file of numbers: one sample per row, comma separated. Blank lines are ignored and
+/// cells are trimmed. The first non-blank line is skipped as a header only when none of its cells
+/// is a number (a half-numeric first line is more likely a broken data row than a header). Throws
+/// InputError naming the file, line and column for anything else: a missing file, ragged rows,
+/// non-numeric or non-finite cells, or fewer than 10 data rows.
+inline Eigen::MatrixXd load_csv(const std::string& path) {
+    const std::string where = "inputs file '" + path + "'";
+    std::error_code fs_error;
+    if (!std::filesystem::exists(path, fs_error)) throw InputError(where + ": no such file");
+    if (std::filesystem::is_directory(path, fs_error)) throw InputError(where + ": is a directory, not a file");
+    std::ifstream in(path);
+    if (!in) throw InputError(where + ": cannot be opened for reading");
+
+    std::vector<double> values;  // row-major, copied into the matrix at the end
+    size_t width = 0;            // values per row, fixed by the first non-blank line
+    size_t rows = 0;
+    bool seen_first = false;
+    std::string line;
+    for (size_t line_no = 1; std::getline(in, line); ++line_no) {
+        std::string_view text = line;
+        // A UTF-8 byte-order mark (written by some spreadsheet exports) is not part of the data.
+        if (line_no == 1 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+        if (detail::trim(text).empty()) continue;
+        const auto cells = detail::split_cells(text);
+        const std::string at_line = where + ": line " + std::to_string(line_no);
+
+        if (!seen_first) {
+            seen_first = true;
+            width = cells.size();
+            bool any_numeric = false;
+            for (const auto cell : cells) {
+                double ignored = 0.0;
+                if (detail::parse_double(cell, ignored)) any_numeric = true;
+            }
+            if (!any_numeric) continue;  // a header: names only
+        }
+        if (cells.size() != width)
+            throw InputError(at_line + " has " + detail::count_of(cells.size(), "value") + ", expected " +
+                             std::to_string(width));
+        for (size_t c = 0; c < cells.size(); ++c) {
+            const std::string at_cell = at_line + ", column " + std::to_string(c + 1);
+            if (cells[c].empty()) throw InputError(at_cell + ": empty value");
+            double v = 0.0;
+            if (!detail::parse_double(cells[c], v))
+                throw InputError(at_cell + ": '" + std::string(cells[c]) + "' is not a number");
+            if (!std::isfinite(v)) throw InputError(at_cell + ": non-finite value '" + std::string(cells[c]) + "'");
+            values.push_back(v);
+        }
+        ++rows;
+    }
+    if (in.bad()) throw InputError(where + ": read error");
+
+    constexpr size_t min_rows = 10;  // fewer cannot fill even a small train and test set
+    if (rows < min_rows)
+        throw InputError(where + ": only " + detail::count_of(rows, "data row") + "; need at least " +
+                         std::to_string(min_rows));
+    Eigen::MatrixXd data(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(width));
+    for (size_t i = 0; i < rows; ++i)
+        for (size_t j = 0; j < width; ++j)
+            data(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = values[i * width + j];
+    return data;
+}
+
+/// The rows of a CSV file (read once, at construction). sample(n) draws n distinct rows when the
+/// file has at least n, so a train and a test set drawn in one call never share a point;
+/// otherwise it draws with replacement.
+class FileInputs : public InputDistribution {
+public:
+    explicit FileInputs(std::string path) : path_(std::move(path)), data_(load_csv(path_)) {}
+    int dim() const override { return static_cast<int>(data_.cols()); }
+    Eigen::MatrixXd sample(int n, ad::Rng& rng) const override {
+        check_count(n);
+        const auto rows = static_cast<int>(data_.rows());
+        Eigen::MatrixXd X(n, data_.cols());
+        if (n <= rows) {
+            const std::vector<int> picked = rng.sample_without_replacement(rows, n);
+            for (int i = 0; i < n; ++i) X.row(i) = data_.row(picked[static_cast<size_t>(i)]);
+        } else {
+            for (int i = 0; i < n; ++i)
+                X.row(i) = data_.row(static_cast<Eigen::Index>(rng.below(static_cast<uint64_t>(rows))));
+        }
+        return X;
+    }
+    std::string describe() const override { return "file:" + path_; }
+    /// All rows of the file.
+    const Eigen::MatrixXd& data() const { return data_; }
+
+private:
+    std::string path_;
+    Eigen::MatrixXd data_;
+};
+
+namespace detail {
+
+/// The D of "name:D": an integer in [min_dim, max_dim], or an InputError quoting the spec.
+inline int parse_dimension(const std::string& spec, std::string_view text, int min_dim) {
+    constexpr int max_dim = 100000;  // far beyond any use; stops "sphere:999999999" exhausting memory
+    int d = 0;
+    const char* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, d);
+    if (text.empty() || ec != std::errc() || ptr != end || d < min_dim)
+        throw InputError("inputs '" + spec + "': dimension must be an integer >= " + std::to_string(min_dim));
+    if (d > max_dim)
+        throw InputError("inputs '" + spec + "': dimension " + std::to_string(d) + " is too large (at most " +
+                         std::to_string(max_dim) + ")");
+    return d;
+}
+
+}  // namespace detail
+
+/// The input distribution named by spec: disk, sphere:D (D >= 2), cube:D, gaussian:D (D >= 1)
+/// or file:PATH (a CSV file, see load_csv). Throws InputError for anything else.
+inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec) {
+    const std::string_view s = detail::trim(spec);
+    const auto colon = s.find(':');
+    const std::string_view name = s.substr(0, colon);
+    const bool has_arg = colon != std::string_view::npos;
+    const std::string_view arg = has_arg ? s.substr(colon + 1) : std::string_view{};
+
+    if (name == "disk") {
+        if (has_arg) throw InputError("inputs '" + spec + "': disk takes no dimension (it is always 2-D)");
+        return std::make_unique<DiskInputs>();
+    }
+    if (name == "file") {
+        if (detail::trim(arg).empty()) throw InputError("inputs '" + spec + "': expected file:PATH.csv");
+        return std::make_unique<FileInputs>(std::string(arg));  // the path is kept verbatim
+    }
+    if (name == "sphere" || name == "cube" || name == "gaussian") {
+        if (!has_arg)
+            throw InputError("inputs '" + spec + "': missing dimension (expected " + std::string(name) + ":D)");
+        const int d = detail::parse_dimension(spec, arg, name == "sphere" ? 2 : 1);
+        if (name == "sphere") return std::make_unique<SphereInputs>(d);
+        if (name == "cube") return std::make_unique<CubeInputs>(d);
+        return std::make_unique<GaussianInputs>(d);
+    }
+    throw InputError("unknown inputs '" + spec + "' (expected disk, sphere:D, cube:D, gaussian:D or file:PATH.csv)");
+}
+
+}  // namespace occam::experiment

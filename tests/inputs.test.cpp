@@ -1,0 +1,358 @@
+#include "experiment/inputs.hpp"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+using occam::ad::Rng;
+using occam::experiment::InputError;
+using occam::experiment::load_csv;
+using occam::experiment::make_inputs;
+
+namespace {
+
+/// A fresh folder under the system temp directory, removed with everything in it at scope exit.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        path = std::filesystem::temp_directory_path() /
+               ("occam-inputs-test-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+        std::filesystem::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+    /// Write text to name inside the folder; returns the full path.
+    std::string write(const std::string& name, const std::string& text) const {
+        const auto p = path / name;
+        std::ofstream(p, std::ios::binary) << text;
+        return p.string();
+    }
+};
+
+/// The InputError message thrown by f, or "" if it threw nothing.
+template <class F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const InputError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+/// n lines "i,2i" for i = 0..n-1 (valid data rows).
+std::string numbered_rows(int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += std::to_string(i) + "," + std::to_string(2 * i) + "\n";
+    return s;
+}
+
+double column_variance(const Eigen::MatrixXd& X, int j) {
+    const double m = X.col(j).mean();
+    return (X.col(j).array() - m).square().mean();
+}
+
+}  // namespace
+
+TEST_CASE("inputs: make_inputs parses every built-in spec") {
+    auto disk = make_inputs("disk");
+    CHECK(disk->dim() == 2);
+    CHECK(disk->describe() == "disk");
+    CHECK_FALSE(disk->is_sphere());
+
+    auto sphere = make_inputs("sphere:3");
+    CHECK(sphere->dim() == 3);
+    CHECK(sphere->describe() == "sphere:3");
+    CHECK(sphere->is_sphere());
+
+    auto cube = make_inputs("cube:2");
+    CHECK(cube->dim() == 2);
+    CHECK(cube->describe() == "cube:2");
+    CHECK_FALSE(cube->is_sphere());
+
+    auto gauss = make_inputs("gaussian:5");
+    CHECK(gauss->dim() == 5);
+    CHECK(gauss->describe() == "gaussian:5");
+
+    CHECK(make_inputs("cube:1")->dim() == 1);
+    CHECK(make_inputs("sphere:2")->dim() == 2);
+    CHECK(make_inputs(" sphere:4 ")->describe() == "sphere:4");  // surrounding spaces from a config
+}
+
+TEST_CASE("inputs: make_inputs rejects bad specs with one-line messages") {
+    CHECK(error_of([] { make_inputs("foo"); }) ==
+          "unknown inputs 'foo' (expected disk, sphere:D, cube:D, gaussian:D or file:PATH.csv)");
+    CHECK(error_of([] { make_inputs("sphere:x"); }) == "inputs 'sphere:x': dimension must be an integer >= 2");
+    CHECK(error_of([] { make_inputs("sphere:1"); }) == "inputs 'sphere:1': dimension must be an integer >= 2");
+    CHECK(error_of([] { make_inputs("sphere:3x"); }) == "inputs 'sphere:3x': dimension must be an integer >= 2");
+    CHECK(error_of([] { make_inputs("sphere:-3"); }) == "inputs 'sphere:-3': dimension must be an integer >= 2");
+    CHECK(error_of([] { make_inputs("cube:0"); }) == "inputs 'cube:0': dimension must be an integer >= 1");
+    CHECK(error_of([] { make_inputs("gaussian:"); }) == "inputs 'gaussian:': dimension must be an integer >= 1");
+    CHECK(contains(error_of([] { make_inputs("cube"); }), "missing dimension"));
+    CHECK(contains(error_of([] { make_inputs("sphere:99999999999"); }), "dimension must be an integer"));
+    CHECK(contains(error_of([] { make_inputs("sphere:1000000"); }), "too large"));
+    CHECK(contains(error_of([] { make_inputs("disk:2"); }), "disk takes no dimension"));
+    CHECK(contains(error_of([] { make_inputs("file:"); }), "expected file:PATH.csv"));
+    CHECK(contains(error_of([] { make_inputs(""); }), "unknown inputs ''"));
+    CHECK(contains(error_of([] { make_inputs("Sphere:3"); }), "unknown inputs"));
+    for (const char* spec : {"foo", "sphere:x", "disk:2", "file:", "file:/no/such/occam/file.csv"}) {
+        const std::string msg = error_of([&] { make_inputs(spec); });
+        CHECK_FALSE(msg.empty());
+        CHECK(msg.find('\n') == std::string::npos);
+    }
+}
+
+TEST_CASE("inputs: disk samples are uniform on the unit disk") {
+    Rng rng(7);
+    const Eigen::MatrixXd X = make_inputs("disk")->sample(20000, rng);
+    REQUIRE(X.rows() == 20000);
+    REQUIRE(X.cols() == 2);
+    const Eigen::ArrayXd r2 = X.rowwise().squaredNorm().array();
+    CHECK(r2.maxCoeff() <= 1.0);
+    // Uniform on the disk means r^2 ~ U(0, 1): mean 1/2, and a quarter of points inside r = 1/2.
+    CHECK(r2.mean() == doctest::Approx(0.5).epsilon(0.02));
+    CHECK(static_cast<double>((r2 < 0.25).count()) / 20000.0 == doctest::Approx(0.25).epsilon(0.05));
+    CHECK(std::abs(X.col(0).mean()) < 0.02);
+    CHECK(std::abs(X.col(1).mean()) < 0.02);
+    CHECK(column_variance(X, 0) == doctest::Approx(0.25).epsilon(0.04));  // E[x^2] = E[r^2]/2
+    // Every quadrant gets about a quarter of the points (the angle is uniform).
+    const double q1 = static_cast<double>(((X.col(0).array() > 0) && (X.col(1).array() > 0)).count()) / 20000.0;
+    CHECK(q1 == doctest::Approx(0.25).epsilon(0.05));
+}
+
+TEST_CASE("inputs: sphere samples are uniform on the unit sphere") {
+    Rng rng(11);
+    const Eigen::MatrixXd X = make_inputs("sphere:3")->sample(20000, rng);
+    REQUIRE(X.rows() == 20000);
+    REQUIRE(X.cols() == 3);
+    CHECK((X.rowwise().norm().array() - 1.0).abs().maxCoeff() < 1e-12);
+    for (int j = 0; j < 3; ++j) {
+        CHECK(std::abs(X.col(j).mean()) < 0.02);
+        CHECK(column_variance(X, j) == doctest::Approx(1.0 / 3.0).epsilon(0.03));
+    }
+    // On S^2 each coordinate is uniform on [-1, 1] (Archimedes): a quarter below -1/2.
+    CHECK(static_cast<double>((X.col(2).array() < -0.5).count()) / 20000.0 == doctest::Approx(0.25).epsilon(0.05));
+
+    // Other dimensions: unit norms and per-coordinate variance 1/D.
+    for (int d : {2, 4, 10}) {
+        Rng r(3, static_cast<uint64_t>(d));
+        const Eigen::MatrixXd Y = make_inputs("sphere:" + std::to_string(d))->sample(5000, r);
+        REQUIRE(Y.cols() == d);
+        CHECK((Y.rowwise().norm().array() - 1.0).abs().maxCoeff() < 1e-12);
+        CHECK(column_variance(Y, 0) == doctest::Approx(1.0 / d).epsilon(0.08));
+    }
+}
+
+TEST_CASE("inputs: cube samples are uniform on the cube") {
+    Rng rng(5);
+    const Eigen::MatrixXd X = make_inputs("cube:4")->sample(20000, rng);
+    REQUIRE(X.rows() == 20000);
+    REQUIRE(X.cols() == 4);
+    CHECK(X.minCoeff() >= -1.0);
+    CHECK(X.maxCoeff() < 1.0);
+    for (int j = 0; j < 4; ++j) {
+        CHECK(std::abs(X.col(j).mean()) < 0.02);
+        CHECK(column_variance(X, j) == doctest::Approx(1.0 / 3.0).epsilon(0.03));
+    }
+}
+
+TEST_CASE("inputs: gaussian samples have zero mean and identity covariance") {
+    Rng rng(9);
+    const Eigen::MatrixXd X = make_inputs("gaussian:3")->sample(20000, rng);
+    REQUIRE(X.rows() == 20000);
+    REQUIRE(X.cols() == 3);
+    const Eigen::MatrixXd centred = X.rowwise() - X.colwise().mean();
+    const Eigen::MatrixXd cov = centred.transpose() * centred / 20000.0;
+    CHECK((cov - Eigen::MatrixXd::Identity(3, 3)).cwiseAbs().maxCoeff() < 0.05);
+    CHECK(X.colwise().mean().cwiseAbs().maxCoeff() < 0.03);
+    // Tails: about 4.55% of |x| beyond 2.
+    CHECK(static_cast<double>((X.col(0).array().abs() > 2.0).count()) / 20000.0 ==
+          doctest::Approx(0.0455).epsilon(0.15));
+}
+
+TEST_CASE("inputs: sampling is deterministic for a given Rng") {
+    for (const char* spec : {"disk", "sphere:3", "cube:2", "gaussian:5"}) {
+        CAPTURE(spec);
+        auto inputs = make_inputs(spec);
+        Rng a(42, 1), b(42, 1), c(43, 1);
+        const Eigen::MatrixXd xa = inputs->sample(50, a);
+        const Eigen::MatrixXd xb = inputs->sample(50, b);
+        const Eigen::MatrixXd xc = inputs->sample(50, c);
+        CHECK(xa == xb);
+        CHECK(xa != xc);
+        CHECK(a.counter() == b.counter());
+        // Rows are drawn one after another, so a shorter draw is a prefix of a longer one.
+        Rng d(42, 1);
+        CHECK(inputs->sample(20, d) == xa.topRows(20));
+        // Zero samples is a valid, empty draw.
+        CHECK(inputs->sample(0, d).rows() == 0);
+        CHECK_THROWS_AS(inputs->sample(-1, d), std::invalid_argument);
+    }
+}
+
+TEST_CASE("inputs: load_csv reads numbers with or without a header") {
+    TempDir dir;
+    SUBCASE("plain rows") {
+        const Eigen::MatrixXd M = load_csv(dir.write("plain.csv", numbered_rows(12)));
+        REQUIRE(M.rows() == 12);
+        REQUIRE(M.cols() == 2);
+        CHECK(M(0, 0) == 0.0);
+        CHECK(M(11, 0) == 11.0);
+        CHECK(M(11, 1) == 22.0);
+    }
+    SUBCASE("a header row of names is skipped") {
+        const Eigen::MatrixXd M = load_csv(dir.write("header.csv", "x, y\n" + numbered_rows(10)));
+        REQUIRE(M.rows() == 10);
+        CHECK(M(0, 0) == 0.0);
+        CHECK(M(9, 1) == 18.0);
+    }
+    SUBCASE("blank lines whitespace CRLF signs and exponents") {
+        std::string text = "\n  a , b \r\n\r\n";
+        text += " +1.5 , -2e-3\r\n";
+        text += "   \n";
+        text += ".5,1E2\n";
+        text += numbered_rows(8);
+        text += "\n\n";
+        const Eigen::MatrixXd M = load_csv(dir.write("messy.csv", text));
+        REQUIRE(M.rows() == 10);
+        REQUIRE(M.cols() == 2);
+        CHECK(M(0, 0) == 1.5);
+        CHECK(M(0, 1) == -0.002);
+        CHECK(M(1, 0) == 0.5);
+        CHECK(M(1, 1) == 100.0);
+    }
+    SUBCASE("a byte-order mark before the header is ignored") {
+        const Eigen::MatrixXd M = load_csv(dir.write("bom.csv", "\xEF\xBB\xBFx,y\n" + numbered_rows(10)));
+        CHECK(M.rows() == 10);
+    }
+    SUBCASE("one column") {
+        std::string text = "value\n";
+        for (int i = 0; i < 10; ++i) text += std::to_string(i) + "\n";
+        const Eigen::MatrixXd M = load_csv(dir.write("one.csv", text));
+        CHECK(M.rows() == 10);
+        CHECK(M.cols() == 1);
+    }
+}
+
+TEST_CASE("inputs: load_csv errors name the file line and column") {
+    TempDir dir;
+    SUBCASE("missing file") {
+        const std::string path = (dir.path / "absent.csv").string();
+        const std::string msg = error_of([&] { load_csv(path); });
+        CHECK(contains(msg, path));
+        CHECK(contains(msg, "no such file"));
+    }
+    SUBCASE("a directory") {
+        const std::string msg = error_of([&] { load_csv(dir.path.string()); });
+        CHECK(contains(msg, "is a directory"));
+    }
+    SUBCASE("ragged rows") {
+        // line 1 header, lines 2-4 data, line 5 has an extra value
+        const std::string path = dir.write("ragged.csv", "x,y\n1,2\n3,4\n5,6\n7,8,9\n" + numbered_rows(10));
+        const std::string msg = error_of([&] { load_csv(path); });
+        CHECK(msg == "inputs file '" + path + "': line 5 has 3 values, expected 2");
+        const std::string short_path = dir.write("short.csv", "1,2\n3\n");
+        CHECK(contains(error_of([&] { load_csv(short_path); }), "line 2 has 1 value, expected 2"));
+    }
+    SUBCASE("a non-numeric cell") {
+        const std::string path = dir.write("text.csv", "x,y\n1,2\n3,4\n5,abc\n" + numbered_rows(10));
+        CHECK(error_of([&] { load_csv(path); }) == "inputs file '" + path + "': line 4, column 2: 'abc' is not a number");
+    }
+    SUBCASE("trailing garbage after a number") {
+        const std::string path = dir.write("garbage.csv", "1,2\n1.5x,4\n" + numbered_rows(10));
+        CHECK(contains(error_of([&] { load_csv(path); }), "line 2, column 1: '1.5x' is not a number"));
+        const std::string path2 = dir.write("twodots.csv", "1,2\n3,1.2.3\n" + numbered_rows(10));
+        CHECK(contains(error_of([&] { load_csv(path2); }), "line 2, column 2: '1.2.3' is not a number"));
+        const std::string path3 = dir.write("quoted.csv", "1,2\n\"3\",4\n" + numbered_rows(10));
+        CHECK(contains(error_of([&] { load_csv(path3); }), "is not a number"));
+    }
+    SUBCASE("an empty cell") {
+        const std::string path = dir.write("empty.csv", "1,2\n3,\n" + numbered_rows(10));
+        CHECK(contains(error_of([&] { load_csv(path); }), "line 2, column 2: empty value"));
+    }
+    SUBCASE("NaN and infinity") {
+        const std::string nan_path = dir.write("nan.csv", numbered_rows(6) + "nan,1\n" + numbered_rows(6));
+        CHECK(error_of([&] { load_csv(nan_path); }) ==
+              "inputs file '" + nan_path + "': line 7, column 1: non-finite value 'nan'");
+        const std::string inf_path = dir.write("inf.csv", "1,-inf\n" + numbered_rows(10));
+        CHECK(contains(error_of([&] { load_csv(inf_path); }), "line 1, column 2: non-finite value '-inf'"));
+        const std::string big_path = dir.write("big.csv", "1,2\n1e999,3\n" + numbered_rows(10));
+        CHECK(contains(error_of([&] { load_csv(big_path); }), "line 2, column 1: non-finite value '1e999'"));
+    }
+    SUBCASE("a half-numeric first line is data not a header") {
+        const std::string path = dir.write("half.csv", "x,1\n" + numbered_rows(10));
+        CHECK(contains(error_of([&] { load_csv(path); }), "line 1, column 1: 'x' is not a number"));
+    }
+    SUBCASE("too few data rows") {
+        const std::string path = dir.write("few.csv", "x,y\n" + numbered_rows(7));
+        CHECK(error_of([&] { load_csv(path); }) == "inputs file '" + path + "': only 7 data rows; need at least 10");
+        const std::string empty_path = dir.write("nothing.csv", "\n\n");
+        CHECK(contains(error_of([&] { load_csv(empty_path); }), "only 0 data rows"));
+        const std::string header_only = dir.write("header_only.csv", "a,b\n");
+        CHECK(contains(error_of([&] { load_csv(header_only); }), "only 0 data rows"));
+    }
+    SUBCASE("underflow reads as a tiny number") {
+        const Eigen::MatrixXd M = load_csv(dir.write("tiny.csv", "1e-400,1\n" + numbered_rows(10)));
+        CHECK(M(0, 0) == doctest::Approx(0.0));
+    }
+}
+
+TEST_CASE("inputs: file inputs sample rows without replacement") {
+    TempDir dir;
+    const std::string path = dir.write("data.csv", "a,b,c\n" + [] {
+        std::string s;
+        for (int i = 0; i < 40; ++i) s += std::to_string(i) + "," + std::to_string(i * i) + "," + std::to_string(-i) + "\n";
+        return s;
+    }());
+    auto inputs = make_inputs("file:" + path);
+    CHECK(inputs->dim() == 3);
+    CHECK(inputs->describe() == "file:" + path);
+    CHECK_FALSE(inputs->is_sphere());
+
+    // n <= rows: distinct rows (a train and test set drawn together are disjoint), all from the file.
+    Rng rng(1);
+    const Eigen::MatrixXd X = inputs->sample(40, rng);
+    REQUIRE(X.rows() == 40);
+    std::set<int> ids;
+    for (int i = 0; i < 40; ++i) {
+        const double id = X(i, 0);
+        CHECK(X(i, 1) == id * id);
+        CHECK(X(i, 2) == -id);
+        ids.insert(static_cast<int>(id));
+    }
+    CHECK(ids.size() == 40);
+
+    Rng r2(2);
+    const Eigen::MatrixXd Y = inputs->sample(25, r2);
+    std::set<int> ids25;
+    for (int i = 0; i < 25; ++i) ids25.insert(static_cast<int>(Y(i, 0)));
+    CHECK(ids25.size() == 25);
+
+    // n > rows: with replacement, still only rows of the file.
+    Rng r3(3);
+    const Eigen::MatrixXd Z = inputs->sample(100, r3);
+    REQUIRE(Z.rows() == 100);
+    for (int i = 0; i < 100; ++i) {
+        CHECK(Z(i, 0) >= 0.0);
+        CHECK(Z(i, 0) <= 39.0);
+        CHECK(Z(i, 1) == Z(i, 0) * Z(i, 0));
+    }
+
+    // Deterministic for a given Rng, and the file is read once: deleting it changes nothing.
+    std::filesystem::remove(path);
+    Rng again(1);
+    CHECK(inputs->sample(40, again) == X);
+
+    // A missing file fails at construction, naming it.
+    CHECK(contains(error_of([&] { make_inputs("file:" + path); }), path));
+}

@@ -1,0 +1,273 @@
+// metaloss/sinkhorn.hpp against geomloss. Every number marked "reference" is copied from
+// reference/sinkhorn.md §6, geomloss v0.3.1 on float64 (SamplesLoss, tensorized backend,
+// uniform weights, scaling 0.5, reach None); the doc prints 10 to 12 digits, so the tolerance
+// is 1e-9 absolute.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "autodiff/autodiff.hpp"
+#include "metaloss/sinkhorn.hpp"
+
+using namespace occam;
+using metaloss::SinkhornOptions;
+
+namespace {
+
+constexpr double kTol = 1e-9;
+
+Eigen::VectorXd vec(std::initializer_list<double> v) {
+    Eigen::VectorXd out(Eigen::Index(v.size()));
+    Eigen::Index i = 0;
+    for (double d : v) out[i++] = d;
+    return out;
+}
+
+// Case A: x = [-0.5, 0.1, 0.7], y = [-1, 0, 1].
+Eigen::VectorXd case_a_x() { return vec({-0.5, 0.1, 0.7}); }
+Eigen::VectorXd case_a_y() { return vec({-1.0, 0.0, 1.0}); }
+
+// Case B: x_i = 0.8 cos(0.7 i), i = 0..6; y_j = 0.3 + 0.5 sin(1.1 j), j = 0..4 (radians).
+Eigen::VectorXd case_b_x() {
+    Eigen::VectorXd x(7);
+    for (int i = 0; i < 7; ++i) x[i] = 0.8 * std::cos(0.7 * i);
+    return x;
+}
+Eigen::VectorXd case_b_y() {
+    Eigen::VectorXd y(5);
+    for (int j = 0; j < 5; ++j) y[j] = 0.3 + 0.5 * std::sin(1.1 * j);
+    return y;
+}
+
+void check_close(const Eigen::VectorXd& got, const Eigen::VectorXd& want, double tol) {
+    REQUIRE(got.size() == want.size());
+    for (Eigen::Index i = 0; i < got.size(); ++i) {
+        CAPTURE(i);
+        CHECK(std::abs(got[i] - want[i]) <= tol);
+    }
+}
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double rel) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        CAPTURE(i);
+        CHECK(std::abs(got[i] - want[i]) <= rel * std::abs(want[i]));
+    }
+}
+
+SinkhornOptions with_blur(double blur) {
+    SinkhornOptions o;
+    o.blur = blur;
+    return o;
+}
+SinkhornOptions with_p1() {
+    SinkhornOptions o;
+    o.p = 1;
+    return o;
+}
+SinkhornOptions no_debias() {
+    SinkhornOptions o;
+    o.debias = false;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("sinkhorn: case A values match geomloss") {
+    const Eigen::VectorXd x = case_a_x(), y = case_a_y();
+    // reference: S = 0.058333333333 (= W2^2 / 2; the problem is effectively converged).
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y) - 0.058333333333) <= kTol);
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y, with_blur(0.5)) - 0.058377890277) <= kTol);
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y, with_p1()) - 0.299898202935) <= kTol);
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y, no_debias()) - 0.061079864055) <= kTol);
+}
+
+TEST_CASE("sinkhorn: case A potentials and gradients match geomloss") {
+    const metaloss::SinkhornResult r = metaloss::sinkhorn(case_a_x(), case_a_y(), {});
+    CHECK(std::abs(r.value - 0.058333333333) <= kTol);
+    check_close(r.f, vec({-0.070983312566, 0.107480630753, 0.046010780889}), kTol);
+    check_close(r.g, vec({0.198729843288, -0.099734100032, 0.001735749833}), kTol);
+    check_close(r.p, Eigen::VectorXd::Constant(3, 0.001373265361), kTol);
+    check_close(r.q, Eigen::VectorXd::Constant(3, 0.001373265361), kTol);
+    check_close(r.F, vec({-0.0723565779, 0.1061073654, 0.0446375155}), kTol);
+    check_close(r.G, vec({0.1973565779, -0.1011073654, 0.0003624845}), kTol);
+    check_close(r.grad_x, vec({0.1666666667, 0.0333333333, -0.1}), kTol);
+    check_close(r.grad_y, vec({-0.1666666667, -0.0333333333, 0.1}), kTol);
+    // d = 2: the duplicated d^2 and the trailing blur^2.
+    check_close(r.eps_list, {4, 4, 1, 0.25, 0.0625, 0.015625, 0.00390625, 0.0025}, 1e-14);
+}
+
+TEST_CASE("sinkhorn: case B values match geomloss") {
+    const Eigen::VectorXd x = case_b_x(), y = case_b_y();
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y) - 0.147637068278) <= kTol);
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y, with_blur(0.01)) - 0.147320901505) <= kTol);
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y, with_blur(0.5)) - 0.140000718510) <= kTol);
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y, with_p1()) - 0.397210378951) <= kTol);
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y, no_debias()) - 0.151231979683) <= kTol);
+}
+
+TEST_CASE("sinkhorn: case B potentials gradients and schedule match geomloss") {
+    const metaloss::SinkhornResult r = metaloss::sinkhorn(case_b_x(), case_b_y(), {});
+    CHECK(std::abs(r.value - 0.147637068278) <= kTol);
+    check_close(r.grad_x,
+                vec({0.0088448481, -0.0141389754, -0.0234336785, -0.0918927184, -0.0822503113, -0.0822489109,
+                     -0.0928082200}),
+                kTol);
+    check_close(r.grad_y, vec({0.1064896724, -0.0107743205, 0.0092191914, 0.1273469551, 0.1151507460}), kTol);
+    check_close(r.F,
+                vec({-0.2091866065, -0.2057446753, -0.0747485891, 0.1574128254, 0.3615539181, 0.3588982707,
+                     0.1498705781}),
+                kTol);
+    check_close(r.G, vec({0.0887203321, 0.2107345413, 0.2113026481, 0.0376298608, -0.1945275562}), kTol);
+    // reference: d = 1.5537778725349265, L = 7.
+    REQUIRE(r.eps_list.size() == 7);
+    check_close(r.eps_list,
+                {2.414225677179162, 2.414225677179162, 0.6035564192947905, 0.15088910482369763,
+                 0.037722276205924415, 0.009430569051481107, 0.0025000000000000005},
+                1e-14);
+    CHECK(std::abs(std::sqrt(r.eps_list[0]) - 1.5537778725349265) <= 1e-15);
+}
+
+TEST_CASE("sinkhorn: epsilon schedule edge cases follow numpy arange") {
+    // reference §2: d/blur an exact power of 1/scaling; numpy gives L = 6 for d = 0.8 and L = 8
+    // for d = 3.2, with no extra value near blur^p before the final one.
+    std::vector<double> e08 = metaloss::epsilon_schedule(2, 0.8, 0.05, 0.5);
+    REQUIRE(e08.size() == 6);
+    check_close(e08, {0.64, 0.64, 0.16, 0.04, 0.01, 0.0025}, 1e-13);
+    std::vector<double> e32 = metaloss::epsilon_schedule(2, 3.2, 0.05, 0.5);
+    REQUIRE(e32.size() == 8);
+    check_close(e32, {10.24, 10.24, 2.56, 0.64, 0.16, 0.04, 0.01, 0.0025}, 1e-13);
+    // p = 1, d = 2.
+    check_close(metaloss::epsilon_schedule(1, 2.0, 0.05, 0.5), {2, 2, 1, .5, .25, .125, .0625, .05}, 1e-14);
+    // d < blur: epsilon goes up, [d^p, blur^p].
+    check_close(metaloss::epsilon_schedule(2, 0.01, 0.05, 0.5), {1e-4, 0.0025}, 1e-14);
+    // The arange artefact quoted in §2: for d = 2 the fifth value is exp(t) with t one ulp off
+    // 2 ln 0.25, which numpy prints as 0.06250000000000003.
+    CHECK(metaloss::epsilon_schedule(2, 2.0, 0.05, 0.5)[4] == 0.06250000000000003);
+    CHECK_THROWS_AS(metaloss::epsilon_schedule(2, 0.0, 0.05, 0.5), std::invalid_argument);
+}
+
+TEST_CASE("sinkhorn: Var version gives the closed-form gradient") {
+    for (int which = 0; which < 2; ++which) {
+        CAPTURE(which);
+        const Eigen::VectorXd xv = which ? case_b_x() : case_a_x();
+        const Eigen::VectorXd yv = which ? case_b_y() : case_a_y();
+        for (const SinkhornOptions& o : {SinkhornOptions{}, with_p1(), no_debias(), with_blur(0.5)}) {
+            const metaloss::SinkhornResult r = metaloss::sinkhorn(xv, yv, o);
+            ad::TapeScope scope;
+            ad::Var x = ad::param(xv), y = ad::param(yv);
+            ad::Var s = metaloss::sinkhorn_divergence(x, y, o);
+            CHECK(std::abs(s.item() - r.value) <= 1e-15);
+            std::vector<Eigen::MatrixXd> g = ad::values(ad::grad(s, {x, y}));
+            CHECK((g[0].col(0) - r.grad_x).cwiseAbs().maxCoeff() <= 1e-12);
+            CHECK((g[1].col(0) - r.grad_y).cwiseAbs().maxCoeff() <= 1e-12);
+            // The incoming gradient scales the result (g * dS/dx).
+            std::vector<Eigen::MatrixXd> g3 = ad::values(ad::grad(ad::mul_scalar(s, 3.0), {x}));
+            CHECK((g3[0].col(0) - 3.0 * r.grad_x).cwiseAbs().maxCoeff() <= 1e-12);
+        }
+    }
+}
+
+TEST_CASE("sinkhorn: gradient agrees with finite differences on converged case A") {
+    // reference §4: case A converges, so the envelope gradient is the derivative of the value.
+    const Eigen::VectorXd x0 = case_a_x(), y0 = case_a_y();
+    const metaloss::SinkhornResult r = metaloss::sinkhorn(x0, y0);
+    const double h = 1e-5;
+    for (int i = 0; i < 3; ++i) {
+        Eigen::VectorXd xp = x0, xm = x0, yp = y0, ym = y0;
+        xp[i] += h;
+        xm[i] -= h;
+        yp[i] += h;
+        ym[i] -= h;
+        const double dx = (metaloss::sinkhorn_divergence(xp, y0) - metaloss::sinkhorn_divergence(xm, y0)) / (2 * h);
+        const double dy = (metaloss::sinkhorn_divergence(x0, yp) - metaloss::sinkhorn_divergence(x0, ym)) / (2 * h);
+        CAPTURE(i);
+        CHECK(std::abs(dx - r.grad_x[i]) <= 1e-6);
+        CHECK(std::abs(dy - r.grad_y[i]) <= 1e-6);
+    }
+}
+
+TEST_CASE("sinkhorn: only the inputs that need a gradient get one") {
+    ad::TapeScope scope;
+    ad::Var x = ad::param(case_b_x());
+    ad::Var y = ad::constant(case_b_y());
+    ad::Var s = metaloss::sinkhorn_divergence(x, y);
+    CHECK(s.requires_grad());
+    std::vector<Eigen::MatrixXd> g = ad::values(ad::grad(s, {x}));
+    CHECK((g[0].col(0) - metaloss::sinkhorn(case_b_x(), case_b_y()).grad_x).cwiseAbs().maxCoeff() <= 1e-12);
+    // Both constant: a plain value with no backward.
+    ad::Var c = metaloss::sinkhorn_divergence(ad::constant(case_b_x()), y);
+    CHECK_FALSE(c.requires_grad());
+    CHECK(std::abs(c.item() - 0.147637068278) <= kTol);
+    // Under NoGradGuard too.
+    {
+        ad::NoGradGuard ng;
+        CHECK_FALSE(metaloss::sinkhorn_divergence(x, y).requires_grad());
+    }
+    // create_graph works (the gradient is a constant times g, so its own derivative is zero).
+    ad::Var gx = ad::grad(s, {x}, {.create_graph = true})[0];
+    CHECK(gx.rows() == 7);
+}
+
+TEST_CASE("sinkhorn: symmetric and zero on identical clouds") {
+    const Eigen::VectorXd x = case_b_x(), y = case_b_y();
+    CHECK(std::abs(metaloss::sinkhorn_divergence(x, y) - metaloss::sinkhorn_divergence(y, x)) <= 1e-12);
+    // x against itself: f follows p and g follows q step for step, so S = 0 and the gradient too.
+    const metaloss::SinkhornResult r = metaloss::sinkhorn(x, x);
+    CHECK(std::abs(r.value) <= 1e-14);
+    CHECK(r.grad_x.cwiseAbs().maxCoeff() <= 1e-14);
+}
+
+TEST_CASE("sinkhorn: bad inputs and options raise clear errors") {
+    const Eigen::VectorXd x = case_a_x(), y = case_a_y();
+    Eigen::VectorXd bad = x;
+    bad[1] = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_AS(metaloss::sinkhorn_divergence(bad, y), std::domain_error);
+    bad[1] = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH_AS(metaloss::sinkhorn_divergence(x, bad), doctest::Contains("NaN or inf"), std::domain_error);
+    CHECK_THROWS_WITH_AS(metaloss::sinkhorn_divergence(bad, y), doctest::Contains("labels contain NaN or inf"),
+                         std::domain_error);
+    // All points identical: the diameter is 0 and geomloss raises.
+    CHECK_THROWS_WITH_AS(metaloss::sinkhorn_divergence(Eigen::VectorXd::Constant(3, 0.2),
+                                                       Eigen::VectorXd::Constant(2, 0.2)),
+                         doctest::Contains("identical"), std::invalid_argument);
+    CHECK_THROWS_AS(metaloss::sinkhorn_divergence(Eigen::VectorXd(0), y), std::invalid_argument);
+
+    SinkhornOptions o;
+    o.p = 3;
+    CHECK_THROWS_WITH_AS(metaloss::sinkhorn_divergence(x, y, o), doctest::Contains("SinkhornOptions.p"),
+                         std::invalid_argument);
+    o = {};
+    o.blur = 0.0;
+    CHECK_THROWS_WITH_AS(metaloss::sinkhorn_divergence(x, y, o), doctest::Contains("SinkhornOptions.blur"),
+                         std::invalid_argument);
+    o = {};
+    o.scaling = 1.0;
+    CHECK_THROWS_WITH_AS(metaloss::sinkhorn_divergence(x, y, o), doctest::Contains("SinkhornOptions.scaling"),
+                         std::invalid_argument);
+
+    ad::TapeScope scope;
+    ad::Var row = ad::param(Eigen::MatrixXd(x.transpose()));
+    CHECK_THROWS_WITH_AS(metaloss::sinkhorn_divergence(row, ad::param(y)), doctest::Contains("1x3"),
+                         ad::ShapeError);
+    CHECK_THROWS_AS(metaloss::sinkhorn_divergence(ad::param(x), ad::param(Eigen::MatrixXd::Zero(3, 2))),
+                    ad::ShapeError);
+    CHECK_THROWS_AS(metaloss::sinkhorn_divergence(ad::param(bad), ad::param(y)), std::domain_error);
+}
+
+TEST_CASE("sinkhorn: 100 labels against 100 samples stays fast") {
+    // A loose guard only (tests build at -O1 on shared machines); see the report for timings.
+    Eigen::VectorXd x(100), y(100);
+    for (int i = 0; i < 100; ++i) {
+        x[i] = std::sin(1.3 * i);
+        y[i] = -1.0 + 2.0 * (i + 0.5) / 100.0;
+    }
+    double s = metaloss::sinkhorn_divergence(x, y);
+    auto t0 = std::chrono::steady_clock::now();
+    for (int k = 0; k < 20; ++k) s += metaloss::sinkhorn_divergence(x, y);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 20;
+    CHECK(std::isfinite(s));
+    CHECK(ms < 50.0);
+}

@@ -1,0 +1,102 @@
+#include "plot.hpp"
+
+#include <fmt/core.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+#include "cli.hpp"
+#include "run_files.hpp"
+#include "summary.hpp"
+
+namespace occam::cli {
+
+bool gnuplot_available() { return std::system("gnuplot --version > /dev/null 2>&1") == 0; }
+
+namespace {
+
+/// The coordinates of a labelling panel for the run's inputs: longitude/latitude on the
+/// sphere, the plane for 2-D inputs, otherwise the first input against the label.
+struct Axes {
+    std::string using_xy, xlabel, ylabel;
+    bool scatter_by_colour = true;
+    std::string ranges;
+};
+
+Axes axes_for(const std::string& inputs, int dims) {
+    if (inputs == "sphere:3")
+        return {"(atan2(column('x1'),column('x0'))*180/pi):(asin(column('x2'))*180/pi)", "longitude (deg)",
+                "latitude (deg)", true, "set xrange [-180:180]\nset yrange [-90:90]\nset xtics 90\nset ytics 45\n"};
+    if (dims == 2) return {"(column('x0')):(column('x1'))", "x0", "x1", true, "set size ratio -1\n"};
+    return {"(column('x0'))", "x0", "label", false, ""};
+}
+
+std::string labelling_script(const ProbeTable& probe, const experiment::Config& c, const nlohmann::json& summary,
+                             const std::string& terminal, const std::string& file) {
+    const auto names = function_names(probe);
+    const Axes ax = axes_for(c.inputs, int(probe.x.cols()));
+    const int rows = int(names.size());
+    std::string s;
+    s += fmt::format("reset\nset terminal {} size 1100,{}\nset output '{}'\n", terminal, 420 * rows, file);
+    s += "set datafile separator ','\nset datafile columnheaders\nset palette defined (-1 '#2166ac', 0 '#f7f7f7', 1 '#b2182b')\n";
+    s += "set cbrange [-1.2:1.2]\nunset key\n";
+    s += fmt::format("set multiplot layout {},2 title '{}'\n", rows, c.preset.empty() ? c.inputs : c.preset);
+    for (std::size_t k = 0; k < names.size(); ++k) {
+        const std::string f = names[k], g = "g" + f.substr(1);
+        std::string title = f;
+        const auto& fj = summary["functions"][k];
+        if (fj.contains("dominant_degree")) title += fmt::format(" (dominant degree {})", fj["dominant_degree"].get<int>());
+        if (fj.contains("test_mse")) title += fmt::format(", test MSE {:.3g}", fj["test_mse"].get<double>());
+        s += fmt::format("set xlabel '{}'\nset ylabel '{}'\n{}", ax.xlabel, ax.ylabel, ax.ranges);
+        for (int panel = 0; panel < 2; ++panel) {
+            const std::string col = panel == 0 ? f : g;
+            if (panel == 1 && std::find(probe.names.begin(), probe.names.end(), g) == probe.names.end()) continue;
+            s += fmt::format("set title '{}'\n", panel == 0 ? "meta-learner " + title
+                                                            : "learner fit after " + std::to_string(c.n_train) +
+                                                                  " training points");
+            if (ax.scatter_by_colour)
+                s += fmt::format("plot 'probe.csv' using {}:(column('{}')) with points pt 7 ps 0.5 lc palette\n",
+                                 ax.using_xy, col);
+            else
+                s += fmt::format("plot 'probe.csv' using {}:(column('{}')) with points pt 7 ps 0.4\n", ax.using_xy, col);
+        }
+    }
+    s += "unset multiplot\n";
+    return s;
+}
+
+std::string loss_script(const std::string& terminal, const std::string& file) {
+    return fmt::format(
+        "reset\nset terminal {} size 800,450\nset output '{}'\nset datafile separator ','\nset datafile columnheaders\n"
+        "set logscale y\nset xlabel 'meta-step'\nset ylabel 'loss term'\nset key top right\nset title 'meta-training'\n"
+        "plot 'log.csv' using 'step':'loss' with lines lw 2 title 'meta-loss', "
+        "'' using 'step':'mse' with lines title 'test MSE', "
+        "'' using 'step':'divergence' with lines title 'label divergence'\n",
+        terminal, file);
+}
+
+}  // namespace
+
+std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
+    const experiment::Config c = config_from_json(read_json(dir / "config.json"));
+    const ProbeTable probe = read_probe(dir / "probe.csv");
+    const nlohmann::json summary = read_json(dir / "summary.json");
+    std::string script = "# occam figures; run `gnuplot plot.gp` in this directory to redraw them.\n";
+    std::vector<std::filesystem::path> files;
+    const bool has_log = std::filesystem::exists(dir / "log.csv") && std::filesystem::file_size(dir / "log.csv") > 40;
+    for (auto [terminal, ext] : {std::pair{"pngcairo", "png"}, std::pair{"svg", "svg"}}) {
+        script += labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext);
+        files.push_back(dir / (std::string("labelling.") + ext));
+        if (has_log) {
+            script += loss_script(terminal, std::string("loss.") + ext);
+            files.push_back(dir / (std::string("loss.") + ext));
+        }
+    }
+    write_text(dir / "plot.gp", script);
+    const std::string cmd = fmt::format("cd '{}' && gnuplot plot.gp 2> plot.log", dir.string());
+    if (std::system(cmd.c_str()) != 0)
+        throw std::runtime_error("gnuplot failed; see " + (dir / "plot.log").string());
+    return files;
+}
+
+}  // namespace occam::cli

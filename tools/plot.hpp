@@ -1,0 +1,15 @@
+// Figures with gnuplot: the labelling beside the learner's fit, and the loss curves, as PNG
+// and SVG. The gnuplot script is kept in the run directory so a user can restyle it.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace occam::cli {
+
+bool gnuplot_available();
+/// Writes plot.gp into `dir` and runs gnuplot there; returns the figure files written.
+std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir);
+
+}  // namespace occam::cli

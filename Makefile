@@ -4,7 +4,7 @@ BUILD    ?= build
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox
 
-.PHONY: all deps configure build demo test clean
+.PHONY: all deps configure build demo test reproduce clean
 
 all: build
 
@@ -19,12 +19,13 @@ configure: deps $(BUILD)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Until the first experiment lands, the demo is the autodiff tour: a Hessian-vector product
-# and a gradient through a linear solve.
+# The default experiment: the paper's Fig. 2C (kernel regression finds a degree-1 harmonic).
 demo: build
-	@echo "occam demo: no experiment preset has landed yet; running the autodiff examples instead."
-	$(BUILD)/examples/02_hessian_vector
-	$(BUILD)/examples/03_implicit_solve
+	$(BUILD)/occam run --preset fig2c-kernel --out runs/demo --force
+
+# Every preset for seeds 1, 2, 3; writes runs/reproduce/RESULTS.md (the README's table).
+reproduce: build
+	$(BUILD)/occam reproduce --seeds 1,2,3 --out runs/reproduce --force
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -10,11 +10,20 @@
 
 namespace occam::experiment {
 
+/// One acceptance check on a run's summary: metric op value, e.g. degree1_energy >= 0.97.
+/// Metrics are read from summary.json by tools/reproduce (see metric_value there).
+struct Target {
+    std::string metric;
+    std::string op;  ///< ">=" or "<="
+    double value;
+};
+
 struct Preset {
     std::string name;
     std::string summary;  ///< one line for `occam presets`
-    std::string target;   ///< what the run must show (checked by `make reproduce`)
+    std::string target;   ///< what the run must show, in words
     Config config;
+    std::vector<Target> targets;  ///< the same, as checks on the median over seeds
 };
 
 inline std::vector<Preset> presets() {
@@ -38,7 +47,8 @@ inline std::vector<Preset> presets() {
         c.mse_weight = 1.0;
         c.steps = 1500;
         out.push_back({"fig2b-ridge", "Fig. 2B: ridge regression on the disk finds a linear labelling",
-                       "linear-fit R^2 >= 0.98, label std >= 0.45", c});
+                       "linear-fit R^2 >= 0.98, label std >= 0.45", c,
+                       {{"f1.linear_r2", ">=", 0.98}, {"f1.label_std", ">=", 0.45}}});
     }
     {
         Config c;
@@ -61,7 +71,8 @@ inline std::vector<Preset> presets() {
         c.steps = 500;
         out.push_back({"fig2c-kernel",
                        "Fig. 2C: 20 random ReLU features on the sphere find a degree-1 spherical harmonic",
-                       "degree-1 energy >= 0.97, label std >= 0.45", c});
+                       "degree-1 energy >= 0.97, label std >= 0.45", c,
+                       {{"f1.degree1_energy", ">=", 0.97}, {"f1.label_std", ">=", 0.45}}});
     }
     return out;
 }

@@ -14,6 +14,7 @@ int run(int argc, char** argv);
 int presets(int argc, char** argv);
 int analyse(int argc, char** argv);
 int plot(int argc, char** argv);
+int reproduce(int argc, char** argv);
 int bench(int argc, char** argv);
 int not_yet(const std::string& name, const std::string& what);
 

@@ -18,6 +18,7 @@ subcommands:
   presets    list the experiment presets, one line each
   analyse    recompute summary.json from a run directory's probe.csv
   plot       draw a run directory's figures with gnuplot
+  reproduce  run every preset for seeds 1, 2, 3 and check the medians against the targets
   bench      time fixed workloads (occam bench --workload tape)
   gradcheck  check every autodiff op's first and second derivatives against finite differences
 
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
         if (sub == "presets") return occam::cli::presets(argc - 1, argv + 1);
         if (sub == "analyse" || sub == "analyze") return occam::cli::analyse(argc - 1, argv + 1);
         if (sub == "plot") return occam::cli::plot(argc - 1, argv + 1);
+        if (sub == "reproduce") return occam::cli::reproduce(argc - 1, argv + 1);
         fmt::print(stderr, "occam: unknown subcommand '{}' (see occam --help)\n", sub);
         return occam::cli::kUsageError;
     } catch (const cxxopts::exceptions::exception& e) {

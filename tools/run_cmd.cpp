@@ -11,6 +11,7 @@
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
 #include "plot.hpp"
+#include "run_experiment.hpp"
 #include "run_files.hpp"
 #include "summary.hpp"
 
@@ -143,13 +144,6 @@ private:
 std::string log_row(const experiment::StepLog& s) {
     return fmt::format("{},{:.17g},{:.17g},{:.17g}\n", s.step, s.loss, s.mse, s.divergence);
 }
-/// config.json: the resolved settings plus the version that wrote them.
-std::string config_text(const Config& c) {
-    json j = to_json(c);
-    j["occam_version"] = OCCAM_VERSION;
-    return j.dump(2) + "\n";
-}
-
 const char* kLogHeader = "step,loss,mse,divergence\n";
 
 /// Keeps the header and the rows of steps before `step` (a resumed run rewrites the rest).
@@ -206,6 +200,40 @@ json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot
 
 }  // namespace
 
+std::string config_text(const Config& c) {
+    json j = to_json(c);
+    j["occam_version"] = OCCAM_VERSION;
+    return j.dump(2) + "\n";
+}
+
+json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot) {
+    experiment::MetaTrainer trainer(c);
+    if (resume_from && resume_from->step > 0) trainer.restore(resume_from->step, resume_from->params, resume_from->optimizer);
+    write_text(dir / "log.csv", resume_from && fs::exists(dir / "log.csv") ? log_until(dir / "log.csv", trainer.steps_done())
+                                                                       : std::string(kLogHeader));
+    if (!quiet)
+        fmt::print(stderr, "occam run: {} | {} | {} -> {}\n", c.preset.empty() ? "custom" : c.preset, c.inputs,
+                   trainer.learner().describe(), dir.string());
+
+    Progress progress(quiet, c.steps, c.preset.empty() ? "run" : c.preset);
+    const int first = trainer.steps_done();
+    std::string pending;
+    while (trainer.steps_done() < c.steps) {
+        experiment::StepLog s = trainer.step();
+        pending += log_row(s);
+        progress.update(trainer.steps_done(), s, c.divergence, first);
+        if (trainer.steps_done() % c.checkpoint_every == 0) {
+            append(dir / "log.csv", pending);
+            pending.clear();
+            save_checkpoint(dir, trainer);
+        }
+    }
+    append(dir / "log.csv", pending);
+    save_checkpoint(dir, trainer);
+
+    return finish_run(dir, trainer, plot, quiet);
+}
+
 int run(int argc, char** argv) {
     cxxopts::Options options(argv[0],
                              "Meta-learns the functions a learner finds easiest to generalise (the paper's\n"
@@ -244,36 +272,11 @@ int run(int argc, char** argv) {
         write_text(dir / "config.json", config_text(c));
     }
 
-    experiment::MetaTrainer trainer(c);
-    if (resume && ckpt.step > 0) trainer.restore(ckpt.step, ckpt.params, ckpt.optimizer);
-    write_text(dir / "log.csv", resume && fs::exists(dir / "log.csv") ? log_until(dir / "log.csv", trainer.steps_done())
-                                                                       : std::string(kLogHeader));
-    if (!quiet)
-        fmt::print(stderr, "occam run: {} | {} | {} -> {}\n", c.preset.empty() ? "custom" : c.preset, c.inputs,
-                   trainer.learner().describe(), dir.string());
-
-    Progress progress(quiet, c.steps, c.preset.empty() ? "run" : c.preset);
-    const int first = trainer.steps_done();
-    std::string pending;
-    while (trainer.steps_done() < c.steps) {
-        experiment::StepLog s = trainer.step();
-        pending += log_row(s);
-        progress.update(trainer.steps_done(), s, c.divergence, first);
-        if (trainer.steps_done() % c.checkpoint_every == 0) {
-            append(dir / "log.csv", pending);
-            pending.clear();
-            save_checkpoint(dir, trainer);
-        }
-    }
-    append(dir / "log.csv", pending);
-    save_checkpoint(dir, trainer);
-
-    json summary = finish_run(dir, trainer, plot, quiet);
+    json summary = run_experiment(c, dir, resume ? &ckpt : nullptr, quiet, plot);
     fmt::print("{}", describe_summary(summary));
     fmt::print("results: {}\n", dir.string());
     return 0;
 }
-
 int presets(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Lists the experiment presets: name, what it reproduces, and its target.");
     bool help = false;

@@ -21,12 +21,20 @@ struct Config {
     int n_train = 20;
     int n_test = 80;
     // meta-loss
-    std::string divergence = "sinkhorn";  ///< sinkhorn | energy | mmd | w2 | variance
+    std::string divergence = "sinkhorn";  ///< sinkhorn | energy | mmd | w2 | variance, or a comma list (one per function)
     double div_weight = 1.0;
     std::string div_on = "all";        ///< all: one term on all labels; split: train and test terms
     double blur = 0.05;                ///< sinkhorn / mmd blur
     double scaling = 0.5;              ///< sinkhorn epsilon-scaling factor
     double mse_weight = 10.0;
+    // function space: a series of meta-learners, and games between learners
+    int functions = 1;                 ///< meta-learners trained in sequence
+    std::string orthogonality = "project";  ///< project | penalty | none (see meta_learning.hpp)
+    double orth_weight = 10.0;         ///< weight of the normalised overlap penalty (penalty mode)
+    std::string chosen;                ///< students game: the learner that must generalise well
+    std::string neglected;             ///< ... and the one that must generalise badly
+    std::string students_loss = "difference";  ///< difference: MSE_c - MSE_n; log-ratio: log MSE_c - log MSE_n
+    std::string cooperative;           ///< comma-separated learners that must all generalise well
     // meta-learner
     int meta_hidden = 150;
     int meta_depth = 2;                ///< hidden layers

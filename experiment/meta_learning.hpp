@@ -1,7 +1,9 @@
 // What this file teaches: the paper's Algorithm 1. Each meta-step draws inputs, lets the
 // meta-learner label them, trains the learner on some of the labels, measures its error on
 // the rest, adds a term that keeps the labels spread like U[-1, 1], and takes one gradient
-// step on the meta-learner through all of it.
+// step on the meta-learner through all of it. A series of meta-learners, each orthogonal to
+// the earlier ones, maps out the bias function by function (the paper's section 3), and two
+// learners can play "chosen vs neglected student" (section 4).
 #pragma once
 
 #include <cmath>
@@ -13,12 +15,11 @@
 #include <vector>
 
 #include "../autodiff/autodiff.hpp"
-#include "../learners/kernel.hpp"
-#include "../learners/ridge.hpp"
 #include "../metaloss/divergences.hpp"
 #include "../metaloss/sinkhorn.hpp"
 #include "config.hpp"
 #include "inputs.hpp"
+#include "learner_spec.hpp"
 
 namespace occam::experiment {
 
@@ -30,9 +31,28 @@ public:
 
 /// Random streams: every draw is keyed by (seed, stream), so adding a draw in one place never
 /// shifts another, and any step can be recomputed on its own (for --resume).
-enum class Stream : std::uint64_t { meta_init = 1, learner_fixed = 2, probe = 3, eval = 4, step = 5, final_fit = 6 };
+enum class Stream : std::uint64_t {
+    meta_init = 1, learner_fixed = 2, probe = 3, eval = 4, step = 5, final_fit = 6, orth_probe = 7
+};
 inline ad::Rng rng_for(std::uint64_t seed, Stream s, std::uint64_t index = 0) {
     return ad::Rng(seed, (std::uint64_t(s) << 40) + index);
+}
+
+
+/// Splits "a,b,c" (empty items dropped).
+inline std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+/// The divergence for function k (0-based): --divergence may list one per function, cycling.
+inline std::string divergence_for(const Config& c, int k) {
+    auto list = split_list(c.divergence);
+    return list.empty() ? c.divergence : list[std::size_t(k) % list.size()];
 }
 
 /// Validates a Config with one-line messages naming the flag.
@@ -44,9 +64,10 @@ inline void validate(const Config& c) {
     if (c.n_test < 1) fail("--test must be >= 1");
     if (c.features_min < 1 || c.features_max < c.features_min) fail("--features must be K or MIN:MAX with 1 <= MIN <= MAX");
     if (!(c.ridge >= 0)) fail("--ridge must be >= 0");
-    if (c.divergence != "sinkhorn" && c.divergence != "energy" && c.divergence != "mmd" && c.divergence != "w2" &&
-        c.divergence != "variance")
-        fail("--divergence must be sinkhorn, energy, mmd, w2 or variance (got '" + c.divergence + "')");
+    if (split_list(c.divergence).empty()) fail("--divergence is empty");
+    for (const auto& d : split_list(c.divergence))
+        if (d != "sinkhorn" && d != "energy" && d != "mmd" && d != "w2" && d != "variance")
+            fail("--divergence must be sinkhorn, energy, mmd, w2 or variance (got '" + d + "')");
     if (c.div_on != "all" && c.div_on != "split") fail("--div-on must be all or split (got '" + c.div_on + "')");
     if (!(c.div_weight >= 0) || !(c.mse_weight >= 0)) fail("--div-weight and --mse-weight must be >= 0");
     if (!(c.blur > 0)) fail("--blur must be > 0");
@@ -56,29 +77,57 @@ inline void validate(const Config& c) {
         fail("--meta-optimizer must be adagrad, adam or sgd (got '" + c.meta_optimizer + "')");
     if (!(c.lr > 0)) fail("--lr must be > 0");
     if (c.steps < 0) fail("--steps must be >= 0");
+    if (c.functions < 1) fail("--functions must be >= 1");
+    if (c.orthogonality != "project" && c.orthogonality != "penalty" && c.orthogonality != "none")
+        fail("--orthogonality must be project, penalty or none (got '" + c.orthogonality + "')");
+    if (!(c.orth_weight >= 0)) fail("--orth-weight must be >= 0");
+    if (c.chosen.empty() != c.neglected.empty()) fail("--chosen and --neglected go together");
+    if (!c.chosen.empty() && !c.cooperative.empty()) fail("use either --chosen/--neglected or --cooperative");
+    if (!c.cooperative.empty() && split_list(c.cooperative).empty()) fail("--cooperative lists no learner");
+    if (c.students_loss != "difference" && c.students_loss != "log-ratio")
+        fail("--students-loss must be difference or log-ratio (got '" + c.students_loss + "')");
     if (c.threads < 1) fail("--threads must be >= 1");
     if (c.probe < 10) fail("--probe must be >= 10");
     if (c.eval_tasks < 1) fail("--eval-tasks must be >= 1");
     if (c.checkpoint_every < 1) fail("--checkpoint-every must be >= 1");
 }
 
-/// The learner a Config asks for; fixed random features are drawn from their own stream.
-inline std::unique_ptr<learners::Learner> make_learner(const Config& c, int input_dim) {
-    if (c.learner == "ridge") return std::make_unique<learners::Ridge>(c.ridge, c.bias);
-    if (c.learner == "arccos") return std::make_unique<learners::ArcCosKernelRidge>(c.ridge);
-    return std::make_unique<learners::RandomFeatureRidge>(input_dim, c.features_min, c.features_max, c.ridge,
-                                                          c.redraw_features,
-                                                          rng_for(c.seed, Stream::learner_fixed));
+/// How the learners are scored against each other.
+enum class Game {
+    single,       ///< minimise one learner's test MSE
+    students,     ///< minimise the chosen learner's test MSE minus the neglected one's
+    cooperative,  ///< minimise the mean test MSE of every listed learner
+};
+inline Game game_of(const Config& c) {
+    if (!c.chosen.empty()) return Game::students;
+    if (!c.cooperative.empty()) return Game::cooperative;
+    return Game::single;
+}
+
+/// The learner specs of a run: [main] or [chosen, neglected] or the cooperative list.
+inline std::vector<LearnerSpec> learner_specs(const Config& c) {
+    std::vector<LearnerSpec> out;
+    switch (game_of(c)) {
+        case Game::single: out.push_back(parse_learner_spec(c.learner, c)); break;
+        case Game::students:
+            out.push_back(parse_learner_spec(c.chosen, c));
+            out.push_back(parse_learner_spec(c.neglected, c));
+            break;
+        case Game::cooperative:
+            for (const auto& s : split_list(c.cooperative)) out.push_back(parse_learner_spec(s, c));
+            break;
+    }
+    return out;
 }
 
 /// The label-distribution term of the meta-loss: how far the labels z (n x 1) are from
 /// U[-1, 1]. Sample-based divergences compare with n fresh uniform samples.
-inline ad::Var label_divergence(const ad::Var& z, const Config& c, ad::Rng& rng) {
-    if (c.divergence == "variance") return metaloss::variance_penalty(z);
-    if (c.divergence == "w2") return metaloss::w2_to_uniform(z);
+inline ad::Var label_divergence(const ad::Var& z, const std::string& kind, const Config& c, ad::Rng& rng) {
+    if (kind == "variance") return metaloss::variance_penalty(z);
+    if (kind == "w2") return metaloss::w2_to_uniform(z);
     ad::Var target = ad::constant(rng.uniform_matrix(z.rows(), 1, -1.0, 1.0));
-    if (c.divergence == "energy") return metaloss::energy_distance(z, target);
-    if (c.divergence == "mmd") return metaloss::gaussian_mmd(z, target, c.blur);
+    if (kind == "energy") return metaloss::energy_distance(z, target);
+    if (kind == "mmd") return metaloss::gaussian_mmd(z, target, c.blur);
     metaloss::SinkhornOptions o;
     o.blur = c.blur;
     o.scaling = c.scaling;
@@ -87,8 +136,10 @@ inline ad::Var label_divergence(const ad::Var& z, const Config& c, ad::Rng& rng)
 
 /// One row of log.csv.
 struct StepLog {
-    int step = 0;
-    double loss = 0, mse = 0, divergence = 0;
+    int function = 0;  ///< 0-based
+    int step = 0;      ///< within the function
+    double loss = 0, mse = 0, divergence = 0, orthogonality = 0;
+    double mse_neglected = 0;  ///< students game only
 };
 
 /// The outer optimiser chosen by --meta-optimizer.
@@ -108,95 +159,156 @@ public:
     void load_state(const ad::optim::OptimizerState& s, const std::vector<Eigen::MatrixXd>& p) {
         std::visit([&](auto& o) { o.load_state(s, p); }, opt_);
     }
+    void reset() {
+        std::visit([](auto& o) { o.reset(); }, opt_);
+    }
 
 private:
     std::variant<ad::optim::Adagrad, ad::optim::Adam, ad::optim::SGD> opt_;
 };
 
-/// Meta-trains one meta-learner against one learner (Algorithm 1).
+/// A finished meta-learner: its weights, and (project mode) the coefficients of the earlier
+/// functions removed from its output, so f_k = h_k - sum_j coef_j f_j.
+struct FrozenFunction {
+    std::vector<Eigen::MatrixXd> params;
+    Eigen::VectorXd coef;
+};
+
+/// Meta-trains a series of meta-learners against one or more learners (Algorithm 1, plus the
+/// paper's sections 3 and 4).
+///
+/// Orthogonality of function k to the earlier (frozen) functions f_1..f_{k-1}:
+///  - project (default): the labels are h_k minus its least-squares projection on the earlier
+///    functions, computed on every batch: z = h - F (F^T F)^{-1} F^T h. The labels are exactly
+///    orthogonal to the earlier functions on every batch, whatever the meta-learner does
+///    (Gram-Schmidt in function space). The final f_k uses coefficients fitted on the probe set.
+///  - penalty: the paper's recipe, normalised: orth_weight * sum_j cos^2(h, f_j), the squared
+///    cosine similarity (uncentred) of the labels of a fixed 512-point probe set, so the weight
+///    does not depend on the probe size (the notebooks' unnormalised sum over 1000 points does).
+///  - none: independent meta-learners (different initialisations), e.g. to show that without
+///    orthogonality every restart finds the same function.
 class MetaTrainer {
 public:
-    explicit MetaTrainer(const Config& c)
-        : cfg_(c), inputs_(make_inputs(c.inputs)), optimizer_(c.meta_optimizer, c.lr) {
+    explicit MetaTrainer(const Config& c) : cfg_(c), optimizer_(c.meta_optimizer, c.lr) {
         validate(cfg_);
-        learner_ = make_learner(cfg_, inputs_->dim());
+        inputs_ = make_inputs(cfg_.inputs);
+        const auto specs = learner_specs(cfg_);
+        for (std::size_t i = 0; i < specs.size(); ++i)
+            learners_.push_back(make_learner(specs[i], inputs_->dim(), rng_for(cfg_.seed, Stream::learner_fixed, i)));
         std::vector<int> widths = {inputs_->dim()};
         for (int l = 0; l < cfg_.meta_depth; ++l) widths.push_back(cfg_.meta_hidden);
         widths.push_back(1);
         net_ = ad::nn::MLP{widths, ad::nn::parse_activation(cfg_.meta_activation),
                            ad::nn::parse_output_map(cfg_.meta_output)};
-        ad::Rng init = rng_for(cfg_.seed, Stream::meta_init);
-        params_ = net_.init(init);
+        start_function();
     }
 
-    /// One meta-step; returns the loss terms.
+    /// One meta-step of the current function; returns the loss terms.
     StepLog step() {
+        if (finished()) throw std::logic_error("MetaTrainer::step: every function is trained");
         ad::TapeScope scope;
-        const int ntr = cfg_.n_train, nte = cfg_.n_test;
-        ad::Rng rng = rng_for(cfg_.seed, Stream::step, std::uint64_t(step_));
+        const int ntr = cfg_.n_train, nte = cfg_.n_test, k = function_index();
+        ad::Rng rng = rng_for(cfg_.seed, Stream::step, (std::uint64_t(k) << 32) + std::uint64_t(step_));
         Eigen::MatrixXd X = inputs_->sample(ntr + nte, rng);
-        learner_->new_task(rng);
+        for (auto& l : learners_) l->new_task(rng);
 
         std::vector<ad::Var> P = ad::params(params_);
-        ad::Var z = net_(P, ad::constant(X));
-        if (!z.value().allFinite())
-            throw TrainingError("step " + std::to_string(step_) +
-                                ": the meta-learner's labels are not finite (its weights diverged); try a smaller --lr");
-        ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
-        ad::Var pred = learner_->fit_predict(ad::constant(X.topRows(ntr)), z_train, ad::constant(X.bottomRows(nte)));
-        ad::Var mse = ad::mean(ad::square(pred - z_test));
-        ad::Var div = cfg_.div_on == "all" ? label_divergence(z, cfg_, rng)
-                                           : label_divergence(z_train, cfg_, rng) + label_divergence(z_test, cfg_, rng);
-        ad::Var loss = cfg_.mse_weight * mse + cfg_.div_weight * div;
+        ad::Var h = net_(P, ad::constant(X));
+        if (!h.value().allFinite())
+            throw TrainingError(where() + "the meta-learner's labels are not finite (its weights diverged); try a "
+                                          "smaller --lr");
+        ad::Var z = h;
+        ad::Var orth = ad::constant(0.0);
+        if (k > 0 && cfg_.orthogonality == "project") {
+            const Eigen::MatrixXd F = frozen_values(X, k);
+            // z = (I - F (F^T F)^{-1} F^T) h: the projector is a constant of the batch.
+            const Eigen::MatrixXd proj = F * (F.transpose() * F).ldlt().solve(F.transpose());
+            z = h - ad::matmul(ad::constant(proj), h);
+        } else if (k > 0 && cfg_.orthogonality == "penalty") {
+            orth = overlap_penalty(P);
+        }
 
-        StepLog log{step_, loss.item(), mse.item(), div.item()};
+        ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
+        ad::Var x_train = ad::constant(X.topRows(ntr)), x_test = ad::constant(X.bottomRows(nte));
+        std::vector<ad::Var> mses;
+        for (auto& l : learners_) mses.push_back(ad::mean(ad::square(l->fit_predict(x_train, z_train, x_test) - z_test)));
+        ad::Var mse_term = mses[0];
+        if (game_of(cfg_) == Game::students)
+            mse_term = cfg_.students_loss == "log-ratio" ? ad::log(mses[0]) - ad::log(mses[1]) : mses[0] - mses[1];
+        if (game_of(cfg_) == Game::cooperative) {
+            for (std::size_t i = 1; i < mses.size(); ++i) mse_term = mse_term + mses[i];
+            mse_term = mse_term * (1.0 / double(mses.size()));
+        }
+        const std::string kind = divergence_for(cfg_, k);
+        ad::Var div = cfg_.div_on == "all"
+                          ? label_divergence(z, kind, cfg_, rng)
+                          : label_divergence(z_train, kind, cfg_, rng) + label_divergence(z_test, kind, cfg_, rng);
+        ad::Var loss = cfg_.mse_weight * mse_term + cfg_.div_weight * div + orth;
+
+        StepLog log;
+        log.function = k;
+        log.step = step_;
+        log.loss = loss.item();
+        log.mse = game_of(cfg_) == Game::cooperative ? mse_term.item() : mses[0].item();
+        log.divergence = div.item();
+        log.orthogonality = orth.item();
+        if (game_of(cfg_) == Game::students) log.mse_neglected = mses[1].item();
         if (!std::isfinite(log.loss)) {
             std::ostringstream s;
-            s << "step " << step_ << ": the meta-loss is not finite (test MSE " << log.mse << ", " << cfg_.divergence
-              << " " << log.divergence << "); try a smaller --lr or another --divergence";
+            s << where() << "the meta-loss is not finite (test MSE " << log.mse << ", " << kind << " "
+              << log.divergence << "); try a smaller --lr or another --divergence";
             throw TrainingError(s.str());
         }
         std::vector<ad::Var> g = ad::grad(loss, P);
         for (const ad::Var& gk : g)
-            if (!gk.value().allFinite())
-                throw TrainingError("step " + std::to_string(step_) +
-                                    ": the meta-gradient is not finite; try a smaller --lr");
+            if (!gk.value().allFinite()) throw TrainingError(where() + "the meta-gradient is not finite; try a smaller --lr");
         optimizer_.step(params_, g);
         ++step_;
         return log;
     }
 
-    /// The meta-learner's labels at the given inputs (values only).
-    Eigen::VectorXd label(const Eigen::MatrixXd& X) const {
-        ad::TapeScope scope;
-        ad::NoGradGuard no_grad;
-        std::vector<ad::Var> P;
-        for (const auto& p : params_) P.push_back(ad::constant(p));
-        return net_(P, ad::constant(X)).value().col(0);
+    /// Freezes the current function (fitting its projection coefficients on `probe_x`) and
+    /// starts the next one from a fresh initialisation and a fresh optimiser.
+    void finish_function(const Eigen::MatrixXd& probe_x) {
+        const int k = function_index();
+        FrozenFunction f{params_, Eigen::VectorXd::Zero(k)};
+        if (k > 0 && cfg_.orthogonality == "project") {
+            const Eigen::MatrixXd F = frozen_values(probe_x, k);
+            f.coef = F.colPivHouseholderQr().solve(raw_output(params_, probe_x));
+        }
+        frozen_.push_back(std::move(f));
+        step_ = 0;
+        if (!finished()) start_function();
     }
 
-    /// The learner trained on (X_train, y_train), predicting at X_test (values only).
+    /// The labels of every frozen function at X (X.rows() x functions_done()).
+    Eigen::MatrixXd labels(const Eigen::MatrixXd& X) const { return frozen_values(X, functions_done()); }
+
+    /// The current (unfinished) meta-learner's labels at X, before any projection.
+    Eigen::VectorXd current_output(const Eigen::MatrixXd& X) const { return raw_output(params_, X); }
+
+    /// Learner `which` trained on (X_train, y_train), predicting at X_test (values only).
     Eigen::VectorXd fit_predict(const Eigen::MatrixXd& X_train, const Eigen::VectorXd& y_train,
-                                const Eigen::MatrixXd& X_test, ad::Rng& task_rng) {
+                                const Eigen::MatrixXd& X_test, ad::Rng& task_rng, std::size_t which = 0) {
         ad::TapeScope scope;
         ad::NoGradGuard no_grad;
-        learner_->new_task(task_rng);
-        return learner_
+        learners_.at(which)->new_task(task_rng);
+        return learners_[which]
             ->fit_predict(ad::constant(X_train), ad::constant(Eigen::MatrixXd(y_train)), ad::constant(X_test))
             .value()
             .col(0);
     }
 
-    /// The learner's mean test MSE on the meta-learner's function over fresh tasks of the
-    /// training sizes (the generalisation error the meta-learner minimised).
-    double test_mse(int tasks) {
+    /// Learner `which`'s mean test MSE on frozen function k over fresh tasks of the training
+    /// sizes (the generalisation error the meta-learner minimised).
+    double test_mse(int k, int tasks, std::size_t which = 0) {
         double total = 0;
         for (int t = 0; t < tasks; ++t) {
             ad::Rng rng = rng_for(cfg_.seed, Stream::eval, std::uint64_t(t));
             Eigen::MatrixXd X = inputs_->sample(cfg_.n_train + cfg_.n_test, rng);
-            Eigen::VectorXd y = label(X);
+            Eigen::VectorXd y = frozen_values(X, k + 1).col(k);
             Eigen::VectorXd pred = fit_predict(X.topRows(cfg_.n_train), y.head(cfg_.n_train),
-                                               X.bottomRows(cfg_.n_test), rng);
+                                               X.bottomRows(cfg_.n_test), rng, which);
             total += (pred - y.tail(cfg_.n_test)).squaredNorm() / cfg_.n_test;
         }
         return total / tasks;
@@ -204,30 +316,96 @@ public:
 
     const Config& config() const { return cfg_; }
     const InputDistribution& inputs() const { return *inputs_; }
-    const learners::Learner& learner() const { return *learner_; }
-    int steps_done() const { return step_; }
+    const learners::Learner& learner(std::size_t which = 0) const { return *learners_.at(which); }
+    std::size_t num_learners() const { return learners_.size(); }
+    int function_index() const { return int(frozen_.size()); }
+    int functions_done() const { return int(frozen_.size()); }
+    bool finished() const { return functions_done() >= cfg_.functions; }
+    int steps_done() const { return step_; }  ///< within the current function
     const std::vector<Eigen::MatrixXd>& params() const { return params_; }
+    const std::vector<FrozenFunction>& frozen() const { return frozen_; }
     ad::optim::OptimizerState optimizer_state() const { return optimizer_.state(); }
 
-    /// Restores a checkpoint: parameters, optimiser state and the step counter. Every later
-    /// draw is keyed by the step, so the run continues exactly as if it had never stopped.
-    void restore(int step, std::vector<Eigen::MatrixXd> params, const ad::optim::OptimizerState& opt) {
-        if (params.size() != params_.size()) throw std::invalid_argument("checkpoint: wrong number of parameters");
-        for (std::size_t k = 0; k < params.size(); ++k)
-            if (params[k].rows() != params_[k].rows() || params[k].cols() != params_[k].cols())
-                throw std::invalid_argument("checkpoint: parameter shapes do not match the configuration");
+    /// Restores a checkpoint: the frozen functions, the current function's parameters and
+    /// optimiser state, and its step. Every later draw is keyed by (function, step), so the run
+    /// continues exactly as if it had never stopped.
+    void restore(std::vector<FrozenFunction> frozen, int step, std::vector<Eigen::MatrixXd> params,
+                 const ad::optim::OptimizerState& opt) {
+        auto check = [&](const std::vector<Eigen::MatrixXd>& p) {
+            if (p.size() != params_.size()) throw std::invalid_argument("checkpoint: wrong number of parameters");
+            for (std::size_t k = 0; k < p.size(); ++k)
+                if (p[k].rows() != params_[k].rows() || p[k].cols() != params_[k].cols())
+                    throw std::invalid_argument("checkpoint: parameter shapes do not match the configuration");
+        };
+        if (int(frozen.size()) > cfg_.functions) throw std::invalid_argument("checkpoint: more functions than --functions");
+        for (const auto& f : frozen) check(f.params);
+        frozen_ = std::move(frozen);
+        if (finished()) return;
+        start_function();
+        check(params);
         params_ = std::move(params);
         optimizer_.load_state(opt, params_);
         step_ = step;
     }
 
 private:
+    std::string where() const {
+        return "function " + std::to_string(function_index() + 1) + ", step " + std::to_string(step_) + ": ";
+    }
+
+    void start_function() {
+        ad::Rng init = rng_for(cfg_.seed, Stream::meta_init, std::uint64_t(function_index()));
+        params_ = net_.init(init);
+        optimizer_.reset();
+        step_ = 0;
+    }
+
+    Eigen::VectorXd raw_output(const std::vector<Eigen::MatrixXd>& params, const Eigen::MatrixXd& X) const {
+        ad::TapeScope scope;
+        ad::NoGradGuard no_grad;
+        std::vector<ad::Var> P;
+        for (const auto& p : params) P.push_back(ad::constant(p));
+        return net_(P, ad::constant(X)).value().col(0);
+    }
+
+    /// The first `count` frozen functions at X, each minus its fitted projection on the earlier.
+    Eigen::MatrixXd frozen_values(const Eigen::MatrixXd& X, int count) const {
+        Eigen::MatrixXd F(X.rows(), count);
+        for (int j = 0; j < count; ++j) {
+            Eigen::VectorXd f = raw_output(frozen_[std::size_t(j)].params, X);
+            if (j > 0 && frozen_[std::size_t(j)].coef.size() == j) f -= F.leftCols(j) * frozen_[std::size_t(j)].coef;
+            F.col(j) = f;
+        }
+        return F;
+    }
+
+    /// orth_weight * sum_j cos^2(h, f_j) on a fixed probe set (penalty mode).
+    ad::Var overlap_penalty(const std::vector<ad::Var>& P) {
+        if (orth_x_.rows() == 0) {
+            ad::Rng r = rng_for(cfg_.seed, Stream::orth_probe);
+            orth_x_ = inputs_->sample(512, r);
+        }
+        const int k = function_index();
+        if (orth_f_.cols() != k) orth_f_ = frozen_values(orth_x_, k);
+        ad::Var h = net_(P, ad::constant(orth_x_));
+        ad::Var hh = ad::sum(ad::square(h));
+        ad::Var total = ad::constant(0.0);
+        for (int j = 0; j < k; ++j) {
+            const Eigen::VectorXd f = orth_f_.col(j);
+            ad::Var inner = ad::sum(h * ad::constant(Eigen::MatrixXd(f)));
+            total = total + ad::square(inner) / (hh * f.squaredNorm());
+        }
+        return cfg_.orth_weight * total;
+    }
+
     Config cfg_;
     std::unique_ptr<InputDistribution> inputs_;
-    std::unique_ptr<learners::Learner> learner_;
+    std::vector<std::unique_ptr<learners::Learner>> learners_;
     ad::nn::MLP net_;
     std::vector<Eigen::MatrixXd> params_;
     OuterOptimizer optimizer_;
+    std::vector<FrozenFunction> frozen_;
+    Eigen::MatrixXd orth_x_, orth_f_;
     int step_ = 0;
 };
 

@@ -40,7 +40,7 @@ TEST_CASE("experiment: a restored checkpoint continues exactly as an uninterrupt
         for (int s = 0; s < 12; ++s) full.step();
         for (int s = 0; s < 7; ++s) first.step();
         experiment::MetaTrainer resumed(c);
-        resumed.restore(first.steps_done(), first.params(), first.optimizer_state());
+        resumed.restore(first.frozen(), first.steps_done(), first.params(), first.optimizer_state());
         for (int s = 7; s < 12; ++s) resumed.step();
         for (std::size_t k = 0; k < full.params().size(); ++k) CHECK(full.params()[k] == resumed.params()[k]);
     }
@@ -95,9 +95,77 @@ TEST_CASE("experiment: 150 steps of fig2c already find a mostly degree-1 functio
     for (int s = 0; s < c.steps; ++s) t.step();
     ad::Rng rng(1, 99);
     Eigen::MatrixXd x = t.inputs().sample(2000, rng);
-    Eigen::VectorXd f = t.label(x);
+    t.finish_function(x);
+    Eigen::VectorXd f = t.labels(x).col(0);
     Eigen::VectorXd e = experiment::sphere_degree_energy(x, f, 4);
     CHECK(e(1) > 0.8);
     CHECK(std::sqrt((f.array() - f.mean()).square().mean()) > 0.3);
-    CHECK(t.test_mse(10) < 0.05);
+    CHECK(t.test_mse(0, 10) < 0.05);
+}
+
+TEST_CASE("experiment: projected functions are orthogonal to the earlier ones on every batch") {
+    experiment::Config c = small_kernel_config();
+    c.functions = 3;
+    c.steps = 15;
+    experiment::MetaTrainer t(c);
+    ad::Rng rng(3, 3);
+    Eigen::MatrixXd probe = t.inputs().sample(500, rng);
+    while (!t.finished()) {
+        while (t.steps_done() < c.steps) t.step();
+        t.finish_function(probe);
+    }
+    Eigen::MatrixXd F = t.labels(probe);
+    CHECK(F.cols() == 3);
+    // The final functions are fitted on the probe set, so they are orthogonal there exactly.
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < i; ++j) CHECK(std::abs(F.col(i).dot(F.col(j))) < 1e-9 * F.col(i).norm() * F.col(j).norm());
+}
+
+TEST_CASE("experiment: resuming in the middle of a series continues exactly") {
+    for (const char* orth : {"project", "penalty", "none"}) {
+        CAPTURE(orth);
+        experiment::Config c = small_kernel_config();
+        c.functions = 2;
+        c.steps = 6;
+        c.orthogonality = orth;
+        ad::Rng rng(4, 4);
+        experiment::MetaTrainer full(c), part(c);
+        Eigen::MatrixXd probe = full.inputs().sample(100, rng);
+        auto run = [&](experiment::MetaTrainer& t, int total) {
+            int done = 0;
+            while (!t.finished() && done < total) {
+                if (t.steps_done() < c.steps) {
+                    t.step();
+                    ++done;
+                } else {
+                    t.finish_function(probe);
+                }
+            }
+        };
+        run(full, 100);
+        run(part, 9);  // stops in the second function
+        experiment::MetaTrainer resumed(c);
+        resumed.restore(part.frozen(), part.steps_done(), part.params(), part.optimizer_state());
+        run(resumed, 100);
+        CHECK(resumed.labels(probe) == full.labels(probe));
+    }
+}
+
+TEST_CASE("experiment: the students game scores both learners") {
+    experiment::Config c = small_kernel_config();
+    c.chosen = "kernel";
+    c.neglected = "ridge:bias=1";
+    c.n_train = 20;
+    c.n_test = 30;
+    experiment::MetaTrainer t(c);
+    CHECK(t.num_learners() == 2);
+    CHECK(t.learner(1).describe() == "ridge (lambda 0.001, with bias)");
+    experiment::StepLog s = t.step();
+    CHECK(s.mse_neglected > 0);
+    CHECK(s.loss == doctest::Approx(c.mse_weight * (s.mse - s.mse_neglected) + c.div_weight * s.divergence));
+    c.students_loss = "ratio";
+    CHECK_THROWS_AS(experiment::MetaTrainer{c}, std::invalid_argument);
+    c.students_loss = "difference";
+    c.neglected = "ridge:alpha=3";
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("bad setting 'alpha=3'"), std::invalid_argument);
 }

@@ -35,31 +35,44 @@ std::string labelling_script(const ProbeTable& probe, const experiment::Config& 
                              const std::string& terminal, const std::string& file) {
     const auto names = function_names(probe);
     const Axes ax = axes_for(c.inputs, int(probe.x.cols()));
-    const int rows = int(names.size());
+    auto has = [&](const std::string& col) {
+        return std::find(probe.names.begin(), probe.names.end(), col) != probe.names.end();
+    };
+    // Panels: one function with its fit(s) side by side; a series as a grid of functions.
+    struct Panel {
+        std::string column, title;
+    };
+    std::vector<Panel> panels;
+    for (std::size_t k = 0; k < names.size(); ++k) {
+        const std::string f = names[k], n = f.substr(1);
+        const auto& fj = summary["functions"][k];
+        std::string title = f;
+        if (fj.contains("dominant_degree")) title += fmt::format(", degree {}", fj["dominant_degree"].get<int>());
+        if (fj.contains("test_mse")) title += fmt::format(", test MSE {:.3g}", fj["test_mse"].get<double>());
+        panels.push_back({f, "meta-learner " + title});
+        if (names.size() == 1 || has("n" + n)) {
+            if (has("g" + n))
+                panels.push_back({"g" + n, fmt::format("{} fit after {} points", has("n" + n) ? "chosen learner" : "learner", c.n_train)});
+            if (has("n" + n))
+                panels.push_back({"n" + n, fmt::format("neglected learner, test MSE {:.3g}",
+                                                       fj.value("neglected_test_mse", 0.0))});
+        }
+    }
+    const int cols = names.size() == 1 ? int(panels.size()) : (has("n1") ? 3 : std::min<int>(3, int(panels.size())));
+    const int rows = (int(panels.size()) + cols - 1) / cols;
     std::string s;
-    s += fmt::format("reset\nset terminal {} size 1100,{}\nset output '{}'\n", terminal, 420 * rows, file);
+    s += fmt::format("reset\nset terminal {} size {},{}\nset output '{}'\n", terminal, 550 * cols, 420 * rows, file);
     s += "set datafile separator ','\nset datafile columnheaders\nset palette defined (-1 '#2166ac', 0 '#f7f7f7', 1 '#b2182b')\n";
     s += "set cbrange [-1.2:1.2]\nunset key\n";
-    s += fmt::format("set multiplot layout {},2 title '{}'\n", rows, c.preset.empty() ? c.inputs : c.preset);
-    for (std::size_t k = 0; k < names.size(); ++k) {
-        const std::string f = names[k], g = "g" + f.substr(1);
-        std::string title = f;
-        const auto& fj = summary["functions"][k];
-        if (fj.contains("dominant_degree")) title += fmt::format(" (dominant degree {})", fj["dominant_degree"].get<int>());
-        if (fj.contains("test_mse")) title += fmt::format(", test MSE {:.3g}", fj["test_mse"].get<double>());
-        s += fmt::format("set xlabel '{}'\nset ylabel '{}'\n{}", ax.xlabel, ax.ylabel, ax.ranges);
-        for (int panel = 0; panel < 2; ++panel) {
-            const std::string col = panel == 0 ? f : g;
-            if (panel == 1 && std::find(probe.names.begin(), probe.names.end(), g) == probe.names.end()) continue;
-            s += fmt::format("set title '{}'\n", panel == 0 ? "meta-learner " + title
-                                                            : "learner fit after " + std::to_string(c.n_train) +
-                                                                  " training points");
-            if (ax.scatter_by_colour)
-                s += fmt::format("plot 'probe.csv' using {}:(column('{}')) with points pt 7 ps 0.5 lc palette\n",
-                                 ax.using_xy, col);
-            else
-                s += fmt::format("plot 'probe.csv' using {}:(column('{}')) with points pt 7 ps 0.4\n", ax.using_xy, col);
-        }
+    s += fmt::format("set multiplot layout {},{} title '{}'\n", rows, cols, c.preset.empty() ? c.inputs : c.preset);
+    s += fmt::format("set xlabel '{}'\nset ylabel '{}'\n{}", ax.xlabel, ax.ylabel, ax.ranges);
+    for (const Panel& p : panels) {
+        s += fmt::format("set title '{}'\n", p.title);
+        if (ax.scatter_by_colour)
+            s += fmt::format("plot 'probe.csv' using {}:(column('{}')) with points pt 7 ps 0.5 lc palette\n", ax.using_xy,
+                             p.column);
+        else
+            s += fmt::format("plot 'probe.csv' using {}:(column('{}')) with points pt 7 ps 0.4\n", ax.using_xy, p.column);
     }
     s += "unset multiplot\n";
     return s;

@@ -28,22 +28,45 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-/// A named number from summary.json: "fK.METRIC" for function K.
-double metric_value(const json& summary, const std::string& metric) {
-    const auto dot = metric.find('.');
-    const std::string fname = metric.substr(0, dot), what = metric.substr(dot + 1);
-    for (const auto& f : summary["functions"]) {
-        if (f["name"] != fname) continue;
-        if (what == "linear_r2") return f["linear_fit"]["r2"].get<double>();
-        if (what == "label_std") return f["label_std"].get<double>();
-        if (what == "test_mse") return f["test_mse"].get<double>();
-        if (what.rfind("degree", 0) == 0 && what.size() > 13 && what.substr(7) == "_energy") {
-            const int l = what[6] - '0';
-            return f["sphere_degree_energy"].at(std::size_t(l)).get<double>();
-        }
-        throw std::runtime_error("unknown metric '" + metric + "'");
+/// One function's named number from summary.json.
+double function_metric(const json& f, const std::string& what) {
+    if (what == "linear_r2") return f["linear_fit"]["r2"].get<double>();
+    if (what == "label_std") return f["label_std"].get<double>();
+    if (what == "test_mse") return f["test_mse"].get<double>();
+    if (what == "mse_ratio") return f["test_mse"].get<double>() / f["neglected_test_mse"].get<double>();
+    if (what.size() == 14 && what.rfind("degree", 0) == 0 && what.substr(7) == "_energy")
+        return f["sphere_degree_energy"].at(std::size_t(what[6] - '0')).get<double>();
+    throw std::runtime_error("unknown metric '" + what + "'");
+}
+
+/// A metric of a run: "max_abs_correlation"; "fK.X" for function K; "fA-fB.X" over functions
+/// A..B, the worst one for the target (the minimum for >=, the maximum for <=); "P/Q" the
+/// ratio of two such metrics, the denominator taken at its largest.
+double metric_value(const json& summary, const std::string& metric, bool at_least) {
+    if (metric == "max_abs_correlation") {
+        double worst = 0;
+        const auto& c = summary["correlations"];
+        for (std::size_t i = 0; i < c.size(); ++i)
+            for (std::size_t j = 0; j < c.size(); ++j)
+                if (i != j) worst = std::max(worst, std::abs(c[i][j].get<double>()));
+        return worst;
     }
-    throw std::runtime_error("summary has no function " + fname);
+    if (auto slash = metric.find('/'); slash != std::string::npos)
+        return metric_value(summary, metric.substr(0, slash), at_least) /
+               metric_value(summary, metric.substr(slash + 1), false);
+    const auto dot = metric.find('.');
+    const std::string range = metric.substr(0, dot), what = metric.substr(dot + 1);
+    const auto dash = range.find('-');
+    const int a = std::stoi(range.substr(1, dash == std::string::npos ? std::string::npos : dash - 1));
+    const int b = dash == std::string::npos ? a : std::stoi(range.substr(dash + 2));
+    const auto& fs = summary["functions"];
+    if (b > int(fs.size())) throw std::runtime_error("summary has no function f" + std::to_string(b));
+    double out = function_metric(fs[std::size_t(a - 1)], what);
+    for (int k = a + 1; k <= b; ++k) {
+        const double v = function_metric(fs[std::size_t(k - 1)], what);
+        out = at_least ? std::min(out, v) : std::max(out, v);
+    }
+    return out;
 }
 
 double median(std::vector<double> v) {
@@ -144,7 +167,7 @@ int reproduce(int argc, char** argv) {
                     per_seed += (per_seed.empty() ? "" : ", ") + std::string("error");
                     continue;
                 }
-                const double v = metric_value(j.summary, t.metric);
+                const double v = metric_value(j.summary, t.metric, t.op == ">=");
                 values.push_back(v);
                 per_seed += fmt::format("{}{:.3f}", per_seed.empty() ? "" : ", ", v);
             }

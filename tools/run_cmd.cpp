@@ -40,6 +40,13 @@ void add_experiment_flags(cxxopts::Options& o) {
         ("blur", "Sinkhorn / MMD blur", cxxopts::value<double>()->default_value("0.05"))
         ("scaling", "Sinkhorn epsilon-scaling factor", cxxopts::value<double>()->default_value("0.5"))
         ("mse-weight", "Weight of the learner's test MSE", cxxopts::value<double>()->default_value("10"))
+        ("functions", "Meta-learners trained in sequence, each orthogonal to the earlier ones", cxxopts::value<int>()->default_value("1"))
+        ("orthogonality", "project (labels minus their projection on earlier functions), penalty (normalised overlap penalty) or none", cxxopts::value<std::string>()->default_value(d.orthogonality))
+        ("orth-weight", "Weight of the overlap penalty (--orthogonality penalty)", cxxopts::value<double>()->default_value("10"))
+        ("chosen", "Students game: the learner that must generalise well (e.g. kernel:features=20)", cxxopts::value<std::string>())
+        ("neglected", "Students game: the learner that must generalise badly (e.g. ridge or ridge:bias=1)", cxxopts::value<std::string>())
+        ("students-loss", "Students game: difference (MSE_chosen - MSE_neglected, the paper's) or log-ratio (log MSE_chosen - log MSE_neglected)", cxxopts::value<std::string>()->default_value("difference"))
+        ("cooperative", "Comma-separated learners that must all generalise well", cxxopts::value<std::string>())
         ("meta-hidden", "Meta-learner hidden width", cxxopts::value<int>()->default_value(std::to_string(d.meta_hidden)))
         ("meta-depth", "Meta-learner hidden layers", cxxopts::value<int>()->default_value(std::to_string(d.meta_depth)))
         ("meta-activation", "Meta-learner activation: relu, tanh, sigmoid, relu6, identity", cxxopts::value<std::string>()->default_value(d.meta_activation))
@@ -94,6 +101,13 @@ Config resolve_config(const cxxopts::ParseResult& a) {
     if (given("blur")) c.blur = a["blur"].as<double>();
     if (given("scaling")) c.scaling = a["scaling"].as<double>();
     if (given("mse-weight")) c.mse_weight = a["mse-weight"].as<double>();
+    if (given("functions")) c.functions = a["functions"].as<int>();
+    if (given("orthogonality")) c.orthogonality = a["orthogonality"].as<std::string>();
+    if (given("orth-weight")) c.orth_weight = a["orth-weight"].as<double>();
+    if (given("chosen")) c.chosen = a["chosen"].as<std::string>();
+    if (given("neglected")) c.neglected = a["neglected"].as<std::string>();
+    if (given("students-loss")) c.students_loss = a["students-loss"].as<std::string>();
+    if (given("cooperative")) c.cooperative = a["cooperative"].as<std::string>();
     if (given("meta-hidden")) c.meta_hidden = a["meta-hidden"].as<int>();
     if (given("meta-depth")) c.meta_depth = a["meta-depth"].as<int>();
     if (given("meta-activation")) c.meta_activation = a["meta-activation"].as<std::string>();
@@ -115,7 +129,7 @@ public:
     Progress(bool quiet, int total, std::string label)
         : quiet_(quiet), tty_(isatty(STDERR_FILENO)), total_(total), label_(std::move(label)),
           start_(std::chrono::steady_clock::now()) {}
-    void update(int done, const experiment::StepLog& s, const std::string& div_name, int first) {
+    void update(int done, const experiment::StepLog& s, const std::string& div_name, int first, int functions) {
         if (quiet_) return;
         auto now = std::chrono::steady_clock::now();
         const double elapsed = std::chrono::duration<double>(now - start_).count();
@@ -128,8 +142,9 @@ public:
         last_print_ = now;
         const double rate = (done - first) / std::max(elapsed, 1e-9);
         const double eta = (total_ - done) / std::max(rate, 1e-9);
-        fmt::print(stderr, "{}[{}] step {}/{}  loss {:.4g}  test MSE {:.4g}  {} {:.4g}  {:.0f} steps/s  ETA {:.0f}s{}",
-                   tty_ ? "\r" : "", label_, done, total_, s.loss, s.mse, div_name, s.divergence, rate, eta,
+        const std::string fn = functions > 1 ? fmt::format(" f{}/{}", s.function + 1, functions) : "";
+        fmt::print(stderr, "{}[{}]{} step {}/{}  loss {:.4g}  test MSE {:.4g}  {} {:.4g}  {:.0f} steps/s  ETA {:.0f}s{}",
+                   tty_ ? "\r" : "", label_, fn, done, total_, s.loss, s.mse, div_name, s.divergence, rate, eta,
                    tty_ ? "   " : "\n");
         if (tty_ && last) fmt::print(stderr, "\n");
     }
@@ -141,10 +156,11 @@ private:
     std::chrono::steady_clock::time_point start_, last_print_{};
 };
 
-std::string log_row(const experiment::StepLog& s) {
-    return fmt::format("{},{:.17g},{:.17g},{:.17g}\n", s.step, s.loss, s.mse, s.divergence);
+std::string log_row(const experiment::StepLog& s, int steps_per_function) {
+    return fmt::format("{},{},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g}\n", s.function * steps_per_function + s.step,
+                       s.function + 1, s.loss, s.mse, s.divergence, s.orthogonality, s.mse_neglected);
 }
-const char* kLogHeader = "step,loss,mse,divergence\n";
+const char* kLogHeader = "step,function,loss,mse,divergence,orthogonality,mse_neglected\n";
 
 /// Keeps the header and the rows of steps before `step` (a resumed run rewrites the rest).
 std::string log_until(const fs::path& path, int step) {
@@ -166,26 +182,50 @@ void append(const fs::path& path, const std::string& text) {
 }
 
 void save_checkpoint(const fs::path& dir, const experiment::MetaTrainer& t) {
-    write_checkpoint(dir / "checkpoint.json", {t.steps_done(), t.params(), t.optimizer_state()});
+    write_checkpoint(dir / "checkpoint.json", {t.frozen(), t.steps_done(), t.params(), t.optimizer_state()});
 }
 
-/// Probe set, summary and figures of a finished run.
+/// The probe set: fixed by the seed, shared by the orthogonalisation, the analysis and plots.
+Eigen::MatrixXd probe_inputs(const experiment::MetaTrainer& t) {
+    ad::Rng rng = experiment::rng_for(t.config().seed, experiment::Stream::probe);
+    return t.inputs().sample(t.config().probe, rng);
+}
+
+/// Probe set, summary and figures of a finished run: per function k, fk (the labels), gk (the
+/// learner's fit after training on a fresh training set) and, in the students game, nk (the
+/// neglected learner's fit).
 json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot, bool quiet) {
     const Config& c = trainer.config();
-    ad::Rng probe_rng = experiment::rng_for(c.seed, experiment::Stream::probe);
+    const bool students = experiment::game_of(c) == experiment::Game::students;
     ProbeTable probe;
-    probe.x = trainer.inputs().sample(c.probe, probe_rng);
-    ad::Rng fit_rng = experiment::rng_for(c.seed, experiment::Stream::final_fit);
-    Eigen::MatrixXd x_train = trainer.inputs().sample(c.n_train, fit_rng);
-    probe.names = {"f1", "g1"};
-    probe.columns.resize(probe.x.rows(), 2);
-    probe.columns.col(0) = trainer.label(probe.x);
-    probe.columns.col(1) = trainer.fit_predict(x_train, trainer.label(x_train), probe.x, fit_rng);
+    probe.x = probe_inputs(trainer);
+    const Eigen::MatrixXd F = trainer.labels(probe.x);
+    const int per = students ? 3 : 2;
+    probe.columns.resize(probe.x.rows(), F.cols() * per);
+    for (int k = 0; k < F.cols(); ++k) {
+        ad::Rng fit_rng = experiment::rng_for(c.seed, experiment::Stream::final_fit, std::uint64_t(k));
+        Eigen::MatrixXd x_train = trainer.inputs().sample(c.n_train, fit_rng);
+        Eigen::VectorXd y_train = trainer.labels(x_train).col(k);
+        ad::Rng learner_rng = fit_rng;
+        probe.names.push_back(fmt::format("f{}", k + 1));
+        probe.names.push_back(fmt::format("g{}", k + 1));
+        probe.columns.col(per * k) = F.col(k);
+        probe.columns.col(per * k + 1) = trainer.fit_predict(x_train, y_train, probe.x, learner_rng, 0);
+        if (students) {
+            ad::Rng neglected_rng = fit_rng;
+            probe.names.push_back(fmt::format("n{}", k + 1));
+            probe.columns.col(per * k + 2) = trainer.fit_predict(x_train, y_train, probe.x, neglected_rng, 1);
+        }
+    }
     write_probe(dir / "probe.csv", probe);
 
     json summary = analyse_probe(probe, c);
-    summary["functions"][0]["test_mse"] = trainer.test_mse(c.eval_tasks);
-    summary["learner_description"] = trainer.learner().describe();
+    for (int k = 0; k < F.cols(); ++k) {
+        summary["functions"][std::size_t(k)]["test_mse"] = trainer.test_mse(k, c.eval_tasks, 0);
+        if (students) summary["functions"][std::size_t(k)]["neglected_test_mse"] = trainer.test_mse(k, c.eval_tasks, 1);
+    }
+    summary["learner_description"] = trainer.learner(0).describe();
+    if (students) summary["neglected_description"] = trainer.learner(1).describe();
     write_text(dir / "summary.json", summary.dump(2) + "\n");
     if (plot) {
         if (gnuplot_available()) {
@@ -208,29 +248,41 @@ std::string config_text(const Config& c) {
 
 json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot) {
     experiment::MetaTrainer trainer(c);
-    if (resume_from && resume_from->step > 0) trainer.restore(resume_from->step, resume_from->params, resume_from->optimizer);
-    write_text(dir / "log.csv", resume_from && fs::exists(dir / "log.csv") ? log_until(dir / "log.csv", trainer.steps_done())
-                                                                       : std::string(kLogHeader));
+    if (resume_from) trainer.restore(resume_from->frozen, resume_from->step, resume_from->params, resume_from->optimizer);
+    const int done_before = trainer.functions_done() * c.steps + trainer.steps_done();
+    write_text(dir / "log.csv", resume_from && fs::exists(dir / "log.csv") ? log_until(dir / "log.csv", done_before)
+                                                                           : std::string(kLogHeader));
     if (!quiet)
-        fmt::print(stderr, "occam run: {} | {} | {} -> {}\n", c.preset.empty() ? "custom" : c.preset, c.inputs,
-                   trainer.learner().describe(), dir.string());
+        fmt::print(stderr, "occam run: {} | {} | {}{} -> {}\n", c.preset.empty() ? "custom" : c.preset, c.inputs,
+                   trainer.learner(0).describe(),
+                   trainer.num_learners() > 1 ? fmt::format(" (+{} more learners)", trainer.num_learners() - 1) : "",
+                   dir.string());
 
-    Progress progress(quiet, c.steps, c.preset.empty() ? "run" : c.preset);
-    const int first = trainer.steps_done();
+    const int total = c.functions * c.steps;
+    Progress progress(quiet, total, c.preset.empty() ? "run" : c.preset);
+    const Eigen::MatrixXd probe_x = probe_inputs(trainer);
     std::string pending;
-    while (trainer.steps_done() < c.steps) {
-        experiment::StepLog s = trainer.step();
-        pending += log_row(s);
-        progress.update(trainer.steps_done(), s, c.divergence, first);
-        if (trainer.steps_done() % c.checkpoint_every == 0) {
+    int done = done_before;
+    while (!trainer.finished()) {
+        while (trainer.steps_done() < c.steps) {
+            experiment::StepLog s = trainer.step();
+            pending += log_row(s, c.steps);
+            ++done;
+            progress.update(done, s, experiment::divergence_for(c, s.function), done_before, c.functions);
+            if (done % c.checkpoint_every == 0) {
+                append(dir / "log.csv", pending);
+                pending.clear();
+                save_checkpoint(dir, trainer);
+            }
+        }
+        if (trainer.function_index() + 1 == c.functions) {
+            // The last checkpoint holds the last function unfrozen, so --resume with more
+            // --steps can go on training it.
             append(dir / "log.csv", pending);
-            pending.clear();
             save_checkpoint(dir, trainer);
         }
+        trainer.finish_function(probe_x);
     }
-    append(dir / "log.csv", pending);
-    save_checkpoint(dir, trainer);
-
     return finish_run(dir, trainer, plot, quiet);
 }
 

@@ -15,6 +15,7 @@ using nlohmann::json;
 #define OCCAM_CONFIG_FIELDS(X)                                                                        \
     X(preset) X(inputs) X(learner) X(features_min) X(features_max) X(ridge) X(bias) X(redraw_features) \
     X(n_train) X(n_test) X(divergence) X(div_weight) X(div_on) X(blur) X(scaling) X(mse_weight)        \
+    X(functions) X(orthogonality) X(orth_weight) X(chosen) X(neglected) X(students_loss) X(cooperative)                 \
     X(meta_hidden) X(meta_depth) X(meta_activation) X(meta_output) X(meta_optimizer) X(lr) X(steps)    \
     X(seed) X(threads) X(probe) X(eval_tasks) X(checkpoint_every)
 
@@ -171,6 +172,10 @@ std::vector<Eigen::MatrixXd> matrices_from_json(const json& a) {
 // Doubles are written with round-trip precision, so a resumed run continues bit for bit.
 void write_checkpoint(const fs::path& path, const Checkpoint& c) {
     json j;
+    json frozen = json::array();
+    for (const auto& f : c.frozen)
+        frozen.push_back({{"params", matrices_to_json(f.params)}, {"coef", matrix_to_json(f.coef)}});
+    j["frozen_functions"] = frozen;
     j["step"] = c.step;
     j["params"] = matrices_to_json(c.params);
     j["optimizer_steps"] = c.optimizer.steps;
@@ -184,6 +189,8 @@ Checkpoint read_checkpoint(const fs::path& path) {
     json j = read_json(path);
     try {
         Checkpoint c;
+        for (const auto& f : j.at("frozen_functions"))
+            c.frozen.push_back({matrices_from_json(f.at("params")), matrix_from_json(f.at("coef")).col(0)});
         c.step = j.at("step").get<int>();
         c.params = matrices_from_json(j.at("params"));
         c.optimizer.steps = j.at("optimizer_steps").get<int>();

@@ -11,6 +11,7 @@
 
 #include "autodiff/optim.hpp"
 #include "experiment/config.hpp"
+#include "experiment/meta_learning.hpp"
 
 namespace occam::cli {
 
@@ -39,8 +40,9 @@ void write_probe(const fs::path& path, const ProbeTable& t);
 ProbeTable read_probe(const fs::path& path);
 
 struct Checkpoint {
-    int step = 0;
-    std::vector<Eigen::MatrixXd> params;
+    std::vector<experiment::FrozenFunction> frozen;  ///< finished functions
+    int step = 0;                                    ///< within the current function
+    std::vector<Eigen::MatrixXd> params;             ///< the current function's meta-learner
     ad::optim::OptimizerState optimizer;
 };
 void write_checkpoint(const fs::path& path, const Checkpoint& c);

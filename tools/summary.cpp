@@ -2,7 +2,11 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include "experiment/analysis.hpp"
+#include "experiment/kernel_theory.hpp"
+#include "experiment/meta_learning.hpp"
 
 namespace occam::cli {
 
@@ -19,6 +23,50 @@ std::vector<std::string> function_names(const ProbeTable& probe) {
 }
 
 static bool is_sphere(const std::string& inputs) { return inputs.rfind("sphere:", 0) == 0; }
+
+/// The theory check: the (chosen) learner's kernel, its leading eigenfunctions on the probe
+/// points (Nystrom, on the first 1000 points), and where each meta-learned function lies in
+/// that eigenbasis. Random features fixed for the run give their own finite-feature kernel;
+/// redrawn features average to the arc-cosine kernel; linear ridge has the linear kernel.
+static json kernel_theory(const ProbeTable& probe, const experiment::Config& config, const Eigen::MatrixXd& F,
+                          json& functions) {
+    const experiment::LearnerSpec spec = experiment::learner_specs(config)[0];
+    experiment::KernelFn kernel;
+    std::string name;
+    if (spec.kind == "ridge") {
+        if (spec.bias) return json();  // an unpenalised intercept is not a kernel method
+        kernel = experiment::linear_kernel;
+        name = "linear";
+    } else if (spec.kind == "arccos" || spec.redraw) {
+        kernel = [](const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return learners::arccos_kernel(a, b); };
+        name = "arc-cosine (degree 1)";
+    } else {
+        auto learner = experiment::make_learner(spec, int(probe.x.cols()),
+                                                experiment::rng_for(config.seed, experiment::Stream::learner_fixed, 0));
+        const Eigen::MatrixXd J = dynamic_cast<const learners::RandomFeatureRidge&>(*learner).features();
+        kernel = [J](const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+            return experiment::random_feature_kernel(a, b, J);
+        };
+        name = fmt::format("random features (these {})", J.cols());
+    }
+    const int points = int(std::min<Eigen::Index>(1000, probe.x.rows()));
+    const int top = std::min(25, points);
+    const experiment::KernelEigen e = experiment::nystrom_subsample(probe.x, kernel, top, points);
+    json spaces = json::array();
+    for (std::size_t s = 0; s < e.spaces.size(); ++s) {
+        const auto [first, last] = e.spaces[s];
+        spaces.push_back({{"first", first}, {"last", last}, {"eigenvalue", e.eigenvalues.segment(first, last - first + 1).mean()}});
+    }
+    for (Eigen::Index k = 0; k < F.cols(); ++k) {
+        const experiment::EigenOverlap o = experiment::eigen_overlap(e, F.col(k).head(points));
+        functions[std::size_t(k)]["kernel_theory"] = {{"dominant_space", o.dominant_space},
+                                                      {"dominant_space_eigenvalue", o.dominant_space_eigenvalue},
+                                                      {"weighted_eigenvalue", o.weighted_eigenvalue},
+                                                      {"energy_in_top_spaces", o.energy_in_top_spaces},
+                                                      {"energy_per_space", o.energy_per_space}};
+    }
+    return {{"kernel", name}, {"points", points}, {"eigenfunctions", top}, {"spaces", spaces}};
+}
 
 json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
     json functions = json::array();
@@ -39,6 +87,15 @@ json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
         fj["linear_fit"] = {{"r2", lf.r2},
                             {"intercept", lf.intercept},
                             {"coef", std::vector<double>(lf.coef.data(), lf.coef.data() + lf.coef.size())}};
+        // How much of E[f^2] is a constant (mean^2), linear (R^2 of the variance) or the rest.
+        {
+            const double var = (f.array() - mean).square().mean(), power = mean * mean + var;
+            const double r2 = std::clamp(lf.r2, 0.0, 1.0);
+            if (power > 0)
+                fj["decomposition"] = {{"constant", mean * mean / power},
+                                       {"linear", r2 * var / power},
+                                       {"nonlinear", (1.0 - r2) * var / power}};
+        }
         if (is_sphere(config.inputs)) {
             // Needs more probe points than harmonics of degree <= 4 (25 on S^2, 70 on S^3...).
             try {
@@ -52,6 +109,12 @@ json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
         functions.push_back(fj);
     }
     json summary;
+    try {
+        json theory = kernel_theory(probe, config, F, functions);
+        if (!theory.is_null()) summary["kernel_theory"] = theory;
+    } catch (const std::exception& e) {
+        summary["kernel_theory_error"] = e.what();
+    }
     summary["preset"] = config.preset;
     summary["inputs"] = config.inputs;
     summary["learner"] = config.learner;
@@ -82,7 +145,13 @@ std::string describe_summary(const json& summary) {
             for (std::size_t l = 1; l < e.size(); ++l) out += fmt::format(", {:.3f}", e[l]);
             out += fmt::format("] (dominant degree {})", f["dominant_degree"].get<int>());
         }
+        if (f.contains("kernel_theory"))
+            out += fmt::format(", kernel eigenspace {} (eigenvalue {:.3g})", f["kernel_theory"]["dominant_space"].get<int>(),
+                               f["kernel_theory"]["dominant_space_eigenvalue"].get<double>());
         if (f.contains("test_mse")) out += fmt::format(", test MSE {:.4g}", f["test_mse"].get<double>());
+        if (f.contains("neglected_test_mse"))
+            out += fmt::format(", neglected learner's test MSE {:.4g} (ratio {:.3f})", f["neglected_test_mse"].get<double>(),
+                               f["test_mse"].get<double>() / f["neglected_test_mse"].get<double>());
         out += "\n";
     }
     return out;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
 #include "run_experiment.hpp"
 
@@ -18,15 +19,6 @@ namespace occam::cli {
 using nlohmann::json;
 
 namespace {
-
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
 
 /// One function's named number from summary.json.
 double function_metric(const json& f, const std::string& what) {
@@ -96,12 +88,12 @@ int reproduce(int argc, char** argv) {
 
     std::vector<experiment::Preset> chosen;
     if (args.count("presets")) {
-        for (const auto& name : split(args["presets"].as<std::string>())) chosen.push_back(experiment::find_preset(name));
+        for (const auto& name : experiment::split_list(args["presets"].as<std::string>())) chosen.push_back(experiment::find_preset(name));
     } else {
         chosen = experiment::presets();
     }
     std::vector<std::uint64_t> seeds;
-    for (const auto& s : split(args["seeds"].as<std::string>())) {
+    for (const auto& s : experiment::split_list(args["seeds"].as<std::string>())) {
         try {
             seeds.push_back(std::stoull(s));
         } catch (const std::exception&) {

@@ -420,6 +420,11 @@ public:
         shapes_.reset();
     }
     const SGDOptions& options() const { return opts_; }
+    /// Cuts the gradient path through the momentum buffers (for truncated meta-gradients).
+    void detach_state() {
+        for (Var& b : buf_)
+            if (b.defined()) b = detach(b);
+    }
 
 private:
     SGDOptions opts_;
@@ -481,6 +486,13 @@ public:
         shapes_.reset();
     }
     const AdamOptions& options() const { return opts_; }
+    /// Cuts the gradient path through the moments (for truncated meta-gradients).
+    void detach_state() {
+        for (Var& m : m_)
+            if (m.defined()) m = detach(m);
+        for (Var& v : v_)
+            if (v.defined()) v = detach(v);
+    }
 
 private:
     AdamOptions opts_;

@@ -12,18 +12,30 @@ struct Config {
     std::string preset;                ///< the preset this run started from ("" if none)
     // inputs and learner
     std::string inputs = "sphere:3";   ///< disk | sphere:D | cube:D | gaussian:D | file:PATH.csv
-    std::string learner = "kernel";    ///< ridge | kernel | arccos
+    std::string learner = "kernel";    ///< ridge | kernel | arccos | mlp
     int features_min = 20;             ///< random features K (a range redraws K every step)
     int features_max = 20;
     double ridge = 1e-3;               ///< the learner's ridge parameter lambda
     bool bias = false;                 ///< ridge learner: fit an unpenalised intercept
     bool redraw_features = false;      ///< kernel learner: new random features every meta-step
+    // mlp learner (trained by unrolled gradient descent inside every meta-step)
+    std::string learner_hidden = "20,20";  ///< hidden widths
+    std::string learner_activation = "relu";
+    std::string inner_optimizer = "sgd";   ///< sgd | momentum | adam
+    double inner_lr = 0.025;
+    int inner_steps = 200;
+    int inner_batch = 0;                   ///< 0: full batch
+    int truncate = 0;                      ///< meta-gradient through the last K inner steps (0: all)
+    std::string connectivity = "dense";    ///< dense | random | biased:p0,p1,... | grouped
+    bool positive = false;                 ///< keep the mlp's input weights positive
+    std::string groups;                    ///< input groups, e.g. "0,1;2,3,4" (grouped scheme, analysis)
+    std::string group_weights = "0.85,0.05;0.4,0.1";  ///< grouped: (same group, other) weight per group
     int n_train = 20;
     int n_test = 80;
     // meta-loss
     std::string divergence = "sinkhorn";  ///< sinkhorn | energy | mmd | w2 | variance, or a comma list (one per function)
     double div_weight = 1.0;
-    std::string div_on = "all";        ///< all: one term on all labels; split: train and test terms
+    std::string div_on = "all";        ///< all: one term on all labels; split: train and test terms; test
     double blur = 0.05;                ///< sinkhorn / mmd blur
     double scaling = 0.5;              ///< sinkhorn epsilon-scaling factor
     double mse_weight = 10.0;

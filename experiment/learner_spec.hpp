@@ -6,12 +6,14 @@
 #pragma once
 
 #include <map>
+#include <vector>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
 #include "../learners/kernel.hpp"
+#include "../learners/mlp.hpp"
 #include "../learners/ridge.hpp"
 #include "config.hpp"
 
@@ -19,12 +21,71 @@ namespace occam::experiment {
 
 /// A learner's kind and its settings (defaults from the run's Config).
 struct LearnerSpec {
-    std::string kind;  ///< ridge | kernel | arccos
+    std::string kind;  ///< ridge | kernel | arccos | mlp
     int features_min = 20, features_max = 20;
     double ridge = 1e-3;
     bool bias = false;
     bool redraw = false;
+    // mlp
+    std::vector<int> hidden;
+    std::string activation = "relu";
+    learners::InnerTraining inner;
+    learners::Connectivity connectivity;
 };
+
+/// "a;b;c" of "x,y,..." lists, e.g. input groups "0,1;2,3,4".
+template <class T>
+std::vector<std::vector<T>> parse_nested(const std::string& text, const char* what) {
+    std::vector<std::vector<T>> out;
+    std::stringstream outer(text);
+    std::string part;
+    while (std::getline(outer, part, ';')) {
+        std::vector<T> row;
+        std::stringstream inner(part);
+        std::string item;
+        while (std::getline(inner, item, ',')) {
+            try {
+                std::size_t used = 0;
+                row.push_back(T(std::stod(item, &used)));
+                if (used != item.size()) throw std::invalid_argument(item);
+            } catch (const std::exception&) {
+                throw std::invalid_argument(std::string(what) + ": '" + item + "' is not a number");
+            }
+        }
+        out.push_back(row);
+    }
+    return out;
+}
+
+/// The mlp learner's settings from the run's flags.
+inline void fill_mlp(LearnerSpec& s, const Config& c) {
+    const auto hidden = parse_nested<int>(c.learner_hidden, "--learner-hidden");
+    if (hidden.size() != 1 || hidden[0].empty()) throw std::invalid_argument("--learner-hidden must be widths like 20,20");
+    s.hidden = hidden[0];
+    s.activation = c.learner_activation;
+    s.inner = {c.inner_optimizer, c.inner_lr, 0.9, c.inner_steps, c.inner_batch, c.truncate};
+    auto& conn = s.connectivity;
+    conn.positive = c.positive;
+    const auto colon = c.connectivity.find(':');
+    conn.scheme = c.connectivity.substr(0, colon);
+    if (conn.scheme == "biased") {
+        if (colon == std::string::npos) throw std::invalid_argument("--connectivity biased needs probabilities: biased:p0,p1,...");
+        const auto p = parse_nested<double>(c.connectivity.substr(colon + 1), "--connectivity");
+        if (p.size() != 1) throw std::invalid_argument("--connectivity biased:p0,p1,... takes one list");
+        conn.p = p[0];
+    }
+    if (conn.scheme == "grouped") {
+        if (c.groups.empty()) throw std::invalid_argument("--connectivity grouped needs --groups (e.g. 0,1;2,3,4)");
+        conn.groups = parse_nested<int>(c.groups, "--groups");
+        const auto w = parse_nested<double>(c.group_weights, "--group-weights");
+        if (w.size() != conn.groups.size())
+            throw std::invalid_argument("--group-weights needs one same,other pair per group");
+        for (const auto& pair : w) {
+            if (pair.size() != 2) throw std::invalid_argument("--group-weights needs one same,other pair per group");
+            conn.group_weights.emplace_back(pair[0], pair[1]);
+        }
+    }
+}
 
 /// Parses "KIND[:key=value,...]"; keys: features (K or MIN-MAX), ridge, bias, redraw.
 inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) {
@@ -36,8 +97,9 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
     s.redraw = c.redraw_features;
     const auto colon = text.find(':');
     s.kind = text.substr(0, colon);
-    if (s.kind != "ridge" && s.kind != "kernel" && s.kind != "arccos")
-        throw std::invalid_argument("learner '" + text + "': the kind must be ridge, kernel or arccos");
+    if (s.kind != "ridge" && s.kind != "kernel" && s.kind != "arccos" && s.kind != "mlp")
+        throw std::invalid_argument("learner '" + text + "': the kind must be ridge, kernel, arccos or mlp");
+    if (s.kind == "mlp") fill_mlp(s, c);
     if (colon == std::string::npos) return s;
     std::stringstream rest(text.substr(colon + 1));
     std::string item;
@@ -77,6 +139,14 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
 inline std::unique_ptr<learners::Learner> make_learner(const LearnerSpec& s, int input_dim, ad::Rng rng) {
     if (s.kind == "ridge") return std::make_unique<learners::Ridge>(s.ridge, s.bias);
     if (s.kind == "arccos") return std::make_unique<learners::ArcCosKernelRidge>(s.ridge);
+    if (s.kind == "mlp") {
+        std::vector<int> widths = {input_dim};
+        widths.insert(widths.end(), s.hidden.begin(), s.hidden.end());
+        widths.push_back(1);
+        return std::make_unique<learners::UnrolledMLP>(
+            ad::nn::MLP{widths, ad::nn::parse_activation(s.activation), ad::nn::OutputMap::identity}, s.inner,
+            s.connectivity);
+    }
     return std::make_unique<learners::RandomFeatureRidge>(input_dim, s.features_min, s.features_max, s.ridge,
                                                           s.redraw, rng);
 }

@@ -58,8 +58,8 @@ inline std::string divergence_for(const Config& c, int k) {
 /// Validates a Config with one-line messages naming the flag.
 inline void validate(const Config& c) {
     auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
-    if (c.learner != "ridge" && c.learner != "kernel" && c.learner != "arccos")
-        fail("--learner must be ridge, kernel or arccos (got '" + c.learner + "')");
+    if (c.learner != "ridge" && c.learner != "kernel" && c.learner != "arccos" && c.learner != "mlp")
+        fail("--learner must be ridge, kernel, arccos or mlp (got '" + c.learner + "')");
     if (c.n_train < 1) fail("--train must be >= 1");
     if (c.n_test < 1) fail("--test must be >= 1");
     if (c.features_min < 1 || c.features_max < c.features_min) fail("--features must be K or MIN:MAX with 1 <= MIN <= MAX");
@@ -68,7 +68,8 @@ inline void validate(const Config& c) {
     for (const auto& d : split_list(c.divergence))
         if (d != "sinkhorn" && d != "energy" && d != "mmd" && d != "w2" && d != "variance")
             fail("--divergence must be sinkhorn, energy, mmd, w2 or variance (got '" + d + "')");
-    if (c.div_on != "all" && c.div_on != "split") fail("--div-on must be all or split (got '" + c.div_on + "')");
+    if (c.div_on != "all" && c.div_on != "split" && c.div_on != "test")
+        fail("--div-on must be all, split or test (got '" + c.div_on + "')");
     if (!(c.div_weight >= 0) || !(c.mse_weight >= 0)) fail("--div-weight and --mse-weight must be >= 0");
     if (!(c.blur > 0)) fail("--blur must be > 0");
     if (!(c.scaling > 0 && c.scaling < 1)) fail("--scaling must be in (0, 1)");
@@ -240,9 +241,10 @@ public:
             mse_term = mse_term * (1.0 / double(mses.size()));
         }
         const std::string kind = divergence_for(cfg_, k);
-        ad::Var div = cfg_.div_on == "all"
-                          ? label_divergence(z, kind, cfg_, rng)
-                          : label_divergence(z_train, kind, cfg_, rng) + label_divergence(z_test, kind, cfg_, rng);
+        ad::Var div = cfg_.div_on == "all"    ? label_divergence(z, kind, cfg_, rng)
+                      : cfg_.div_on == "test" ? label_divergence(z_test, kind, cfg_, rng)
+                                              : label_divergence(z_train, kind, cfg_, rng) +
+                                                    label_divergence(z_test, kind, cfg_, rng);
         ad::Var loss = cfg_.mse_weight * mse_term + cfg_.div_weight * div + orth;
 
         StepLog log;

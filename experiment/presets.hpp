@@ -161,6 +161,69 @@ inline std::vector<Preset> presets() {
                        "all 9 mostly degree 1, none mostly degree 2", c,
                        {{"f1-f9.degree1_energy", ">=", 0.5}, {"f1-f9.degree2_energy", "<=", 0.5}}});
     }
+    {
+        Config c;
+        c.preset = "fig9-mlp";
+        c.inputs = "sphere:3";
+        c.learner = "mlp";
+        c.learner_hidden = "20,20";
+        c.inner_optimizer = "sgd";
+        c.inner_lr = 0.025;
+        c.inner_steps = 200;  // full batch, every step differentiated through
+        c.n_train = 30;
+        c.n_test = 300;
+        c.meta_optimizer = "adam";
+        c.lr = 0.01;
+        c.divergence = "energy";
+        c.mse_weight = 1000.0;
+        c.div_weight = 10000.0;
+        c.functions = 6;
+        c.steps = 300;
+        out.push_back({"fig9-mlp",
+                       "Appendix A, Fig. 9: a ReLU net trained by 200 unrolled GD steps: 3 degree-1, then 3 degree-2 functions",
+                       "f1..f3 >= 0.95 degree 1, f4..f6 >= 0.90 degree 2, pairwise |corr| <= 0.1, f4..f6 harder", c,
+                       {{"f1-f3.degree1_energy", ">=", 0.95},
+                        {"f4-f6.degree2_energy", ">=", 0.90},
+                        {"max_abs_correlation", "<=", 0.1},
+                        {"f4-f6.test_mse/f1-f3.test_mse", ">=", 1.0}}});
+    }
+    {
+        Config c;
+        c.preset = "fig7-random";
+        c.inputs = "sphere:5";
+        c.learner = "mlp";
+        c.learner_hidden = "100";
+        c.connectivity = "random";
+        c.inner_optimizer = "sgd";
+        c.inner_lr = 0.05;
+        c.inner_steps = 50;
+        c.inner_batch = 30;
+        c.n_train = 50;
+        c.n_test = 300;
+        c.meta_optimizer = "adam";
+        c.lr = 0.0025;
+        c.divergence = "sinkhorn";
+        c.div_on = "test";
+        c.mse_weight = 1000.0;
+        c.div_weight = 500.0;
+        c.steps = 200;
+        c.groups = "0,1;2,3,4";
+        out.push_back({"fig7-random", "Fig. 7: each hidden unit sees 2 random inputs: the labelling picks one input",
+                       "largest share of |linear weights| >= 0.6", c, {{"f1.dominant_input_share", ">=", 0.6}}});
+        c.preset = "fig7-biased";
+        c.connectivity = "biased:0.6,0.1,0.1,0.1,0.1";
+        out.push_back({"fig7-biased", "Fig. 7: connections biased to input 0: the labelling follows input 0",
+                       "dominant input 0 with share >= 0.8", c,
+                       {{"f1.dominant_input", "<=", 0.0}, {"f1.dominant_input_share", ">=", 0.8}}});
+        c.preset = "fig7-grouped";
+        c.connectivity = "grouped";
+        out.push_back({"fig7-grouped", "Fig. 7: grouped connectivity (mushroom-body-like): not a function of group means",
+                       "group-mean R^2 <= 0.5", c, {{"f1.group_mean_r2", "<=", 0.5}}});
+        c.preset = "fig7-grouped-positive";
+        c.positive = true;
+        out.push_back({"fig7-grouped-positive", "Fig. 7: grouped and positive weights: a function of the group means",
+                       "group-mean R^2 >= 0.9", c, {{"f1.group_mean_r2", ">=", 0.9}}});
+    }
     return out;
 }
 

@@ -63,7 +63,7 @@ TEST_CASE("experiment: every divergence and learner runs and keeps the loss fini
 TEST_CASE("experiment: bad settings are one-line errors naming the flag") {
     experiment::Config c = small_kernel_config();
     c.learner = "svm";
-    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, "--learner must be ridge, kernel or arccos (got 'svm')",
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, "--learner must be ridge, kernel, arccos or mlp (got 'svm')",
                          std::invalid_argument);
     c = small_kernel_config();
     c.divergence = "kl";

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "autodiff/autodiff.hpp"
+#include "experiment/meta_learning.hpp"
+#include "experiment/presets.hpp"
 #include "cli.hpp"
 
 namespace occam::cli {
@@ -87,6 +89,25 @@ nlohmann::json tape_workload(int repeats) {
             {"node_backward_ns", bs[bs.size() / 2] / chain * 1e9}};
 }
 
+/// One meta-step of a preset's experiment (its first function), timed step by step.
+double preset_step_ms(const std::string& preset, int repeats) {
+    experiment::Config c = experiment::find_preset(preset).config;
+    experiment::MetaTrainer t(c);
+    for (int i = 0; i < 3; ++i) t.step();  // warm-up: arena blocks, caches
+    std::vector<double> ms;
+    for (int i = 0; i < repeats; ++i) {
+        auto start = Clock::now();
+        t.step();
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    }
+    std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+    return ms[ms.size() / 2];
+}
+
+/// The experiment workloads and the preset each one times.
+const std::vector<std::pair<std::string, std::string>> kWorkloads = {
+    {"kernel", "fig2c-kernel"}, {"ridge", "fig2b-ridge"}, {"unrolled", "fig9-mlp"}, {"connectome", "fig7-random"}};
+
 }  // namespace
 
 int bench(int argc, char** argv) {
@@ -94,8 +115,8 @@ int bench(int argc, char** argv) {
                              "Times fixed workloads (median of repeated runs after a warm-up) and prints one line\n"
                              "per workload. Workloads: tape (the autodiff engine itself: a 3-20-20-1 MLP forward\n"
                              "and backward on 30 points, with and without create_graph, and the per-node cost of\n"
-                             "a 1x1 op). The experiment workloads (kernel, ridge, unrolled, connectome) land with\n"
-                             "their issues.");
+                             "a 1x1 op); one meta-step of kernel (fig2c-kernel), ridge (fig2b-ridge), unrolled\n"
+                             "(fig9-mlp: 200 unrolled GD steps) and connectome (fig7-random); all (the four).");
     options.add_options()("workload", "Workload to time", cxxopts::value<std::string>()->default_value("tape"))(
         "repeats", "Timed repetitions (the median is reported)", cxxopts::value<int>()->default_value("200"))(
         "json", "Print JSON instead of key=value lines");
@@ -109,10 +130,22 @@ int bench(int argc, char** argv) {
         return kUsageError;
     }
     if (workload != "tape") {
-        if (workload == "kernel" || workload == "ridge" || workload == "unrolled" || workload == "connectome")
-            return not_yet("bench", "workload '" + workload + "' lands with its experiment's issue");
-        fmt::print(stderr, "occam bench: unknown workload '{}' (known: tape)\n", workload);
-        return kUsageError;
+        nlohmann::json all = nlohmann::json::array();
+        bool known = workload == "all";
+        for (const auto& [name, preset] : kWorkloads) {
+            if (workload != "all" && workload != name) continue;
+            known = true;
+            const double ms = preset_step_ms(preset, std::max(20, std::min(repeats, 200)));
+            if (args.count("json")) all.push_back({{"workload", name}, {"preset", preset}, {"ms_per_step", ms}});
+            else fmt::print("workload={} ms_per_step={:.3f}\n", name, ms);
+        }
+        if (!known) {
+            fmt::print(stderr, "occam bench: unknown workload '{}' (known: tape, kernel, ridge, unrolled, connectome, all)\n",
+                       workload);
+            return kUsageError;
+        }
+        if (args.count("json")) fmt::print("{}\n", all.dump(2));
+        return 0;
     }
     nlohmann::json r = tape_workload(repeats);
     if (args.count("json")) {

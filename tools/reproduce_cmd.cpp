@@ -25,6 +25,9 @@ double function_metric(const json& f, const std::string& what) {
     if (what == "linear_r2") return f["linear_fit"]["r2"].get<double>();
     if (what == "label_std") return f["label_std"].get<double>();
     if (what == "test_mse") return f["test_mse"].get<double>();
+    if (what == "dominant_input") return f["dominant_input"].get<double>();
+    if (what == "dominant_input_share") return f["dominant_input_share"].get<double>();
+    if (what == "group_mean_r2") return f["group_mean_r2"].get<double>();
     if (what == "nonlinear_fraction") return f["decomposition"]["nonlinear"].get<double>();
     if (what == "mse_ratio") return f["test_mse"].get<double>() / f["neglected_test_mse"].get<double>();
     if (what.size() == 14 && what.rfind("degree", 0) == 0 && what.substr(7) == "_energy")

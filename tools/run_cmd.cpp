@@ -27,16 +27,27 @@ void add_experiment_flags(cxxopts::Options& o) {
     o.add_options("experiment")
         ("preset", "Start from a preset (see occam presets); later flags override it", cxxopts::value<std::string>())
         ("inputs", "Input distribution: disk, sphere:D, cube:D, gaussian:D or file:PATH.csv", cxxopts::value<std::string>()->default_value(d.inputs))
-        ("learner", "Learner: ridge, kernel (random ReLU features + ridge) or arccos (exact kernel ridge)", cxxopts::value<std::string>()->default_value(d.learner))
+        ("learner", "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge) or mlp (trained by unrolled SGD)", cxxopts::value<std::string>()->default_value(d.learner))
         ("features", "Random features K, or MIN:MAX to redraw K every step", cxxopts::value<std::string>()->default_value("20"))
         ("ridge", "The learner's ridge parameter lambda", cxxopts::value<double>()->default_value("0.001"))
         ("bias", "Ridge learner: fit an unpenalised intercept", cxxopts::value<bool>()->default_value("false"))
         ("redraw-features", "Kernel learner: draw new random features every meta-step", cxxopts::value<bool>()->default_value("false"))
+        ("learner-hidden", "mlp learner: hidden widths, e.g. 20,20", cxxopts::value<std::string>()->default_value(d.learner_hidden))
+        ("learner-activation", "mlp learner: activation", cxxopts::value<std::string>()->default_value(d.learner_activation))
+        ("inner-optimizer", "mlp learner: sgd, momentum or adam", cxxopts::value<std::string>()->default_value(d.inner_optimizer))
+        ("inner-lr", "mlp learner: learning rate", cxxopts::value<double>()->default_value("0.025"))
+        ("inner-steps", "mlp learner: training steps (all differentiated through)", cxxopts::value<int>()->default_value(std::to_string(d.inner_steps)))
+        ("inner-batch", "mlp learner: minibatch size (0: full batch)", cxxopts::value<int>()->default_value("0"))
+        ("truncate", "mlp learner: meta-gradient through the last K steps only (0: all)", cxxopts::value<int>()->default_value("0"))
+        ("connectivity", "mlp learner: dense, random, biased:p0,p1,... or grouped (2 inputs per hidden unit, redrawn every step)", cxxopts::value<std::string>()->default_value(d.connectivity))
+        ("positive", "mlp learner: keep input weights positive", cxxopts::value<bool>()->default_value("false"))
+        ("groups", "Input groups, e.g. 0,1;2,3,4 (grouped connectivity; group-mean analysis)", cxxopts::value<std::string>())
+        ("group-weights", "grouped connectivity: same,other weight per group", cxxopts::value<std::string>()->default_value(d.group_weights))
         ("train", "Training points per task", cxxopts::value<int>()->default_value(std::to_string(d.n_train)))
         ("test", "Test points per task", cxxopts::value<int>()->default_value(std::to_string(d.n_test)))
         ("divergence", "Label-distribution term: sinkhorn, energy, mmd, w2 (exact, to U[-1,1]) or variance ((std-1)^2)", cxxopts::value<std::string>()->default_value(d.divergence))
         ("div-weight", "Weight of the label-distribution term", cxxopts::value<double>()->default_value("1"))
-        ("div-on", "all: one term on all labels; split: one on the training and one on the test labels", cxxopts::value<std::string>()->default_value(d.div_on))
+        ("div-on", "all: one term on all labels; split: one on the training and one on the test labels; test: test labels only", cxxopts::value<std::string>()->default_value(d.div_on))
         ("blur", "Sinkhorn / MMD blur", cxxopts::value<double>()->default_value("0.05"))
         ("scaling", "Sinkhorn epsilon-scaling factor", cxxopts::value<double>()->default_value("0.5"))
         ("mse-weight", "Weight of the learner's test MSE", cxxopts::value<double>()->default_value("10"))
@@ -93,6 +104,17 @@ Config resolve_config(const cxxopts::ParseResult& a) {
     if (given("ridge")) c.ridge = a["ridge"].as<double>();
     if (given("bias")) c.bias = a["bias"].as<bool>();
     if (given("redraw-features")) c.redraw_features = a["redraw-features"].as<bool>();
+    if (given("learner-hidden")) c.learner_hidden = a["learner-hidden"].as<std::string>();
+    if (given("learner-activation")) c.learner_activation = a["learner-activation"].as<std::string>();
+    if (given("inner-optimizer")) c.inner_optimizer = a["inner-optimizer"].as<std::string>();
+    if (given("inner-lr")) c.inner_lr = a["inner-lr"].as<double>();
+    if (given("inner-steps")) c.inner_steps = a["inner-steps"].as<int>();
+    if (given("inner-batch")) c.inner_batch = a["inner-batch"].as<int>();
+    if (given("truncate")) c.truncate = a["truncate"].as<int>();
+    if (given("connectivity")) c.connectivity = a["connectivity"].as<std::string>();
+    if (given("positive")) c.positive = a["positive"].as<bool>();
+    if (given("groups")) c.groups = a["groups"].as<std::string>();
+    if (given("group-weights")) c.group_weights = a["group-weights"].as<std::string>();
     if (given("train")) c.n_train = a["train"].as<int>();
     if (given("test")) c.n_test = a["test"].as<int>();
     if (given("divergence")) c.divergence = a["divergence"].as<std::string>();

@@ -33,6 +33,7 @@ static json kernel_theory(const ProbeTable& probe, const experiment::Config& con
     const experiment::LearnerSpec spec = experiment::learner_specs(config)[0];
     experiment::KernelFn kernel;
     std::string name;
+    if (spec.kind == "mlp") return json();  // a trained network has no fixed kernel (its NTK moves)
     if (spec.kind == "ridge") {
         if (spec.bias) return json();  // an unpenalised intercept is not a kernel method
         kernel = experiment::linear_kernel;
@@ -71,6 +72,13 @@ static json kernel_theory(const ProbeTable& probe, const experiment::Config& con
 json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
     json functions = json::array();
     const auto names = function_names(probe);
+    std::vector<std::vector<int>> groups;
+    if (!config.groups.empty()) {
+        groups = experiment::parse_nested<int>(config.groups, "--groups");
+        for (const auto& g : groups)
+            for (int i : g)
+                if (i < 0 || i >= probe.x.cols()) throw std::runtime_error("--groups names input " + std::to_string(i) + ", which the inputs do not have");
+    }
     Eigen::MatrixXd F(probe.x.rows(), Eigen::Index(names.size()));
     for (std::size_t k = 0; k < names.size(); ++k) {
         const std::string suffix = names[k].substr(1);
@@ -87,6 +95,28 @@ json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
         fj["linear_fit"] = {{"r2", lf.r2},
                             {"intercept", lf.intercept},
                             {"coef", std::vector<double>(lf.coef.data(), lf.coef.data() + lf.coef.size())}};
+        // Which inputs the function depends on: each input's share of the total |linear weight|.
+        {
+            const double total = lf.coef.cwiseAbs().sum();
+            if (total > 0 && lf.coef.size() > 1) {
+                Eigen::VectorXd share = lf.coef.cwiseAbs() / total;
+                Eigen::Index top = 0;
+                share.maxCoeff(&top);
+                fj["input_shares"] = std::vector<double>(share.data(), share.data() + share.size());
+                fj["dominant_input"] = int(top);
+                fj["dominant_input_share"] = share(top);
+            }
+        }
+        if (!groups.empty()) {
+            // Is f a function of the group means? R^2 of a linear fit on them.
+            Eigen::MatrixXd means(probe.x.rows(), Eigen::Index(groups.size()));
+            for (std::size_t g = 0; g < groups.size(); ++g) {
+                means.col(Eigen::Index(g)).setZero();
+                for (int i : groups[g]) means.col(Eigen::Index(g)) += probe.x.col(i);
+                means.col(Eigen::Index(g)) /= double(groups[g].size());
+            }
+            fj["group_mean_r2"] = experiment::linear_fit(means, f).r2;
+        }
         // How much of E[f^2] is a constant (mean^2), linear (R^2 of the variance) or the rest.
         {
             const double var = (f.array() - mean).square().mean(), power = mean * mean + var;
@@ -145,6 +175,10 @@ std::string describe_summary(const json& summary) {
             for (std::size_t l = 1; l < e.size(); ++l) out += fmt::format(", {:.3f}", e[l]);
             out += fmt::format("] (dominant degree {})", f["dominant_degree"].get<int>());
         }
+        if (f.contains("dominant_input"))
+            out += fmt::format(", dominant input x{} (share {:.2f})", f["dominant_input"].get<int>(),
+                               f["dominant_input_share"].get<double>());
+        if (f.contains("group_mean_r2")) out += fmt::format(", group-mean R^2 {:.3f}", f["group_mean_r2"].get<double>());
         if (f.contains("kernel_theory"))
             out += fmt::format(", kernel eigenspace {} (eigenvalue {:.3g})", f["kernel_theory"]["dominant_space"].get<int>(),
                                f["kernel_theory"]["dominant_space_eigenvalue"].get<double>());

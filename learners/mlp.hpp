@@ -1,0 +1,181 @@
+// What this file teaches: a learner trained by gradient descent *inside* every meta-step.
+// Each of its T training steps is recorded on the tape (create_graph), so the meta-gradient
+// flows back through the whole training run to the labels: differentiating through SGD.
+// A mask on the first layer turns it into a sparse circuit (the mushroom-body connectome).
+#pragma once
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "learner.hpp"
+
+namespace occam::learners {
+
+/// How hidden units connect to the inputs. Every hidden unit gets exactly `fan_in` inputs:
+///  - dense: all inputs (no mask)
+///  - random: fan_in distinct inputs, uniformly
+///  - biased: fan_in distinct inputs, drawn without replacement with probabilities `p`
+///  - grouped: the first input uniformly; the second from the other inputs, weighted
+///    `same` for members of the first one's group and `other` for the rest, with the weights
+///    of group {0,1}: same 0.85, other 0.05, and of group {2,3,4}: same 0.4, other 0.1 (the
+///    paper's appendix E).
+struct Connectivity {
+    std::string scheme = "dense";
+    std::vector<double> p;                      ///< biased: one probability per input
+    std::vector<std::vector<int>> groups;       ///< grouped: the input groups
+    std::vector<std::pair<double, double>> group_weights;  ///< grouped: (same, other) per group
+    int fan_in = 2;
+    bool positive = false;  ///< keep the input weights positive (W <- |W| after each step)
+};
+
+/// The inner training: T steps of SGD, momentum SGD or Adam on the mean squared error, full
+/// batch or on minibatches drawn afresh each step.
+struct InnerTraining {
+    std::string optimizer = "sgd";  ///< sgd | momentum | adam
+    double lr = 0.025;
+    double momentum = 0.9;
+    int steps = 200;
+    int batch = 0;     ///< 0: full batch
+    int truncate = 0;  ///< > 0: meta-gradient through the last `truncate` steps only
+};
+
+/// Draws the 0/1 input mask (hidden x inputs) of one task.
+inline Eigen::MatrixXd draw_mask(const Connectivity& c, int hidden, int inputs, ad::Rng& rng) {
+    Eigen::MatrixXd m = Eigen::MatrixXd::Zero(hidden, inputs);
+    if (c.scheme == "dense") return Eigen::MatrixXd::Ones(hidden, inputs);
+    for (int h = 0; h < hidden; ++h) {
+        if (c.scheme == "random") {
+            for (int i : rng.sample_without_replacement(inputs, c.fan_in)) m(h, i) = 1.0;
+        } else if (c.scheme == "biased") {
+            std::vector<double> p = c.p;
+            for (int k = 0; k < c.fan_in; ++k) {
+                const int i = rng.categorical(p);
+                m(h, i) = 1.0;
+                p[std::size_t(i)] = 0.0;  // without replacement
+            }
+        } else {  // grouped
+            const int first = int(rng.below(std::uint64_t(inputs)));
+            std::size_t g = 0;
+            while (g < c.groups.size() &&
+                   std::find(c.groups[g].begin(), c.groups[g].end(), first) == c.groups[g].end())
+                ++g;
+            std::vector<double> w(std::size_t(inputs), 0.0);
+            for (int i = 0; i < inputs; ++i) {
+                if (i == first) continue;
+                const bool same = g < c.groups.size() &&
+                                  std::find(c.groups[g].begin(), c.groups[g].end(), i) != c.groups[g].end();
+                w[std::size_t(i)] = same ? c.group_weights[g].first : c.group_weights[g].second;
+            }
+            m(h, first) = 1.0;
+            m(h, rng.categorical(w)) = 1.0;
+        }
+    }
+    return m;
+}
+
+/// An MLP re-initialised every task (PyTorch's default initialisation) and trained by
+/// unrolled gradient descent inside fit_predict.
+class UnrolledMLP : public Learner {
+public:
+    UnrolledMLP(ad::nn::MLP net, InnerTraining training, Connectivity connectivity)
+        : net_(std::move(net)), train_(training), conn_(std::move(connectivity)) {
+        if (net_.widths.size() < 2) throw std::invalid_argument("mlp learner: needs at least input and output widths");
+        if (train_.steps < 1) throw std::invalid_argument("mlp learner: --inner-steps must be >= 1");
+        if (!(train_.lr > 0)) throw std::invalid_argument("mlp learner: --inner-lr must be > 0");
+        if (train_.optimizer != "sgd" && train_.optimizer != "momentum" && train_.optimizer != "adam")
+            throw std::invalid_argument("mlp learner: --inner-optimizer must be sgd, momentum or adam");
+        if (train_.truncate < 0 || train_.batch < 0) throw std::invalid_argument("mlp learner: negative --truncate or --inner-batch");
+        if (conn_.scheme != "dense" && conn_.scheme != "random" && conn_.scheme != "biased" && conn_.scheme != "grouped")
+            throw std::invalid_argument("mlp learner: unknown connectivity '" + conn_.scheme + "'");
+        if (conn_.scheme == "biased" && int(conn_.p.size()) != net_.widths[0])
+            throw std::invalid_argument("mlp learner: biased connectivity needs one probability per input");
+        if (conn_.scheme != "dense" && conn_.fan_in > net_.widths[0])
+            throw std::invalid_argument("mlp learner: fan-in larger than the number of inputs");
+    }
+
+    std::string describe() const override {
+        std::ostringstream s;
+        s << "MLP ";
+        for (std::size_t i = 0; i < net_.widths.size(); ++i) s << (i ? "-" : "") << net_.widths[i];
+        s << " (" << ad::nn::name(net_.activation) << "), " << train_.steps << " " << train_.optimizer
+          << " steps, lr " << train_.lr;
+        if (train_.batch > 0) s << ", batches of " << train_.batch;
+        if (train_.truncate > 0) s << ", meta-gradient through the last " << train_.truncate;
+        if (conn_.scheme != "dense") s << ", " << conn_.scheme << " " << conn_.fan_in << "-sparse inputs";
+        if (conn_.positive) s << ", positive input weights";
+        s << ")";
+        return s.str();
+    }
+
+    void new_task(ad::Rng& rng) override {
+        init_ = net_.init(rng);
+        mask_ = draw_mask(conn_, net_.widths[1], net_.widths[0], rng);
+        init_[0] = init_[0].cwiseProduct(mask_);  // masked weights start, and stay, at zero
+        if (conn_.positive) init_[0] = init_[0].cwiseAbs();
+        batch_seed_ = rng.next_u64();
+    }
+
+    int input_dim() const override { return net_.widths[0]; }
+    const Eigen::MatrixXd& mask() const { return mask_; }
+
+    ad::Var fit_predict(const ad::Var& x, const ad::Var& y, const ad::Var& xt) override {
+        if (init_.empty()) throw LearnerError(describe() + ": new_task() was not called before fit_predict()");
+        if (x.cols() != net_.widths[0])
+            throw LearnerError(describe() + ": inputs have " + std::to_string(x.cols()) + " columns, expected " +
+                               std::to_string(net_.widths[0]));
+        // Training needs gradients even when the caller only wants values; the meta-gradient
+        // (create_graph) is needed only when the labels carry one.
+        ad::GradModeGuard on(true);
+        const bool meta = y.requires_grad();
+        const ad::Var mask = ad::constant(mask_);
+        std::vector<ad::Var> p = ad::params(init_);
+        ad::optim::UnrolledSGD sgd({.lr = train_.lr, .momentum = train_.optimizer == "momentum" ? train_.momentum : 0.0});
+        ad::optim::UnrolledAdam adam({.lr = train_.lr});
+        ad::Rng batches(batch_seed_, 0);
+        const int n = x.rows();
+        const int first_recorded = train_.truncate > 0 ? std::max(0, train_.steps - train_.truncate) : 0;
+        for (int t = 0; t < train_.steps; ++t) {
+            if (t == first_recorded && t > 0) {  // truncation: earlier steps are constants
+                for (ad::Var& v : p) v = ad::param(Eigen::MatrixXd(v.value()));
+                sgd.detach_state();
+                adam.detach_state();
+            }
+            ad::Var xb = x, yb = y;
+            if (train_.batch > 0 && train_.batch < n) {
+                const std::vector<int> idx = batches.sample_without_replacement(n, train_.batch);
+                xb = ad::gather_rows(x, idx);
+                yb = ad::gather_rows(y, idx);
+            }
+            ad::Var loss = ad::mean(ad::square(forward(p, mask, xb) - yb));
+            const bool record = meta && t >= first_recorded;
+            std::vector<ad::Var> g = ad::grad(loss, p, {.create_graph = record});
+            p = train_.optimizer == "adam" ? adam.step(p, g) : sgd.step(p, g);
+            if (conn_.positive) p[0] = ad::abs(p[0]);  // the notebook's projection W <- |W|
+            if (!record)  // nothing to differentiate through: keep the tape short
+                for (ad::Var& v : p) v = ad::param(Eigen::MatrixXd(v.value()));
+        }
+        ad::Var pred = forward(p, mask, xt);
+        if (!pred.value().allFinite())
+            throw LearnerError(describe() + ": training diverged (non-finite predictions); try a smaller --inner-lr");
+        return pred;
+    }
+
+private:
+    /// The network with its first layer's weights masked: W1 * M.
+    ad::Var forward(const std::vector<ad::Var>& p, const ad::Var& mask, const ad::Var& x) const {
+        if (conn_.scheme == "dense") return net_(p, x);
+        std::vector<ad::Var> masked = p;
+        masked[0] = p[0] * mask;
+        return net_(masked, x);
+    }
+
+    ad::nn::MLP net_;
+    InnerTraining train_;
+    Connectivity conn_;
+    std::vector<Eigen::MatrixXd> init_;
+    Eigen::MatrixXd mask_;
+    std::uint64_t batch_seed_ = 0;
+};
+
+}  // namespace occam::learners

@@ -1,0 +1,138 @@
+// The MLP learner trained by unrolled gradient descent: meta-gradients through its whole
+// training against central differences (SGD, momentum, Adam, minibatches, masks, positive
+// weights), truncation, and the connectivity schemes of the connectome learner.
+#include <doctest/doctest.h>
+
+#include "learners/mlp.hpp"
+
+using namespace occam;
+
+namespace {
+learners::UnrolledMLP make(const std::string& opt, int steps, int batch, learners::Connectivity conn = {},
+                           int truncate = 0, ad::nn::Activation act = ad::nn::Activation::tanh) {
+    learners::InnerTraining t;
+    t.optimizer = opt;
+    t.lr = opt == "adam" ? 0.05 : 0.2;
+    t.steps = steps;
+    t.batch = batch;
+    t.truncate = truncate;
+    return learners::UnrolledMLP(ad::nn::MLP{{3, 6, 1}, act, ad::nn::OutputMap::identity}, t, std::move(conn));
+}
+
+struct Task {
+    Eigen::MatrixXd x, xt, y, target;
+};
+Task make_task() {
+    ad::Rng rng(11, 0);
+    return {rng.normal_matrix(8, 3), rng.normal_matrix(5, 3), rng.normal_matrix(8, 1), rng.normal_matrix(5, 1)};
+}
+
+/// The test loss of the trained learner as a function of the training labels.
+ad::CheckFn meta_loss(learners::UnrolledMLP& l, const Task& T) {
+    return [&l, &T](const std::vector<ad::Var>& in) {
+        ad::Var pred = l.fit_predict(ad::constant(T.x), in[0], ad::constant(T.xt));
+        return ad::mean(ad::square(pred - ad::constant(T.target)));
+    };
+}
+}  // namespace
+
+TEST_CASE("mlp: meta-gradients through unrolled training match central differences") {
+    const Task T = make_task();
+    learners::Connectivity random;
+    random.scheme = "random";
+    learners::Connectivity positive = random;
+    positive.positive = true;
+    struct Case {
+        const char* name;
+        learners::UnrolledMLP learner;
+    } cases[] = {
+        {"sgd full batch", make("sgd", 4, 0)},
+        {"momentum", make("momentum", 4, 0)},
+        {"adam", make("adam", 4, 0)},
+        {"sgd minibatches", make("sgd", 4, 5)},
+        {"masked", make("sgd", 4, 0, random)},
+        {"masked and positive", make("sgd", 4, 0, positive)},
+    };
+    for (auto& c : cases) {
+        CAPTURE(c.name);
+        ad::Rng task(3, 1);
+        c.learner.new_task(task);
+        ad::CheckReport r = ad::gradcheck(meta_loss(c.learner, T), {T.y});
+        INFO(r.message());
+        CHECK(r.ok);
+        CHECK(r.max_abs_diff < 1e-6);
+    }
+}
+
+TEST_CASE("mlp: truncating at every step equals the full unroll and shorter truncation cuts the path") {
+    const Task T = make_task();
+    auto meta_grad = [&](int truncate) {
+        auto l = make("sgd", 5, 0, {}, truncate);
+        ad::Rng task(3, 1);
+        l.new_task(task);
+        ad::TapeScope scope;
+        ad::Var y = ad::param(T.y);
+        ad::Var loss = meta_loss(l, T)({y});
+        return Eigen::MatrixXd(ad::grad(loss, {y})[0].value());
+    };
+    const Eigen::MatrixXd full = meta_grad(0);
+    CHECK(meta_grad(5) == full);
+    const Eigen::MatrixXd last = meta_grad(1);
+    CHECK(last.allFinite());
+    CHECK((last - full).norm() > 1e-6 * full.norm());
+}
+
+TEST_CASE("mlp: values without gradients equal the values of a meta-training call") {
+    const Task T = make_task();
+    auto l = make("adam", 6, 4);
+    ad::Rng task(5, 1);
+    l.new_task(task);
+    ad::TapeScope scope;
+    Eigen::MatrixXd with_grad = l.fit_predict(ad::constant(T.x), ad::param(T.y), ad::constant(T.xt)).value();
+    Eigen::MatrixXd plain;
+    {
+        ad::NoGradGuard no_grad;
+        plain = l.fit_predict(ad::constant(T.x), ad::constant(T.y), ad::constant(T.xt)).value();
+    }
+    CHECK(with_grad == plain);
+}
+
+TEST_CASE("mlp: connectivity schemes draw 2 inputs per hidden unit with the asked probabilities") {
+    learners::Connectivity c;
+    c.fan_in = 2;
+    ad::Rng rng(7, 0);
+    const int hidden = 20000;
+    c.scheme = "random";
+    Eigen::MatrixXd m = learners::draw_mask(c, hidden, 5, rng);
+    CHECK((m.rowwise().sum().array() == 2.0).all());
+    CHECK(m.col(0).mean() == doctest::Approx(0.4).epsilon(0.05));
+    c.scheme = "biased";
+    c.p = {0.6, 0.1, 0.1, 0.1, 0.1};
+    m = learners::draw_mask(c, hidden, 5, rng);
+    CHECK((m.rowwise().sum().array() == 2.0).all());
+    // P(input 0 among the two) = 0.6 + 4 * 0.1 * 0.6 / 0.9
+    CHECK(m.col(0).mean() == doctest::Approx(0.6 + 0.4 * 0.6 / 0.9).epsilon(0.02));
+    c.scheme = "grouped";
+    c.groups = {{0, 1}, {2, 3, 4}};
+    c.group_weights = {{0.85, 0.05}, {0.4, 0.1}};
+    m = learners::draw_mask(c, hidden, 5, rng);
+    CHECK((m.rowwise().sum().array() == 2.0).all());
+    // P(units joining 0 and 1) = P(first in {0,1}) * 0.85 = 0.4 * 0.85
+    const double both01 = (m.col(0).array() * m.col(1).array()).mean();
+    CHECK(both01 == doctest::Approx(0.4 * 0.85).epsilon(0.05));
+}
+
+TEST_CASE("mlp: bad settings are errors") {
+    learners::InnerTraining t;
+    t.optimizer = "rmsprop";
+    CHECK_THROWS_AS(learners::UnrolledMLP(ad::nn::MLP{{3, 4, 1}}, t, {}), std::invalid_argument);
+    learners::Connectivity c;
+    c.scheme = "biased";
+    c.p = {1, 1};
+    CHECK_THROWS_AS(learners::UnrolledMLP(ad::nn::MLP{{3, 4, 1}}, {}, c), std::invalid_argument);
+    auto l = make("sgd", 2, 0);
+    ad::TapeScope scope;
+    CHECK_THROWS_AS(l.fit_predict(ad::constant(Eigen::MatrixXd::Ones(4, 3)), ad::constant(Eigen::MatrixXd::Ones(4, 1)),
+                                  ad::constant(Eigen::MatrixXd::Ones(2, 3))),
+                    learners::LearnerError);  // no new_task yet
+}

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cli.hpp"
+#include "experiment/learner_spec.hpp"
 #include "run_files.hpp"
 #include "summary.hpp"
 
@@ -88,6 +89,40 @@ std::string loss_script(const std::string& terminal, const std::string& file) {
         terminal, file);
 }
 
+/// For inputs of 3 or more dimensions (other than the sphere map): f1 against each input, one
+/// panel per input, and with --groups, f1 over the plane of the group means (the Fig. 7 view:
+/// is the labelling a function of the group means?).
+std::string inputs_script(const ProbeTable& probe, const experiment::Config& c, const std::string& terminal,
+                          const std::string& file) {
+    const int dims = int(probe.x.cols());
+    std::vector<std::vector<int>> groups;
+    if (!c.groups.empty()) groups = experiment::parse_nested<int>(c.groups, "--groups");
+    const bool plane = groups.size() == 2;
+    const int panels = dims + (plane ? 1 : 0);
+    std::string s;
+    s += fmt::format("reset\nset terminal {} size {},420\nset output '{}'\n", terminal, 380 * panels, file);
+    s += "set datafile separator ','\nset datafile columnheaders\nunset key\n";
+    s += "set palette defined (-1 '#2166ac', 0 '#f7f7f7', 1 '#b2182b')\nset cbrange [-1.2:1.2]\n";
+    s += fmt::format("set multiplot layout 1,{} title '{}: f1 against each input'\n", panels,
+                     c.preset.empty() ? c.inputs : c.preset);
+    for (int d = 0; d < dims; ++d)
+        s += fmt::format("set xlabel 'x{}'\nset ylabel 'f1'\nset title 'x{}'\n"
+                         "plot 'probe.csv' using (column('x{}')):(column('f1')) with points pt 7 ps 0.3\n",
+                         d, d, d);
+    if (plane) {
+        auto mean_expr = [](const std::vector<int>& g) {
+            std::string e = "((";
+            for (std::size_t k = 0; k < g.size(); ++k) e += fmt::format("{}column('x{}')", k ? "+" : "", g[k]);
+            return e + fmt::format(")/{})", g.size());
+        };
+        s += fmt::format("set xlabel 'mean of group 1'\nset ylabel 'mean of group 2'\nset title 'f1 over the group means'\n"
+                         "plot 'probe.csv' using {}:{}:(column('f1')) with points pt 7 ps 0.4 lc palette\n",
+                         mean_expr(groups[0]), mean_expr(groups[1]));
+    }
+    s += "unset multiplot\n";
+    return s;
+}
+
 }  // namespace
 
 std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
@@ -103,6 +138,10 @@ std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
         if (has_log) {
             script += loss_script(terminal, std::string("loss.") + ext);
             files.push_back(dir / (std::string("loss.") + ext));
+        }
+        if (probe.x.cols() >= 3 && c.inputs != "sphere:3") {
+            script += inputs_script(probe, c, terminal, std::string("inputs.") + ext);
+            files.push_back(dir / (std::string("inputs.") + ext));
         }
     }
     write_text(dir / "plot.gp", script);

@@ -207,7 +207,9 @@ inline std::vector<Preset> presets() {
         c.div_on = "test";
         c.mse_weight = 1000.0;
         c.div_weight = 500.0;
-        c.steps = 200;
+        // The notebook takes 200 steps; here the grouped labelling is still drifting then (group-mean
+        // R^2 0.97, 0.77, 0.54 over seeds 1-3) and settles by 600 (0.58, 0.12, 0.24).
+        c.steps = 600;
         c.groups = "0,1;2,3,4";
         out.push_back({"fig7-random", "Fig. 7: each hidden unit sees 2 random inputs: the labelling picks one input",
                        "largest share of |linear weights| >= 0.6", c, {{"f1.dominant_input_share", ">=", 0.6}}});

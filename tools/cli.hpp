@@ -16,7 +16,6 @@ int analyse(int argc, char** argv);
 int plot(int argc, char** argv);
 int reproduce(int argc, char** argv);
 int bench(int argc, char** argv);
-int not_yet(const std::string& name, const std::string& what);
 
 /// Exit status for a usage error (bad flag, bad value), as most command-line tools use.
 constexpr int kUsageError = 2;

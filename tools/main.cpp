@@ -64,10 +64,3 @@ int main(int argc, char** argv) {
         return 1;
     }
 }
-
-namespace occam::cli {
-int not_yet(const std::string& name, const std::string& what) {
-    fmt::print(stderr, "occam {}: not available yet: {}\n", name, what);
-    return kUsageError;
-}
-}  // namespace occam::cli

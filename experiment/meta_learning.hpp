@@ -141,6 +141,7 @@ struct StepLog {
     int step = 0;      ///< within the function
     double loss = 0, mse = 0, divergence = 0, orthogonality = 0;
     double mse_neglected = 0;  ///< students game only
+    double tape_mb = 0;        ///< peak tape (arena) memory of the step, in MB
 };
 
 /// The outer optimiser chosen by --meta-optimizer.
@@ -207,6 +208,9 @@ public:
     /// One meta-step of the current function; returns the loss terms.
     StepLog step() {
         if (finished()) throw std::logic_error("MetaTrainer::step: every function is trained");
+        ad::Arena& arena = ad::tape().arena;
+        const std::size_t base = arena.bytes_in_use();
+        arena.reset_peak();
         ad::TapeScope scope;
         const int ntr = cfg_.n_train, nte = cfg_.n_test, k = function_index();
         ad::Rng rng = rng_for(cfg_.seed, Stream::step, (std::uint64_t(k) << 32) + std::uint64_t(step_));
@@ -265,6 +269,7 @@ public:
         for (const ad::Var& gk : g)
             if (!gk.value().allFinite()) throw TrainingError(where() + "the meta-gradient is not finite; try a smaller --lr");
         optimizer_.step(params_, g);
+        log.tape_mb = double(arena.peak_bytes() - base) / 1e6;
         ++step_;
         return log;
     }

@@ -179,10 +179,10 @@ private:
 };
 
 std::string log_row(const experiment::StepLog& s, int steps_per_function) {
-    return fmt::format("{},{},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g}\n", s.function * steps_per_function + s.step,
-                       s.function + 1, s.loss, s.mse, s.divergence, s.orthogonality, s.mse_neglected);
+    return fmt::format("{},{},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g},{:.3f}\n", s.function * steps_per_function + s.step,
+                       s.function + 1, s.loss, s.mse, s.divergence, s.orthogonality, s.mse_neglected, s.tape_mb);
 }
-const char* kLogHeader = "step,function,loss,mse,divergence,orthogonality,mse_neglected\n";
+const char* kLogHeader = "step,function,loss,mse,divergence,orthogonality,mse_neglected,tape_mb\n";
 
 /// Keeps the header and the rows of steps before `step` (a resumed run rewrites the rest).
 std::string log_until(const fs::path& path, int step) {

@@ -11,30 +11,13 @@
 #include "autodiff/autodiff.hpp"
 #include "metaloss/divergences.hpp"
 
+#include "geomloss_cases.hpp"
+
 using namespace occam;
 
 namespace {
 
-constexpr double kTol = 1e-9;
-
-Eigen::VectorXd vec(std::initializer_list<double> v) {
-    Eigen::VectorXd out(Eigen::Index(v.size()));
-    Eigen::Index i = 0;
-    for (double d : v) out[i++] = d;
-    return out;
-}
-Eigen::VectorXd case_a_x() { return vec({-0.5, 0.1, 0.7}); }
-Eigen::VectorXd case_a_y() { return vec({-1.0, 0.0, 1.0}); }
-Eigen::VectorXd case_b_x() {
-    Eigen::VectorXd x(7);
-    for (int i = 0; i < 7; ++i) x[i] = 0.8 * std::cos(0.7 * i);
-    return x;
-}
-Eigen::VectorXd case_b_y() {
-    Eigen::VectorXd y(5);
-    for (int j = 0; j < 5; ++j) y[j] = 0.3 + 0.5 * std::sin(1.1 * j);
-    return y;
-}
+using namespace geomloss_cases;
 
 /// Value and gradients of a Var loss f(x, y) at plain vectors.
 template <class F>

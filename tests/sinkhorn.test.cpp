@@ -12,35 +12,14 @@
 #include "autodiff/autodiff.hpp"
 #include "metaloss/sinkhorn.hpp"
 
+#include "geomloss_cases.hpp"
+
 using namespace occam;
 using metaloss::SinkhornOptions;
 
 namespace {
 
-constexpr double kTol = 1e-9;
-
-Eigen::VectorXd vec(std::initializer_list<double> v) {
-    Eigen::VectorXd out(Eigen::Index(v.size()));
-    Eigen::Index i = 0;
-    for (double d : v) out[i++] = d;
-    return out;
-}
-
-// Case A: x = [-0.5, 0.1, 0.7], y = [-1, 0, 1].
-Eigen::VectorXd case_a_x() { return vec({-0.5, 0.1, 0.7}); }
-Eigen::VectorXd case_a_y() { return vec({-1.0, 0.0, 1.0}); }
-
-// Case B: x_i = 0.8 cos(0.7 i), i = 0..6; y_j = 0.3 + 0.5 sin(1.1 j), j = 0..4 (radians).
-Eigen::VectorXd case_b_x() {
-    Eigen::VectorXd x(7);
-    for (int i = 0; i < 7; ++i) x[i] = 0.8 * std::cos(0.7 * i);
-    return x;
-}
-Eigen::VectorXd case_b_y() {
-    Eigen::VectorXd y(5);
-    for (int j = 0; j < 5; ++j) y[j] = 0.3 + 0.5 * std::sin(1.1 * j);
-    return y;
-}
+using namespace geomloss_cases;
 
 void check_close(const Eigen::VectorXd& got, const Eigen::VectorXd& want, double tol) {
     REQUIRE(got.size() == want.size());

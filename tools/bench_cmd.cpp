@@ -89,19 +89,10 @@ nlohmann::json tape_workload(int repeats) {
             {"node_backward_ns", bs[bs.size() / 2] / chain * 1e9}};
 }
 
-/// One meta-step of a preset's experiment (its first function), timed step by step.
+/// One meta-step of a preset's experiment (its first function), in milliseconds.
 double preset_step_ms(const std::string& preset, int repeats) {
-    experiment::Config c = experiment::find_preset(preset).config;
-    experiment::MetaTrainer t(c);
-    for (int i = 0; i < 3; ++i) t.step();  // warm-up: arena blocks, caches
-    std::vector<double> ms;
-    for (int i = 0; i < repeats; ++i) {
-        auto start = Clock::now();
-        t.step();
-        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-    }
-    std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-    return ms[ms.size() / 2];
+    experiment::MetaTrainer t(experiment::find_preset(preset).config);
+    return 1e3 * median_seconds([&] { t.step(); }, repeats);  // the warm-up fills the arena and caches
 }
 
 /// The experiment workloads and the preset each one times.

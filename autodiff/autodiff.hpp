@@ -16,5 +16,6 @@
 #include "ops/linalg.hpp"
 #include "random.hpp"
 #include "check/gradcheck.hpp"
+#include "checkpoint.hpp"
 #include "optim.hpp"
 #include "nn.hpp"

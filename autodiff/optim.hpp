@@ -425,6 +425,19 @@ public:
         for (Var& b : buf_)
             if (b.defined()) b = detach(b);
     }
+    /// The momentum buffers (empty before the first step or without momentum), so a caller can
+    /// carry them across steps it records separately (ad::checkpoint).
+    const std::vector<Var>& state() const { return buf_; }
+    /// Continues from `state()` taken after `t` steps of parameters shaped like `params`.
+    void set_state(const std::vector<Var>& params, const std::vector<Var>& state, int t) {
+        reset();
+        if (t == 0) return;
+        shapes_.check("ad::optim::UnrolledSGD::set_state", params, params);
+        detail::require(state.size() == (opts_.momentum != 0.0 ? params.size() : 0),
+                        "ad::optim::UnrolledSGD::set_state", "wrong number of momentum buffers");
+        buf_ = state;
+        t_ = t;
+    }
 
 private:
     SGDOptions opts_;
@@ -492,6 +505,24 @@ public:
             if (m.defined()) m = detach(m);
         for (Var& v : v_)
             if (v.defined()) v = detach(v);
+    }
+    /// The moments, m then v (empty before the first step), so a caller can carry them across
+    /// steps it records separately (ad::checkpoint).
+    std::vector<Var> state() const {
+        std::vector<Var> s = m_;
+        s.insert(s.end(), v_.begin(), v_.end());
+        return s;
+    }
+    /// Continues from `state()` taken after `t` steps of parameters shaped like `params`.
+    void set_state(const std::vector<Var>& params, const std::vector<Var>& state, int t) {
+        reset();
+        if (t == 0) return;
+        shapes_.check("ad::optim::UnrolledAdam::set_state", params, params);
+        detail::require(state.size() == 2 * params.size(), "ad::optim::UnrolledAdam::set_state",
+                        "expected m and v for every parameter");
+        m_.assign(state.begin(), state.begin() + std::ptrdiff_t(params.size()));
+        v_.assign(state.begin() + std::ptrdiff_t(params.size()), state.end());
+        t_ = t;
     }
 
 private:

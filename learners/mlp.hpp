@@ -38,6 +38,10 @@ struct InnerTraining {
     int steps = 200;
     int batch = 0;     ///< 0: full batch
     int truncate = 0;  ///< > 0: meta-gradient through the last `truncate` steps only
+    /// Keep only each step's parameters and optimiser state and rebuild the step's graph in
+    /// the backward pass: tape memory O(T x parameters) instead of O(T x activations), at the
+    /// cost of running each step twice. First-order meta-gradients only.
+    bool checkpoint = false;
 };
 
 /// Draws the 0/1 input mask (hidden x inputs) of one task.
@@ -102,6 +106,7 @@ public:
           << " steps, lr " << train_.lr;
         if (train_.batch > 0) s << ", batches of " << train_.batch;
         if (train_.truncate > 0) s << ", meta-gradient through the last " << train_.truncate;
+        if (train_.checkpoint) s << ", checkpointed steps";
         if (conn_.scheme != "dense") s << ", " << conn_.scheme << " " << conn_.fan_in << "-sparse inputs";
         if (conn_.positive) s << ", positive input weights";
         s << ")";
@@ -130,30 +135,42 @@ public:
         const bool meta = y.requires_grad();
         const ad::Var mask = ad::constant(mask_);
         std::vector<ad::Var> p = ad::params(init_);
-        ad::optim::UnrolledSGD sgd({.lr = train_.lr, .momentum = train_.optimizer == "momentum" ? train_.momentum : 0.0});
-        ad::optim::UnrolledAdam adam({.lr = train_.lr});
+        InnerOptimizer opt(train_);
         ad::Rng batches(batch_seed_, 0);
         const int n = x.rows();
         const int first_recorded = train_.truncate > 0 ? std::max(0, train_.steps - train_.truncate) : 0;
+        ad::Var packed;  // checkpointing: parameters and optimiser state of the current step
         for (int t = 0; t < train_.steps; ++t) {
             if (t == first_recorded && t > 0) {  // truncation: earlier steps are constants
                 for (ad::Var& v : p) v = ad::param(Eigen::MatrixXd(v.value()));
-                sgd.detach_state();
-                adam.detach_state();
+                opt.detach_state();
             }
-            ad::Var xb = x, yb = y;
-            if (train_.batch > 0 && train_.batch < n) {
-                const std::vector<int> idx = batches.sample_without_replacement(n, train_.batch);
-                xb = ad::gather_rows(x, idx);
-                yb = ad::gather_rows(y, idx);
-            }
-            ad::Var loss = ad::mean(ad::square(forward(p, mask, xb) - yb));
+            std::vector<int> idx;
+            if (train_.batch > 0 && train_.batch < n) idx = batches.sample_without_replacement(n, train_.batch);
             const bool record = meta && t >= first_recorded;
-            std::vector<ad::Var> g = ad::grad(loss, p, {.create_graph = record});
-            p = train_.optimizer == "adam" ? adam.step(p, g) : sgd.step(p, g);
-            if (conn_.positive) p[0] = ad::abs(p[0]);  // the notebook's projection W <- |W|
+            if (record && train_.checkpoint) {
+                // One node per step: only (parameters, optimiser state) is kept; the step's
+                // graph is rebuilt from it in the backward pass (ad::checkpoint).
+                if (!packed.defined()) packed = pack(p, opt.state());
+                packed = ad::checkpoint(
+                    [this, t, idx, mask](const std::vector<ad::Var>& in) {
+                        std::vector<ad::Var> q, state;
+                        unpack(in[0], t, q, state);
+                        InnerOptimizer o(train_);
+                        o.set_state(q, state, t);
+                        q = step(q, o, mask, in[2], in[1], idx, true);
+                        return pack(q, o.state());
+                    },
+                    {packed, y, x});
+                continue;
+            }
+            p = step(p, opt, mask, x, y, idx, record);
             if (!record)  // nothing to differentiate through: keep the tape short
                 for (ad::Var& v : p) v = ad::param(Eigen::MatrixXd(v.value()));
+        }
+        if (packed.defined()) {
+            std::vector<ad::Var> state;
+            unpack(packed, train_.steps, p, state);
         }
         ad::Var pred = forward(p, mask, xt);
         if (!pred.value().allFinite())
@@ -162,6 +179,68 @@ public:
     }
 
 private:
+    /// The inner optimiser: SGD (with or without momentum) or Adam, both written with Var ops.
+    struct InnerOptimizer {
+        explicit InnerOptimizer(const InnerTraining& tr)
+            : adam_(tr.optimizer == "adam"),
+              sgd({.lr = tr.lr, .momentum = tr.optimizer == "momentum" ? tr.momentum : 0.0}),
+              adam({.lr = tr.lr}) {}
+        std::vector<ad::Var> step(const std::vector<ad::Var>& p, const std::vector<ad::Var>& g) {
+            return adam_ ? adam.step(p, g) : sgd.step(p, g);
+        }
+        std::vector<ad::Var> state() const { return adam_ ? adam.state() : sgd.state(); }
+        void set_state(const std::vector<ad::Var>& p, const std::vector<ad::Var>& s, int t) {
+            adam_ ? adam.set_state(p, s, t) : sgd.set_state(p, s, t);
+        }
+        void detach_state() { adam_ ? adam.detach_state() : sgd.detach_state(); }
+        /// How many state matrices there are after `t` steps for `n` parameters.
+        int state_count(int t, int n) const {
+            if (t == 0) return 0;
+            return adam_ ? 2 * n : (sgd.options().momentum != 0.0 ? n : 0);
+        }
+        bool adam_;
+        ad::optim::UnrolledSGD sgd;
+        ad::optim::UnrolledAdam adam;
+    };
+
+    /// One training step on the mean squared error, on the rows `idx` (all rows if empty).
+    std::vector<ad::Var> step(const std::vector<ad::Var>& p, InnerOptimizer& opt, const ad::Var& mask,
+                              const ad::Var& x, const ad::Var& y, const std::vector<int>& idx,
+                              bool record) const {
+        const ad::Var xb = idx.empty() ? x : ad::gather_rows(x, idx);
+        const ad::Var yb = idx.empty() ? y : ad::gather_rows(y, idx);
+        ad::Var loss = ad::mean(ad::square(forward(p, mask, xb) - yb));
+        std::vector<ad::Var> g = ad::grad(loss, p, {.create_graph = record});
+        std::vector<ad::Var> next = opt.step(p, g);
+        if (conn_.positive) next[0] = ad::abs(next[0]);  // the notebook's projection W <- |W|
+        return next;
+    }
+
+    /// Parameters and optimiser state as one column (the checkpointed step's input and output).
+    static ad::Var pack(const std::vector<ad::Var>& p, const std::vector<ad::Var>& state) {
+        std::vector<ad::Var> cols;
+        cols.reserve(p.size() + state.size());
+        for (const ad::Var& v : p) cols.push_back(ad::reshape(v, int(v.size()), 1));
+        for (const ad::Var& v : state) cols.push_back(ad::reshape(v, int(v.size()), 1));
+        return ad::vcat(cols);
+    }
+
+    /// The inverse of pack after `t` steps: slices shaped like the network's parameters.
+    void unpack(const ad::Var& packed, int t, std::vector<ad::Var>& p, std::vector<ad::Var>& state) const {
+        p.clear();
+        state.clear();
+        const int n = int(init_.size());
+        const int n_state = InnerOptimizer(train_).state_count(t, n);
+        int row = 0;
+        for (int k = 0; k < n + n_state; ++k) {
+            const Eigen::MatrixXd& shape = init_[std::size_t(k % n)];
+            const int sz = int(shape.size());
+            ad::Var v = ad::reshape(ad::rows(packed, row, sz), int(shape.rows()), int(shape.cols()));
+            (k < n ? p : state).push_back(v);
+            row += sz;
+        }
+    }
+
     /// The network with its first layer's weights masked: W1 * M.
     ad::Var forward(const std::vector<ad::Var>& p, const ad::Var& mask, const ad::Var& x) const {
         if (conn_.scheme == "dense") return net_(p, x);

@@ -161,3 +161,32 @@ TEST_CASE("tape: the meta-gradient through unrolled gradient descent matches fin
     CHECK(ad::gradcheck(run, {y0}).ok);
     CHECK(ad::gradgradcheck(run, {y0}).ok);
 }
+
+TEST_CASE("tape: a checkpointed block gives the plain block's gradient and refuses create_graph") {
+    // The same unrolled GD as above, with every step one ad::checkpoint node.
+    ad::Rng rng(5, 0);
+    Eigen::MatrixXd X = rng.normal_matrix(6, 2), Xt = rng.normal_matrix(4, 2), yt = rng.normal_matrix(4, 1);
+    Eigen::MatrixXd y0 = rng.normal_matrix(6, 1);
+    auto run = [&](bool checkpoint) {
+        return ad::CheckFn([&, checkpoint](const std::vector<ad::Var>& in) {
+            auto step = [&](const std::vector<ad::Var>& s) {  // s = {w, y}
+                ad::Var r = ad::matmul(ad::constant(X), ad::tanh(s[0])) - s[1];
+                ad::Var g = ad::grad(ad::sum(ad::square(r)), {s[0]}, {.create_graph = true})[0];
+                return s[0] - 0.05 * g;
+            };
+            ad::Var w = ad::param(Eigen::MatrixXd::Zero(2, 1));
+            for (int s = 0; s < 3; ++s) w = checkpoint ? ad::checkpoint(step, {w, in[0]}) : step({w, in[0]});
+            return ad::mean(ad::square(ad::matmul(ad::constant(Xt), ad::tanh(w)) - ad::constant(yt)));
+        });
+    };
+    CHECK(ad::gradcheck(run(true), {y0}).ok);
+    ad::TapeScope scope;
+    ad::Var y = ad::param(y0);
+    const Eigen::MatrixXd plain = ad::grad(run(false)({y}), {y})[0].value();
+    ad::Var loss = run(true)({y});
+    CHECK(loss.item() == run(false)({y}).item());
+    const Eigen::MatrixXd ckpt = ad::grad(loss, {y})[0].value();
+    CHECK((ckpt - plain).norm() <= 1e-13 * plain.norm());
+    CHECK_THROWS_WITH_AS(ad::grad(loss, {y}, {.create_graph = true}), doctest::Contains("first-order"), ad::Error);
+    CHECK_THROWS_AS(ad::checkpoint(ad::CheckFn([](const std::vector<ad::Var>& in) { return in[0]; }), {}), ad::Error);
+}

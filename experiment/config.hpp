@@ -56,6 +56,8 @@ struct Config {
     std::string meta_optimizer = "adagrad";  ///< adagrad | adam | sgd
     double lr = 0.01;
     int steps = 500;
+    // a sweep: the same run once per value of one setting, e.g. "meta_depth=0,1,2,3,4"
+    std::string sweep;
     // bookkeeping
     std::uint64_t seed = 1;
     int threads = 1;

@@ -187,6 +187,18 @@ inline std::vector<Preset> presets() {
                         {"f4-f6.degree2_energy", ">=", 0.90},
                         {"max_abs_correlation", "<=", 0.1},
                         {"f4-f6.test_mse/f1-f3.test_mse", ">=", 1.0}}});
+        c.preset = "appD-depth";
+        c.sweep = "meta_depth=0,1,2,3,4";
+        out.push_back({"appD-depth",
+                       "Appendix D, Fig. 12: fig9-mlp with meta-learners of 0..4 hidden layers",
+                       "the linear meta-learner finds only 3 functions (f4..f6 collapse); 2..4 layers find 3 + 3", c,
+                       {{"meta_depth=0:f4-f6.label_std", "<=", 0.1},
+                        {"meta_depth=2:f1-f3.degree1_energy", ">=", 0.95},
+                        {"meta_depth=2:f4-f6.degree2_energy", ">=", 0.90},
+                        {"meta_depth=3:f1-f3.degree1_energy", ">=", 0.95},
+                        {"meta_depth=3:f4-f6.degree2_energy", ">=", 0.90},
+                        {"meta_depth=4:f1-f3.degree1_energy", ">=", 0.95},
+                        {"meta_depth=4:f4-f6.degree2_energy", ">=", 0.90}}});
     }
     {
         Config c;
@@ -226,6 +238,12 @@ inline std::vector<Preset> presets() {
         c.positive = true;
         out.push_back({"fig7-grouped-positive", "Fig. 7: grouped and positive weights: a function of the group means",
                        "group-mean R^2 >= 0.9", c, {{"f1.group_mean_r2", ">=", 0.9}}});
+        c.preset = "fig7-contrast";
+        c.sweep = "positive=false,true";
+        out.push_back({"fig7-contrast",
+                       "Fig. 7's finding in one figure: grouped connectivity with free vs positive input weights",
+                       "free weights: group-mean R^2 <= 0.5; positive: >= 0.9", c,
+                       {{"positive=false:f1.group_mean_r2", "<=", 0.5}, {"positive=true:f1.group_mean_r2", ">=", 0.9}}});
     }
     return out;
 }

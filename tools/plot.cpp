@@ -89,6 +89,19 @@ std::string loss_script(const std::string& terminal, const std::string& file) {
         terminal, file);
 }
 
+/// Text for a gnuplot title: its enhanced mode reads _ as a subscript.
+std::string gnuplot_text(std::string s) {
+    for (std::size_t at = 0; (at = s.find('_', at)) != std::string::npos; at += 2) s.insert(at, "\\");
+    return s;
+}
+
+/// gnuplot's expression for the mean of a group of inputs.
+std::string group_mean_expr(const std::vector<int>& g) {
+    std::string e = "((";
+    for (std::size_t k = 0; k < g.size(); ++k) e += fmt::format("{}column('x{}')", k ? "+" : "", g[k]);
+    return e + fmt::format(")/{})", g.size());
+}
+
 /// For inputs of 3 or more dimensions (other than the sphere map): f1 against each input, one
 /// panel per input, and with --groups, f1 over the plane of the group means (the Fig. 7 view:
 /// is the labelling a function of the group means?).
@@ -110,20 +123,78 @@ std::string inputs_script(const ProbeTable& probe, const experiment::Config& c, 
                          "plot 'probe.csv' using (column('x{}')):(column('f1')) with points pt 7 ps 0.3\n",
                          d, d, d);
     if (plane) {
-        auto mean_expr = [](const std::vector<int>& g) {
-            std::string e = "((";
-            for (std::size_t k = 0; k < g.size(); ++k) e += fmt::format("{}column('x{}')", k ? "+" : "", g[k]);
-            return e + fmt::format(")/{})", g.size());
-        };
         s += fmt::format("set xlabel 'mean of group 1'\nset ylabel 'mean of group 2'\nset title 'f1 over the group means'\n"
                          "plot 'probe.csv' using {}:{}:(column('f1')) with points pt 7 ps 0.4 lc palette\n",
-                         mean_expr(groups[0]), mean_expr(groups[1]));
+                         group_mean_expr(groups[0]), group_mean_expr(groups[1]));
     }
     s += "unset multiplot\n";
     return s;
 }
 
 }  // namespace
+
+std::vector<std::filesystem::path> plot_sweep(const std::filesystem::path& dir) {
+    const nlohmann::json summary = read_json(dir / "summary.json");
+    // Panels per row, as gnuplot commands; empty rows are never made.
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& name_j : summary["order"]) {
+        const std::string name = name_j.get<std::string>();
+        const experiment::Config c = config_from_json(read_json(dir / name / "config.json"));
+        const ProbeTable probe = read_probe(dir / name / "probe.csv");
+        const auto& fs = summary["runs"][name]["functions"];
+        const std::string file = name + "/probe.csv";
+        const std::string label = gnuplot_text(name);
+        const Axes ax = axes_for(c.inputs, int(probe.x.cols()));
+        std::vector<std::string> panels;
+        if (ax.scatter_by_colour) {
+            for (std::size_t k = 0; k < fs.size(); ++k) {
+                std::string title = label + ": " + fs[k]["name"].get<std::string>();
+                if (fs[k].contains("dominant_degree"))
+                    title += fmt::format(", degree {}", fs[k]["dominant_degree"].get<int>());
+                title += fmt::format(", std {:.2f}", fs[k]["label_std"].get<double>());
+                panels.push_back(fmt::format(
+                    "set title '{}'\nset xlabel '{}'\nset ylabel '{}'\n{}plot '{}' using {}:(column('f{}')) with points pt 7 ps 0.4 lc palette\n",
+                    title, ax.xlabel, ax.ylabel, ax.ranges, file, ax.using_xy, k + 1));
+            }
+        } else {
+            std::vector<std::vector<int>> groups;
+            if (!c.groups.empty()) groups = experiment::parse_nested<int>(c.groups, "--groups");
+            const auto& f1 = fs[0];
+            if (groups.size() == 2)
+                panels.push_back(fmt::format(
+                    "set title '{}: f1 over the group means, R^2 {:.2f}'\nset xtics 0.4\nset xlabel 'mean of group 1'\n"
+                    "set ylabel 'mean of group 2'\nplot '{}' using {}:{}:(column('f1')) with points pt 7 ps 0.4 lc palette\n",
+                    label, f1.value("group_mean_r2", 0.0), file, group_mean_expr(groups[0]), group_mean_expr(groups[1])));
+            for (int d = 0; d < int(probe.x.cols()); ++d)
+                panels.push_back(fmt::format("set title '{}: f1 against x{}'\nset xlabel 'x{}'\nset ylabel 'f1'\n"
+                                             "plot '{}' using (column('x{}')):(column('f1')) with points pt 7 ps 0.3\n",
+                                             label, d, d, file, d));
+        }
+        rows.push_back(panels);
+    }
+    std::size_t cols = 1;
+    for (const auto& r : rows) cols = std::max(cols, r.size());
+    std::string script = "# occam sweep figure; run `gnuplot sweep.gp` in this directory to redraw it.\n";
+    std::vector<std::filesystem::path> files;
+    for (auto [terminal, ext] : {std::pair{"pngcairo", "png"}, std::pair{"svg", "svg"}}) {
+        script += fmt::format("reset\nset terminal {} size {},{}\nset output 'sweep.{}'\n", terminal, 420 * cols,
+                              340 * rows.size(), ext);
+        script += "set datafile separator ','\nset datafile columnheaders\nunset key\n";
+        script += "set palette defined (-1 '#2166ac', 0 '#f7f7f7', 1 '#b2182b')\nset cbrange [-1.2:1.2]\n";
+        script += fmt::format("set multiplot layout {},{} title 'one run per {}'\n", rows.size(), cols,
+                              gnuplot_text(summary["sweep"].get<std::string>()));
+        for (const auto& r : rows) {
+            for (const auto& p : r) script += p;
+            for (std::size_t k = r.size(); k < cols; ++k) script += "set multiplot next\n";
+        }
+        script += "unset multiplot\n";
+        files.push_back(dir / (std::string("sweep.") + ext));
+    }
+    write_text(dir / "sweep.gp", script);
+    const std::string cmd = fmt::format("cd '{}' && gnuplot sweep.gp 2> plot.log", dir.string());
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("gnuplot failed; see " + (dir / "plot.log").string());
+    return files;
+}
 
 std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
     const experiment::Config c = config_from_json(read_json(dir / "config.json"));

@@ -11,5 +11,9 @@ namespace occam::cli {
 bool gnuplot_available();
 /// Writes plot.gp into `dir` and runs gnuplot there; returns the figure files written.
 std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir);
+/// A sweep's figure (sweep.png/svg in `dir`): one row per run. Each row shows the run's
+/// functions as maps (sphere or plane inputs), or for other vector inputs f1 over the plane of
+/// the two group means and against each input.
+std::vector<std::filesystem::path> plot_sweep(const std::filesystem::path& dir);
 
 }  // namespace occam::cli

@@ -13,6 +13,7 @@
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
 #include "run_experiment.hpp"
+#include "sweep.hpp"
 
 namespace occam::cli {
 
@@ -37,8 +38,18 @@ double function_metric(const json& f, const std::string& what) {
 
 /// A metric of a run: "max_abs_correlation"; "fK.X" for function K; "fA-fB.X" over functions
 /// A..B, the worst one for the target (the minimum for >=, the maximum for <=); "P/Q" the
-/// ratio of two such metrics, the denominator taken at its largest.
+/// ratio of two such metrics, the denominator taken at its largest; "RUN:M" metric M of one
+/// run of a sweep (RUN as in its sub-directory, e.g. meta_depth=2).
 double metric_value(const json& summary, const std::string& metric, bool at_least) {
+    if (auto slash = metric.find('/'); slash != std::string::npos)
+        return metric_value(summary, metric.substr(0, slash), at_least) /
+               metric_value(summary, metric.substr(slash + 1), false);
+    if (auto colon = metric.find(':'); colon != std::string::npos) {
+        const std::string run = metric.substr(0, colon);
+        if (!summary.contains("runs") || !summary["runs"].contains(run))
+            throw std::runtime_error("summary has no sweep run '" + run + "'");
+        return metric_value(summary["runs"][run], metric.substr(colon + 1), at_least);
+    }
     if (metric == "max_abs_correlation") {
         double worst = 0;
         const auto& c = summary["correlations"];
@@ -47,9 +58,6 @@ double metric_value(const json& summary, const std::string& metric, bool at_leas
                 if (i != j) worst = std::max(worst, std::abs(c[i][j].get<double>()));
         return worst;
     }
-    if (auto slash = metric.find('/'); slash != std::string::npos)
-        return metric_value(summary, metric.substr(0, slash), at_least) /
-               metric_value(summary, metric.substr(slash + 1), false);
     const auto dot = metric.find('.');
     const std::string range = metric.substr(0, dot), what = metric.substr(dot + 1);
     const auto dash = range.find('-');
@@ -132,7 +140,8 @@ int reproduce(int argc, char** argv) {
             try {
                 fs::create_directories(dir);
                 write_text(dir / "config.json", config_text(c));
-                job.summary = run_experiment(c, dir, nullptr, true, plot);
+                job.summary = c.sweep.empty() ? run_experiment(c, dir, nullptr, true, plot)
+                                              : run_sweep(c, dir, false, true, plot);
             } catch (const std::exception& e) {
                 job.error = e.what();
             }

@@ -14,6 +14,7 @@
 #include "run_experiment.hpp"
 #include "run_files.hpp"
 #include "summary.hpp"
+#include "sweep.hpp"
 
 namespace occam::cli {
 
@@ -67,7 +68,8 @@ void add_experiment_flags(cxxopts::Options& o) {
         ("lr", "Outer learning rate", cxxopts::value<double>()->default_value("0.01"))
         ("steps", "Meta-steps", cxxopts::value<int>()->default_value(std::to_string(d.steps)))
         ("seed", "Random seed (the run is bit-identical for a given seed)", cxxopts::value<std::uint64_t>()->default_value("1"))
-        ("threads", "Threads (results do not depend on it)", cxxopts::value<int>()->default_value("1"))
+        ("threads", "Threads: a sweep's runs at once (results do not depend on it)", cxxopts::value<int>()->default_value("1"))
+        ("sweep", "One run per value of a setting, e.g. meta_depth=0,1,2 or ridge=0.001,0.1 (config.json's names; each run in DIR/SETTING=VALUE, one combined figure)", cxxopts::value<std::string>())
         ("probe", "Probe points for the analysis and figures", cxxopts::value<int>()->default_value(std::to_string(d.probe)))
         ("eval-tasks", "Fresh tasks averaged for the reported test MSE", cxxopts::value<int>()->default_value(std::to_string(d.eval_tasks)))
         ("checkpoint-every", "Steps between checkpoints", cxxopts::value<int>()->default_value(std::to_string(d.checkpoint_every)));
@@ -141,6 +143,7 @@ Config resolve_config(const cxxopts::ParseResult& a) {
     if (given("steps")) c.steps = a["steps"].as<int>();
     if (given("seed")) c.seed = a["seed"].as<std::uint64_t>();
     if (given("threads")) c.threads = a["threads"].as<int>();
+    if (given("sweep")) c.sweep = a["sweep"].as<std::string>();
     if (given("probe")) c.probe = a["probe"].as<int>();
     if (given("eval-tasks")) c.eval_tasks = a["eval-tasks"].as<int>();
     if (given("checkpoint-every")) c.checkpoint_every = a["checkpoint-every"].as<int>();
@@ -337,19 +340,25 @@ int run(int argc, char** argv) {
         if (!fs::exists(dir / "config.json")) throw std::runtime_error(dir.string() + " has no config.json to resume");
         c = config_from_json(read_json(dir / "config.json"));
         if (args.count("steps")) c.steps = args["steps"].as<int>();
-        if (fs::exists(dir / "checkpoint.json")) ckpt = read_checkpoint(dir / "checkpoint.json");
+        if (args.count("threads")) c.threads = args["threads"].as<int>();
+        if (c.sweep.empty() && fs::exists(dir / "checkpoint.json")) ckpt = read_checkpoint(dir / "checkpoint.json");
         write_text(dir / "config.json", config_text(c));
     } else {
         c = resolve_config(args);
         experiment::validate(c);
+        if (!c.sweep.empty()) sweep_runs(c);  // every run's settings are checked before any starts
         dir = args.count("out") ? fs::path(args["out"].as<std::string>())
                                 : fs::path("runs") / fmt::format("{}-seed{}", c.preset.empty() ? "custom" : c.preset, c.seed);
         prepare_run_dir(dir, args.count("force") > 0);
         write_text(dir / "config.json", config_text(c));
     }
 
-    json summary = run_experiment(c, dir, resume ? &ckpt : nullptr, quiet, plot);
-    fmt::print("{}", describe_summary(summary));
+    if (!c.sweep.empty()) {
+        fmt::print("{}", describe_sweep(run_sweep(c, dir, resume, quiet, plot)));
+    } else {
+        json summary = run_experiment(c, dir, resume ? &ckpt : nullptr, quiet, plot);
+        fmt::print("{}", describe_summary(summary));
+    }
     fmt::print("results: {}\n", dir.string());
     return 0;
 }
@@ -377,6 +386,8 @@ int analyse(int argc, char** argv) {
     if (!args.count("dir")) throw cxxopts::exceptions::exception("missing the run directory (occam analyse DIR)");
     const fs::path dir = args["dir"].as<std::string>();
     const Config c = config_from_json(read_json(dir / "config.json"));
+    if (!c.sweep.empty())
+        throw std::runtime_error(dir.string() + " is a sweep; analyse each of its runs (" + dir.string() + "/SETTING=VALUE)");
     json summary = analyse_probe(read_probe(dir / "probe.csv"), c);
     if (fs::exists(dir / "summary.json")) {
         json old = read_json(dir / "summary.json");
@@ -399,7 +410,9 @@ int plot(int argc, char** argv) {
     if (help) return 0;
     if (!args.count("dir")) throw cxxopts::exceptions::exception("missing the run directory (occam plot DIR)");
     if (!gnuplot_available()) throw std::runtime_error("gnuplot is not installed (make demo installs it)");
-    for (const auto& f : plot_run(args["dir"].as<std::string>())) fmt::print("{}\n", f.string());
+    const fs::path dir = args["dir"].as<std::string>();
+    const bool sweep = !config_from_json(read_json(dir / "config.json")).sweep.empty();
+    for (const auto& f : sweep ? plot_sweep(dir) : plot_run(dir)) fmt::print("{}\n", f.string());
     return 0;
 }
 

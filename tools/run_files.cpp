@@ -18,7 +18,7 @@ using nlohmann::json;
     X(n_train) X(n_test) X(divergence) X(div_weight) X(div_on) X(blur) X(scaling) X(mse_weight)        \
     X(functions) X(orthogonality) X(orth_weight) X(chosen) X(neglected) X(students_loss) X(cooperative)                 \
     X(meta_hidden) X(meta_depth) X(meta_activation) X(meta_output) X(meta_optimizer) X(lr) X(steps)    \
-    X(seed) X(threads) X(probe) X(eval_tasks) X(checkpoint_every)
+    X(sweep) X(seed) X(threads) X(probe) X(eval_tasks) X(checkpoint_every)
 
 json to_json(const experiment::Config& c) {
     json j;
@@ -44,6 +44,34 @@ experiment::Config config_from_json(const json& j) {
         if (!known) throw std::runtime_error("unknown configuration key '" + key + "'");
     }
     return c;
+}
+
+experiment::Config with_setting(const experiment::Config& c, const std::string& field, const std::string& value) {
+    json j = to_json(c);
+    if (!j.contains(field) || field == "sweep" || field == "preset")
+        throw std::invalid_argument("--sweep: '" + field + "' is not a setting that can be swept (use a key of config.json)");
+    json& v = j[field];
+    const std::string bad = "--sweep: '" + value + "' is not a valid value for " + field;
+    try {
+        std::size_t used = 0;
+        if (v.is_boolean()) {
+            if (value != "true" && value != "false") throw std::invalid_argument(bad + " (true or false)");
+            v = value == "true";
+        } else if (v.is_number_unsigned()) {
+            v = std::stoull(value, &used);
+        } else if (v.is_number_integer()) {
+            v = std::stoll(value, &used);
+        } else if (v.is_number_float()) {
+            v = std::stod(value, &used);
+        } else {
+            v = value;
+            used = value.size();
+        }
+        if (!v.is_boolean() && used != value.size()) throw std::invalid_argument(bad);
+    } catch (const std::logic_error&) {
+        throw std::invalid_argument(bad);
+    }
+    return config_from_json(j);
 }
 
 json read_json(const fs::path& path) {

@@ -21,6 +21,10 @@ nlohmann::json to_json(const experiment::Config& c);
 /// Reads a Config back; unknown keys are an error (a typo must not be ignored silently).
 experiment::Config config_from_json(const nlohmann::json& j);
 
+/// A copy of `c` with one setting, named as in config.json, set from text (a --sweep value).
+/// Unknown settings and values that do not parse as the setting's type are errors.
+experiment::Config with_setting(const experiment::Config& c, const std::string& field, const std::string& value);
+
 nlohmann::json read_json(const fs::path& path);
 /// Writes atomically (to a temporary file, then renamed), so an interrupted run never leaves a
 /// half-written file behind.

@@ -1,0 +1,100 @@
+#include "sweep.hpp"
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "experiment/meta_learning.hpp"
+#include "plot.hpp"
+#include "run_experiment.hpp"
+#include "summary.hpp"
+
+namespace occam::cli {
+
+using nlohmann::json;
+
+std::pair<std::string, std::vector<std::string>> parse_sweep(const std::string& sweep) {
+    const auto eq = sweep.find('=');
+    if (eq == std::string::npos || eq == 0)
+        throw std::invalid_argument("--sweep must be SETTING=V1,V2,... (e.g. meta_depth=0,1,2), got '" + sweep + "'");
+    std::vector<std::string> values = experiment::split_list(sweep.substr(eq + 1));
+    if (values.empty()) throw std::invalid_argument("--sweep " + sweep + " lists no values");
+    return {sweep.substr(0, eq), values};
+}
+
+std::vector<std::pair<std::string, experiment::Config>> sweep_runs(const experiment::Config& c) {
+    const auto [field, values] = parse_sweep(c.sweep);
+    std::vector<std::pair<std::string, experiment::Config>> out;
+    for (const std::string& v : values) {
+        experiment::Config sub = with_setting(c, field, v);
+        sub.sweep.clear();
+        experiment::validate(sub);
+        out.emplace_back(field + "=" + v, sub);
+    }
+    return out;
+}
+
+json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bool quiet, bool plot) {
+    const auto runs = sweep_runs(c);
+    std::vector<json> summaries(runs.size());
+    std::vector<std::string> errors(runs.size());
+    const int threads = std::max(1, std::min<int>(c.threads, int(runs.size())));
+    std::atomic<std::size_t> next{0};
+    std::mutex print;
+    auto worker = [&] {
+        for (std::size_t i; (i = next++) < runs.size();) {
+            const auto& [name, sub] = runs[i];
+            const fs::path d = dir / name;
+            try {
+                if (resume && fs::exists(d / "summary.json")) {
+                    summaries[i] = read_json(d / "summary.json");
+                    continue;
+                }
+                Checkpoint ckpt;
+                const bool from_checkpoint = resume && fs::exists(d / "checkpoint.json");
+                if (from_checkpoint)
+                    ckpt = read_checkpoint(d / "checkpoint.json");
+                else
+                    prepare_run_dir(d, true);  // a sweep owns its sub-directories
+                write_text(d / "config.json", config_text(sub));
+                // Several runs at once would garble the progress lines: one line per run instead.
+                summaries[i] = run_experiment(sub, d, from_checkpoint ? &ckpt : nullptr, quiet || threads > 1, plot);
+            } catch (const std::exception& e) {
+                errors[i] = e.what();
+            }
+            if (!quiet) {
+                std::lock_guard<std::mutex> lock(print);
+                fmt::print(stderr, "occam run: sweep {} {}\n", name,
+                           errors[i].empty() ? "done" : "FAILED: " + errors[i]);
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+    for (auto& t : pool) t.join();
+    for (std::size_t i = 0; i < runs.size(); ++i)
+        if (!errors[i].empty()) throw std::runtime_error("sweep run " + runs[i].first + ": " + errors[i]);
+
+    json combined = {{"sweep", parse_sweep(c.sweep).first}, {"order", json::array()}, {"runs", json::object()}};
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+        combined["order"].push_back(runs[i].first);
+        combined["runs"][runs[i].first] = summaries[i];
+    }
+    write_text(dir / "summary.json", combined.dump(2) + "\n");
+    if (plot && gnuplot_available()) {
+        auto files = plot_sweep(dir);
+        if (!quiet) fmt::print("figure: {}\n", files.front().string());
+    }
+    return combined;
+}
+
+std::string describe_sweep(const json& summary) {
+    std::string out;
+    for (const auto& name : summary["order"])
+        out += "[" + name.get<std::string>() + "]\n" + describe_summary(summary["runs"][name.get<std::string>()]);
+    return out;
+}
+
+}  // namespace occam::cli

@@ -53,7 +53,9 @@ struct Config {
     int meta_depth = 2;                ///< hidden layers
     std::string meta_activation = "relu";
     std::string meta_output = "cos";   ///< identity | cos | tanh | relu6/6
-    std::string meta_optimizer = "adagrad";  ///< adagrad | adam | sgd
+    std::string meta_optimizer = "adagrad";  ///< adagrad | adam | sgd, or des | snes | openai-es | sep-cma-es (no gradients)
+    int population = 64;               ///< evolution strategies: members per generation
+    double sigma = 0.05;               ///< evolution strategies: initial std of every weight
     double lr = 0.01;
     int steps = 500;
     // a sweep: the same run once per value of one setting, e.g. "meta_depth=0,1,2,3,4"

@@ -8,14 +8,17 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
 
 #include "../autodiff/autodiff.hpp"
 #include "../metaloss/divergences.hpp"
+#include "../metaloss/evolution.hpp"
 #include "../metaloss/sinkhorn.hpp"
 #include "config.hpp"
 #include "inputs.hpp"
@@ -32,12 +35,18 @@ public:
 /// Random streams: every draw is keyed by (seed, stream), so adding a draw in one place never
 /// shifts another, and any step can be recomputed on its own (for --resume).
 enum class Stream : std::uint64_t {
-    meta_init = 1, learner_fixed = 2, probe = 3, eval = 4, step = 5, final_fit = 6, orth_probe = 7
+    meta_init = 1,
+    learner_fixed = 2,
+    probe = 3,
+    eval = 4,
+    step = 5,
+    final_fit = 6,
+    orth_probe = 7,
+    es_noise = 8
 };
 inline ad::Rng rng_for(std::uint64_t seed, Stream s, std::uint64_t index = 0) {
     return ad::Rng(seed, (std::uint64_t(s) << 40) + index);
 }
-
 
 /// Splits "a,b,c" (empty items dropped).
 inline std::vector<std::string> split_list(const std::string& s) {
@@ -62,7 +71,8 @@ inline void validate(const Config& c) {
         fail("--learner must be ridge, kernel, arccos or mlp (got '" + c.learner + "')");
     if (c.n_train < 1) fail("--train must be >= 1");
     if (c.n_test < 1) fail("--test must be >= 1");
-    if (c.features_min < 1 || c.features_max < c.features_min) fail("--features must be K or MIN:MAX with 1 <= MIN <= MAX");
+    if (c.features_min < 1 || c.features_max < c.features_min)
+        fail("--features must be K or MIN:MAX with 1 <= MIN <= MAX");
     if (!(c.ridge >= 0)) fail("--ridge must be >= 0");
     if (split_list(c.divergence).empty()) fail("--divergence is empty");
     for (const auto& d : split_list(c.divergence))
@@ -74,8 +84,16 @@ inline void validate(const Config& c) {
     if (!(c.blur > 0)) fail("--blur must be > 0");
     if (!(c.scaling > 0 && c.scaling < 1)) fail("--scaling must be in (0, 1)");
     if (c.meta_hidden < 1 || c.meta_depth < 0) fail("--meta-hidden must be >= 1 and --meta-depth >= 0");
-    if (c.meta_optimizer != "adagrad" && c.meta_optimizer != "adam" && c.meta_optimizer != "sgd")
-        fail("--meta-optimizer must be adagrad, adam or sgd (got '" + c.meta_optimizer + "')");
+    if (c.meta_optimizer != "adagrad" && c.meta_optimizer != "adam" && c.meta_optimizer != "sgd" &&
+        !metaloss::is_es_method(c.meta_optimizer))
+        fail(
+            "--meta-optimizer must be adagrad, adam, sgd, or an evolution strategy: des, snes, openai-es, sep-cma-es "
+            "(got '" +
+            c.meta_optimizer + "')");
+    if (c.population < 2) fail("--population must be >= 2");
+    if (c.meta_optimizer == "openai-es" && c.population % 2)
+        fail("--population must be even for openai-es (antithetic pairs)");
+    if (!(c.sigma > 0)) fail("--sigma must be > 0");
     if (!(c.lr > 0)) fail("--lr must be > 0");
     if (c.steps < 0) fail("--steps must be >= 0");
     if (c.functions < 1) fail("--functions must be >= 1");
@@ -109,7 +127,9 @@ inline Game game_of(const Config& c) {
 inline std::vector<LearnerSpec> learner_specs(const Config& c) {
     std::vector<LearnerSpec> out;
     switch (game_of(c)) {
-        case Game::single: out.push_back(parse_learner_spec(c.learner, c)); break;
+        case Game::single:
+            out.push_back(parse_learner_spec(c.learner, c));
+            break;
         case Game::students:
             out.push_back(parse_learner_spec(c.chosen, c));
             out.push_back(parse_learner_spec(c.neglected, c));
@@ -148,9 +168,12 @@ struct StepLog {
 class OuterOptimizer {
 public:
     OuterOptimizer(const std::string& name, double lr) {
-        if (name == "adam") opt_ = ad::optim::Adam({.lr = lr});
-        else if (name == "sgd") opt_ = ad::optim::SGD({.lr = lr});
-        else opt_ = ad::optim::Adagrad({.lr = lr});
+        if (name == "adam")
+            opt_ = ad::optim::Adam({.lr = lr});
+        else if (name == "sgd")
+            opt_ = ad::optim::SGD({.lr = lr});
+        else
+            opt_ = ad::optim::Adagrad({.lr = lr});
     }
     void step(std::vector<Eigen::MatrixXd>& p, const std::vector<ad::Var>& g) {
         std::visit([&](auto& o) { o.step(p, g); }, opt_);
@@ -205,70 +228,16 @@ public:
         start_function();
     }
 
-    /// One meta-step of the current function; returns the loss terms.
+    /// One meta-step of the current function (one generation for an evolution strategy);
+    /// returns the loss terms.
     StepLog step() {
         if (finished()) throw std::logic_error("MetaTrainer::step: every function is trained");
         ad::Arena& arena = ad::tape().arena;
         const std::size_t base = arena.bytes_in_use();
         arena.reset_peak();
         ad::TapeScope scope;
-        const int ntr = cfg_.n_train, nte = cfg_.n_test, k = function_index();
-        ad::Rng rng = rng_for(cfg_.seed, Stream::step, (std::uint64_t(k) << 32) + std::uint64_t(step_));
-        Eigen::MatrixXd X = inputs_->sample(ntr + nte, rng);
-        for (auto& l : learners_) l->new_task(rng);
-
-        std::vector<ad::Var> P = ad::params(params_);
-        ad::Var h = net_(P, ad::constant(X));
-        if (!h.value().allFinite())
-            throw TrainingError(where() + "the meta-learner's labels are not finite (its weights diverged); try a "
-                                          "smaller --lr");
-        ad::Var z = h;
-        ad::Var orth = ad::constant(0.0);
-        if (k > 0 && cfg_.orthogonality == "project") {
-            const Eigen::MatrixXd F = frozen_values(X, k);
-            // z = (I - F (F^T F)^{-1} F^T) h: the projector is a constant of the batch.
-            const Eigen::MatrixXd proj = F * (F.transpose() * F).ldlt().solve(F.transpose());
-            z = h - ad::matmul(ad::constant(proj), h);
-        } else if (k > 0 && cfg_.orthogonality == "penalty") {
-            orth = overlap_penalty(P);
-        }
-
-        ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
-        ad::Var x_train = ad::constant(X.topRows(ntr)), x_test = ad::constant(X.bottomRows(nte));
-        std::vector<ad::Var> mses;
-        for (auto& l : learners_) mses.push_back(ad::mean(ad::square(l->fit_predict(x_train, z_train, x_test) - z_test)));
-        ad::Var mse_term = mses[0];
-        if (game_of(cfg_) == Game::students)
-            mse_term = cfg_.students_loss == "log-ratio" ? ad::log(mses[0]) - ad::log(mses[1]) : mses[0] - mses[1];
-        if (game_of(cfg_) == Game::cooperative) {
-            for (std::size_t i = 1; i < mses.size(); ++i) mse_term = mse_term + mses[i];
-            mse_term = mse_term * (1.0 / double(mses.size()));
-        }
-        const std::string kind = divergence_for(cfg_, k);
-        ad::Var div = cfg_.div_on == "all"    ? label_divergence(z, kind, cfg_, rng)
-                      : cfg_.div_on == "test" ? label_divergence(z_test, kind, cfg_, rng)
-                                              : label_divergence(z_train, kind, cfg_, rng) +
-                                                    label_divergence(z_test, kind, cfg_, rng);
-        ad::Var loss = cfg_.mse_weight * mse_term + cfg_.div_weight * div + orth;
-
-        StepLog log;
-        log.function = k;
-        log.step = step_;
-        log.loss = loss.item();
-        log.mse = game_of(cfg_) == Game::cooperative ? mse_term.item() : mses[0].item();
-        log.divergence = div.item();
-        log.orthogonality = orth.item();
-        if (game_of(cfg_) == Game::students) log.mse_neglected = mses[1].item();
-        if (!std::isfinite(log.loss)) {
-            std::ostringstream s;
-            s << where() << "the meta-loss is not finite (test MSE " << log.mse << ", " << kind << " "
-              << log.divergence << "); try a smaller --lr or another --divergence";
-            throw TrainingError(s.str());
-        }
-        std::vector<ad::Var> g = ad::grad(loss, P);
-        for (const ad::Var& gk : g)
-            if (!gk.value().allFinite()) throw TrainingError(where() + "the meta-gradient is not finite; try a smaller --lr");
-        optimizer_.step(params_, g);
+        const Task task = draw_task();
+        StepLog log = es_ ? evolve(task) : descend(task);
         log.tape_mb = double(arena.peak_bytes() - base) / 1e6;
         ++step_;
         return log;
@@ -314,8 +283,8 @@ public:
             ad::Rng rng = rng_for(cfg_.seed, Stream::eval, std::uint64_t(t));
             Eigen::MatrixXd X = inputs_->sample(cfg_.n_train + cfg_.n_test, rng);
             Eigen::VectorXd y = frozen_values(X, k + 1).col(k);
-            Eigen::VectorXd pred = fit_predict(X.topRows(cfg_.n_train), y.head(cfg_.n_train),
-                                               X.bottomRows(cfg_.n_test), rng, which);
+            Eigen::VectorXd pred =
+                fit_predict(X.topRows(cfg_.n_train), y.head(cfg_.n_train), X.bottomRows(cfg_.n_test), rng, which);
             total += (pred - y.tail(cfg_.n_test)).squaredNorm() / cfg_.n_test;
         }
         return total / tasks;
@@ -331,7 +300,10 @@ public:
     int steps_done() const { return step_; }  ///< within the current function
     const std::vector<Eigen::MatrixXd>& params() const { return params_; }
     const std::vector<FrozenFunction>& frozen() const { return frozen_; }
-    ad::optim::OptimizerState optimizer_state() const { return optimizer_.state(); }
+    /// The optimiser's state; for an evolution strategy, its generation and distribution.
+    ad::optim::OptimizerState optimizer_state() const {
+        return es_ ? ad::optim::OptimizerState{es_->generation(), {es_->state()}} : optimizer_.state();
+    }
 
     /// Restores a checkpoint: the frozen functions, the current function's parameters and
     /// optimiser state, and its step. Every later draw is keyed by (function, step), so the run
@@ -344,14 +316,20 @@ public:
                 if (p[k].rows() != params_[k].rows() || p[k].cols() != params_[k].cols())
                     throw std::invalid_argument("checkpoint: parameter shapes do not match the configuration");
         };
-        if (int(frozen.size()) > cfg_.functions) throw std::invalid_argument("checkpoint: more functions than --functions");
+        if (int(frozen.size()) > cfg_.functions)
+            throw std::invalid_argument("checkpoint: more functions than --functions");
         for (const auto& f : frozen) check(f.params);
         frozen_ = std::move(frozen);
         if (finished()) return;
         start_function();
         check(params);
         params_ = std::move(params);
-        optimizer_.load_state(opt, params_);
+        if (es_) {
+            if (opt.buffers.size() != 1) throw std::invalid_argument("checkpoint: no evolution-strategy state");
+            es_->load_state(ad::nn::flatten(params_), opt.buffers[0], opt.steps);
+        } else {
+            optimizer_.load_state(opt, params_);
+        }
         step_ = step;
     }
 
@@ -360,11 +338,177 @@ private:
         return "function " + std::to_string(function_index() + 1) + ", step " + std::to_string(step_) + ": ";
     }
 
+    /// One meta-step's task: inputs (training rows first), the projector onto the earlier
+    /// functions on these inputs (project mode), and the step's random stream after the task
+    /// was drawn (the divergence's target samples come from it).
+    struct Task {
+        Eigen::MatrixXd X, proj;
+        ad::Rng rng;
+    };
+    Task draw_task() {
+        const int k = function_index();
+        Task t{Eigen::MatrixXd(), Eigen::MatrixXd(),
+               rng_for(cfg_.seed, Stream::step, (std::uint64_t(k) << 32) + std::uint64_t(step_))};
+        t.X = inputs_->sample(cfg_.n_train + cfg_.n_test, t.rng);
+        for (auto& l : learners_) l->new_task(t.rng);
+        if (k > 0 && cfg_.orthogonality == "project") {
+            const Eigen::MatrixXd F = frozen_values(t.X, k);
+            // z = (I - F (F^T F)^{-1} F^T) h: the projector is a constant of the batch.
+            t.proj = F * (F.transpose() * F).ldlt().solve(F.transpose());
+        }
+        return t;
+    }
+
+    /// The terms of the meta-loss for the meta-learner's raw output h on the task.
+    struct Terms {
+        ad::Var loss, mse_term, div;
+        std::vector<ad::Var> mses;
+    };
+    /// `linear_maps[i]`, when not empty, is learner i's prediction map H (test x train): the
+    /// learner is linear in its labels, so its predictions are H z_train (evolution strategies
+    /// build H once per generation instead of fitting once per member).
+    Terms meta_loss(const ad::Var& h, const Task& task, ad::Rng rng, const ad::Var& orth,
+                    const std::vector<Eigen::MatrixXd>* linear_maps = nullptr) {
+        const int ntr = cfg_.n_train, nte = cfg_.n_test, k = function_index();
+        const ad::Var z = task.proj.size() ? h - ad::matmul(ad::constant(task.proj), h) : h;
+        ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
+        ad::Var x_train = ad::constant(task.X.topRows(ntr)), x_test = ad::constant(task.X.bottomRows(nte));
+        Terms t;
+        for (std::size_t i = 0; i < learners_.size(); ++i) {
+            const bool linear = linear_maps && (*linear_maps)[i].size() > 0;
+            ad::Var pred = linear ? ad::matmul(ad::constant((*linear_maps)[i]), z_train)
+                                  : learners_[i]->fit_predict(x_train, z_train, x_test);
+            t.mses.push_back(ad::mean(ad::square(pred - z_test)));
+        }
+        t.mse_term = t.mses[0];
+        if (game_of(cfg_) == Game::students)
+            t.mse_term =
+                cfg_.students_loss == "log-ratio" ? ad::log(t.mses[0]) - ad::log(t.mses[1]) : t.mses[0] - t.mses[1];
+        if (game_of(cfg_) == Game::cooperative) {
+            for (std::size_t i = 1; i < t.mses.size(); ++i) t.mse_term = t.mse_term + t.mses[i];
+            t.mse_term = t.mse_term * (1.0 / double(t.mses.size()));
+        }
+        const std::string kind = divergence_for(cfg_, k);
+        t.div = cfg_.div_on == "all" ? label_divergence(z, kind, cfg_, rng)
+                : cfg_.div_on == "test"
+                    ? label_divergence(z_test, kind, cfg_, rng)
+                    : label_divergence(z_train, kind, cfg_, rng) + label_divergence(z_test, kind, cfg_, rng);
+        t.loss = cfg_.mse_weight * t.mse_term + cfg_.div_weight * t.div + orth;
+        return t;
+    }
+
+    StepLog make_log(const Terms& t, const ad::Var& orth) const {
+        StepLog log;
+        log.function = function_index();
+        log.step = step_;
+        log.loss = t.loss.item();
+        log.mse = game_of(cfg_) == Game::cooperative ? t.mse_term.item() : t.mses[0].item();
+        log.divergence = t.div.item();
+        log.orthogonality = orth.item();
+        if (game_of(cfg_) == Game::students) log.mse_neglected = t.mses[1].item();
+        if (!std::isfinite(log.loss)) {
+            std::ostringstream s;
+            s << where() << "the meta-loss is not finite (test MSE " << log.mse << ", "
+              << divergence_for(cfg_, log.function) << " " << log.divergence
+              << "); try a smaller --lr or another --divergence";
+            throw TrainingError(s.str());
+        }
+        return log;
+    }
+
+    /// A gradient meta-step: the meta-gradient of the loss through the learner, one
+    /// optimiser step.
+    StepLog descend(const Task& task) {
+        std::vector<ad::Var> P = ad::params(params_);
+        ad::Var h = net_(P, ad::constant(task.X));
+        if (!h.value().allFinite())
+            throw TrainingError(where() +
+                                "the meta-learner's labels are not finite (its weights diverged); try a "
+                                "smaller --lr");
+        const ad::Var orth =
+            function_index() > 0 && cfg_.orthogonality == "penalty" ? overlap_penalty(P) : ad::constant(0.0);
+        const Terms t = meta_loss(h, task, task.rng, orth);
+        StepLog log = make_log(t, orth);
+        std::vector<ad::Var> g = ad::grad(t.loss, P);
+        for (const ad::Var& gk : g)
+            if (!gk.value().allFinite())
+                throw TrainingError(where() + "the meta-gradient is not finite; try a smaller --lr");
+        optimizer_.step(params_, g);
+        return log;
+    }
+
+    /// An evolution-strategy generation: every member is scored on the same task (common
+    /// random numbers: same inputs, learner draws and divergence targets), in parallel
+    /// threads; the member's noise is keyed by (seed, generation, member), so the result does
+    /// not depend on the thread count. Logged: the loss terms of the distribution's mean.
+    StepLog evolve(const Task& task) {
+        const int ntr = cfg_.n_train, nte = cfg_.n_test;
+        std::vector<Eigen::MatrixXd> maps(learners_.size());
+        for (std::size_t i = 0; i < learners_.size(); ++i) {
+            if (!learners_[i]->linear_in_labels()) continue;
+            ad::TapeScope scope;
+            ad::NoGradGuard no_grad;
+            // Labels = the identity: column j of the predictions is H's column j.
+            maps[i] =
+                learners_[i]
+                    ->fit_predict(ad::constant(task.X.topRows(ntr)), ad::constant(Eigen::MatrixXd::Identity(ntr, ntr)),
+                                  ad::constant(task.X.bottomRows(nte)))
+                    .value();
+        }
+        const bool penalty = function_index() > 0 && cfg_.orthogonality == "penalty";
+        if (penalty) orth_cache();  // filled once, before the threads read it
+        auto score = [&](const std::vector<Eigen::MatrixXd>& params) {
+            std::vector<ad::Var> P;
+            for (const auto& p : params) P.push_back(ad::constant(p));
+            ad::Var h = net_(P, ad::constant(task.X));
+            ad::Var orth = penalty ? overlap_penalty(P) : ad::constant(0.0);
+            return std::pair{meta_loss(h, task, task.rng, orth, &maps), orth};
+        };
+        const int n = es_->population();
+        Eigen::VectorXd fitness(n);
+        std::vector<std::string> errors(static_cast<std::size_t>(n));
+        auto worker = [&](int first, int stride) {
+            for (int i = first; i < n; i += stride) {
+                try {
+                    ad::TapeScope scope;
+                    ad::NoGradGuard no_grad;
+                    const double f = score(ad::nn::unflatten(es_->sample(i), shapes_)).first.loss.item();
+                    fitness[i] = std::isfinite(f) ? f : std::nan("");  // ranked last
+                } catch (const std::exception& e) {
+                    errors[std::size_t(i)] = e.what();
+                }
+            }
+        };
+        const int threads = std::max(1, std::min(cfg_.threads, n));
+        std::vector<std::thread> pool;
+        for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t, threads);
+        worker(0, threads);
+        for (auto& t : pool) t.join();
+        for (int i = 0; i < n; ++i)
+            if (!errors[std::size_t(i)].empty())
+                throw TrainingError(where() + "member " + std::to_string(i) + ": " + errors[std::size_t(i)]);
+        es_->tell(fitness);
+        params_ = ad::nn::unflatten(es_->mean(), shapes_);
+        ad::NoGradGuard no_grad;
+        const auto [terms, orth] = score(params_);
+        return make_log(terms, orth);
+    }
+
     void start_function() {
         ad::Rng init = rng_for(cfg_.seed, Stream::meta_init, std::uint64_t(function_index()));
         params_ = net_.init(init);
         optimizer_.reset();
         step_ = 0;
+        shapes_.clear();
+        for (const auto& p : params_) shapes_.emplace_back(int(p.rows()), int(p.cols()));
+        if (metaloss::is_es_method(cfg_.meta_optimizer)) {
+            metaloss::EsOptions o;
+            o.population = cfg_.population;
+            o.sigma = cfg_.sigma;
+            o.lr = cfg_.lr;
+            es_.emplace(metaloss::parse_es_method(cfg_.meta_optimizer), ad::nn::flatten(params_), o, cfg_.seed,
+                        rng_for(cfg_.seed, Stream::es_noise, std::uint64_t(function_index())).stream());
+        }
     }
 
     Eigen::VectorXd raw_output(const std::vector<Eigen::MatrixXd>& params, const Eigen::MatrixXd& X) const {
@@ -387,13 +531,17 @@ private:
     }
 
     /// orth_weight * sum_j cos^2(h, f_j) on a fixed probe set (penalty mode).
-    ad::Var overlap_penalty(const std::vector<ad::Var>& P) {
+    /// The penalty's fixed probe set and the earlier functions on it (computed once per function).
+    void orth_cache() {
         if (orth_x_.rows() == 0) {
             ad::Rng r = rng_for(cfg_.seed, Stream::orth_probe);
             orth_x_ = inputs_->sample(512, r);
         }
+        if (orth_f_.cols() != function_index()) orth_f_ = frozen_values(orth_x_, function_index());
+    }
+    ad::Var overlap_penalty(const std::vector<ad::Var>& P) {
+        orth_cache();
         const int k = function_index();
-        if (orth_f_.cols() != k) orth_f_ = frozen_values(orth_x_, k);
         ad::Var h = net_(P, ad::constant(orth_x_));
         ad::Var hh = ad::sum(ad::square(h));
         ad::Var total = ad::constant(0.0);
@@ -410,7 +558,9 @@ private:
     std::vector<std::unique_ptr<learners::Learner>> learners_;
     ad::nn::MLP net_;
     std::vector<Eigen::MatrixXd> params_;
+    std::vector<std::pair<int, int>> shapes_;  ///< the meta-learner's parameter shapes
     OuterOptimizer optimizer_;
+    std::optional<metaloss::EvolutionStrategy> es_;  ///< set when --meta-optimizer is an evolution strategy
     std::vector<FrozenFunction> frozen_;
     Eigen::MatrixXd orth_x_, orth_f_;
     int step_ = 0;

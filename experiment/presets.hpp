@@ -162,6 +162,38 @@ inline std::vector<Preset> presets() {
                        {{"f1-f9.degree1_energy", ">=", 0.5}, {"f1-f9.degree2_energy", "<=", 0.5}}});
     }
     {
+        // Section 5.4: no gradients. The set-up of reference/evolution.md: 8 training points
+        // (>= 4 = dim of degree <= 1, < 9 = dim of degree <= 2), so degree 1 is clearly easier
+        // than degree 2 (with 32 points KRR also fits degree 2 and the fitness is flat between them).
+        Config c = find_in(out, "fig2c-kernel");
+        c.preset = "fig8-evolution";
+        c.features_min = c.features_max = 256;
+        c.redraw_features = true;
+        c.n_train = 8;
+        c.n_test = 256;
+        c.meta_hidden = 32;
+        c.meta_output = "identity";
+        c.meta_optimizer = "des";
+        c.population = 64;
+        c.sigma = 0.05;
+        c.steps = 500;  // generations
+        c.functions = 3;
+        c.divergence = "variance";  // (std - 1)^2
+        c.div_weight = 1.0;
+        c.mse_weight = 1.0;
+        out.push_back({"fig8-evolution",
+                       "Fig. 8: the meta-learner trained by DES from fitness values alone finds degree-1 harmonics",
+                       "f1 >= 0.9 degree-1 energy", c, {{"f1.degree1_energy", ">=", 0.9}}});
+        c.preset = "fig8-strategies";
+        c.sweep = "meta_optimizer=des,snes,openai-es,sep-cma-es";
+        out.push_back({"fig8-strategies", "Fig. 8 with each evolution strategy: DES, SNES, OpenAI-ES, sep-CMA-ES",
+                       "f1 >= 0.9 degree-1 energy for every strategy", c,
+                       {{"meta_optimizer=des:f1.degree1_energy", ">=", 0.9},
+                        {"meta_optimizer=snes:f1.degree1_energy", ">=", 0.9},
+                        {"meta_optimizer=openai-es:f1.degree1_energy", ">=", 0.9},
+                        {"meta_optimizer=sep-cma-es:f1.degree1_energy", ">=", 0.9}}});
+    }
+    {
         Config c;
         c.preset = "fig9-mlp";
         c.inputs = "sphere:3";

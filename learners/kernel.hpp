@@ -46,6 +46,7 @@ public:
         });
     }
     int input_dim() const override { return d_; }
+    bool linear_in_labels() const override { return true; }
     const Eigen::MatrixXd& features() const { return J_; }
 
 private:
@@ -106,6 +107,7 @@ public:
             return ad::matmul(ad::constant(arccos_kernel(xtv, xv)), a);
         });
     }
+    bool linear_in_labels() const override { return true; }
 
 private:
     double lambda_;

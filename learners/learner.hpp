@@ -29,6 +29,11 @@ public:
     virtual void new_task(ad::Rng& /*rng*/) {}
     /// Trains on (train_x, train_y) and returns the predictions at test_x (test samples x 1).
     virtual ad::Var fit_predict(const ad::Var& train_x, const ad::Var& train_y, const ad::Var& test_x) = 0;
+    /// True if, for a fixed task, the predictions are a linear map H of the labels (ridge and
+    /// kernel regression). Then fit_predict also takes several label columns and predicts each,
+    /// and fit_predict(x, I, x_test) returns H itself: evolution strategies build it once per
+    /// generation and score every member with one product H y.
+    virtual bool linear_in_labels() const { return false; }
     /// The input dimension this learner expects, or 0 if any.
     virtual int input_dim() const { return 0; }
 };

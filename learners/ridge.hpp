@@ -47,6 +47,7 @@ public:
     ad::Var fit_predict(const ad::Var& x, const ad::Var& y, const ad::Var& xt) override {
         return detail::guarded(*this, [&] { return ridge_fit_predict(x, y, xt, lambda_, bias_); });
     }
+    bool linear_in_labels() const override { return true; }
 
 private:
     double lambda_;

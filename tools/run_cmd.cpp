@@ -64,8 +64,10 @@ void add_experiment_flags(cxxopts::Options& o) {
         ("meta-depth", "Meta-learner hidden layers", cxxopts::value<int>()->default_value(std::to_string(d.meta_depth)))
         ("meta-activation", "Meta-learner activation: relu, tanh, sigmoid, relu6, identity", cxxopts::value<std::string>()->default_value(d.meta_activation))
         ("meta-output", "Meta-learner output map: identity, cos, tanh, relu6/6", cxxopts::value<std::string>()->default_value(d.meta_output))
-        ("meta-optimizer", "Outer optimiser: adagrad, adam, sgd", cxxopts::value<std::string>()->default_value(d.meta_optimizer))
-        ("lr", "Outer learning rate", cxxopts::value<double>()->default_value("0.01"))
+        ("meta-optimizer", "Outer optimiser: adagrad, adam, sgd, or an evolution strategy (no gradients; any learner): des, snes, openai-es, sep-cma-es", cxxopts::value<std::string>()->default_value(d.meta_optimizer))
+        ("lr", "Outer learning rate (openai-es: Adam's on the mean)", cxxopts::value<double>()->default_value("0.01"))
+        ("population", "Evolution strategies: members per generation (one --steps is one generation)", cxxopts::value<int>()->default_value(std::to_string(d.population)))
+        ("sigma", "Evolution strategies: initial std of every meta-learner weight", cxxopts::value<double>()->default_value("0.05"))
         ("steps", "Meta-steps", cxxopts::value<int>()->default_value(std::to_string(d.steps)))
         ("seed", "Random seed (the run is bit-identical for a given seed)", cxxopts::value<std::uint64_t>()->default_value("1"))
         ("threads", "Threads: a sweep's runs at once (results do not depend on it)", cxxopts::value<int>()->default_value("1"))
@@ -140,6 +142,8 @@ Config resolve_config(const cxxopts::ParseResult& a) {
     if (given("meta-output")) c.meta_output = a["meta-output"].as<std::string>();
     if (given("meta-optimizer")) c.meta_optimizer = a["meta-optimizer"].as<std::string>();
     if (given("lr")) c.lr = a["lr"].as<double>();
+    if (given("population")) c.population = a["population"].as<int>();
+    if (given("sigma")) c.sigma = a["sigma"].as<double>();
     if (given("steps")) c.steps = a["steps"].as<int>();
     if (given("seed")) c.seed = a["seed"].as<std::uint64_t>();
     if (given("threads")) c.threads = a["threads"].as<int>();

@@ -17,7 +17,7 @@ using nlohmann::json;
     X(inner_steps) X(inner_batch) X(truncate) X(step_checkpointing) X(connectivity) X(positive) X(groups) X(group_weights) X(features_min) X(features_max) X(ridge) X(bias) X(redraw_features) \
     X(n_train) X(n_test) X(divergence) X(div_weight) X(div_on) X(blur) X(scaling) X(mse_weight)        \
     X(functions) X(orthogonality) X(orth_weight) X(chosen) X(neglected) X(students_loss) X(cooperative)                 \
-    X(meta_hidden) X(meta_depth) X(meta_activation) X(meta_output) X(meta_optimizer) X(lr) X(steps)    \
+    X(meta_hidden) X(meta_depth) X(meta_activation) X(meta_output) X(meta_optimizer) X(population) X(sigma) X(lr) X(steps)    \
     X(sweep) X(seed) X(threads) X(probe) X(eval_tasks) X(checkpoint_every)
 
 json to_json(const experiment::Config& c) {

@@ -12,7 +12,8 @@ struct Config {
     std::string preset;                ///< the preset this run started from ("" if none)
     // inputs and learner
     std::string inputs = "sphere:3";   ///< disk | sphere:D | cube:D | gaussian:D | file:PATH.csv
-    std::string learner = "kernel";    ///< ridge | kernel | arccos | mlp
+    std::string learner = "kernel";    ///< ridge | kernel | arccos | mlp | exec:COMMAND
+    double exec_timeout = 60;          ///< exec learner: seconds the program may take per task
     int features_min = 20;             ///< random features K (a range redraws K every step)
     int features_max = 20;
     double ridge = 1e-3;               ///< the learner's ridge parameter lambda
@@ -44,6 +45,7 @@ struct Config {
     int functions = 1;                 ///< meta-learners trained in sequence
     std::string orthogonality = "project";  ///< project | penalty | none (see meta_learning.hpp)
     double orth_weight = 10.0;         ///< weight of the normalised overlap penalty (penalty mode)
+    bool orth_constant = false;        ///< also orthogonal to the constant: adds mean(labels)^2 to the loss
     std::string chosen;                ///< students game: the learner that must generalise well
     std::string neglected;             ///< ... and the one that must generalise badly
     std::string students_loss = "difference";  ///< difference: MSE_c - MSE_n; log-ratio: log MSE_c - log MSE_n

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../learners/external.hpp"
 #include "../learners/kernel.hpp"
 #include "../learners/mlp.hpp"
 #include "../learners/ridge.hpp"
@@ -21,7 +22,9 @@ namespace occam::experiment {
 
 /// A learner's kind and its settings (defaults from the run's Config).
 struct LearnerSpec {
-    std::string kind;  ///< ridge | kernel | arccos | mlp
+    std::string kind;  ///< ridge | kernel | arccos | mlp | exec
+    std::string command;  ///< exec: the shell command
+    double timeout = 60;  ///< exec: seconds per call
     int features_min = 20, features_max = 20;
     double ridge = 1e-3;
     bool bias = false;
@@ -97,8 +100,14 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
     s.redraw = c.redraw_features;
     const auto colon = text.find(':');
     s.kind = text.substr(0, colon);
+    if (s.kind == "exec") {  // everything after "exec:" is the command, commas and colons included
+        s.command = colon == std::string::npos ? "" : text.substr(colon + 1);
+        if (s.command.empty()) throw std::invalid_argument("learner 'exec' needs a command: exec:COMMAND");
+        s.timeout = c.exec_timeout;
+        return s;
+    }
     if (s.kind != "ridge" && s.kind != "kernel" && s.kind != "arccos" && s.kind != "mlp")
-        throw std::invalid_argument("learner '" + text + "': the kind must be ridge, kernel, arccos or mlp");
+        throw std::invalid_argument("learner '" + text + "': the kind must be ridge, kernel, arccos, mlp or exec:COMMAND");
     if (s.kind == "mlp") fill_mlp(s, c);
     if (colon == std::string::npos) return s;
     std::stringstream rest(text.substr(colon + 1));
@@ -139,6 +148,7 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
 inline std::unique_ptr<learners::Learner> make_learner(const LearnerSpec& s, int input_dim, ad::Rng rng) {
     if (s.kind == "ridge") return std::make_unique<learners::Ridge>(s.ridge, s.bias);
     if (s.kind == "arccos") return std::make_unique<learners::ArcCosKernelRidge>(s.ridge);
+    if (s.kind == "exec") return std::make_unique<learners::ExternalLearner>(s.command, s.timeout);
     if (s.kind == "mlp") {
         std::vector<int> widths = {input_dim};
         widths.insert(widths.end(), s.hidden.begin(), s.hidden.end());

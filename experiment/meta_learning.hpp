@@ -67,8 +67,16 @@ inline std::string divergence_for(const Config& c, int k) {
 /// Validates a Config with one-line messages naming the flag.
 inline void validate(const Config& c) {
     auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
-    if (c.learner != "ridge" && c.learner != "kernel" && c.learner != "arccos" && c.learner != "mlp")
-        fail("--learner must be ridge, kernel, arccos or mlp (got '" + c.learner + "')");
+    const bool exec = c.learner.rfind("exec:", 0) == 0;
+    if (c.learner != "ridge" && c.learner != "kernel" && c.learner != "arccos" && c.learner != "mlp" && !exec)
+        fail("--learner must be ridge, kernel, arccos, mlp or exec:COMMAND (got '" + c.learner + "')");
+    auto uses_exec = [](const std::string& s) {
+        return s.rfind("exec", 0) == 0 || s.find(",exec") != std::string::npos;
+    };
+    if ((exec || uses_exec(c.chosen) || uses_exec(c.neglected) || uses_exec(c.cooperative)) &&
+        !metaloss::is_es_method(c.meta_optimizer))
+        fail("an exec: learner gives no gradients; use --meta-optimizer des (or snes, openai-es, sep-cma-es)");
+    if (!(c.exec_timeout > 0)) fail("--exec-timeout must be > 0");
     if (c.n_train < 1) fail("--train must be >= 1");
     if (c.n_test < 1) fail("--test must be >= 1");
     if (c.features_min < 1 || c.features_max < c.features_min)
@@ -361,7 +369,7 @@ private:
 
     /// The terms of the meta-loss for the meta-learner's raw output h on the task.
     struct Terms {
-        ad::Var loss, mse_term, div;
+        ad::Var loss, mse_term, div, orth;
         std::vector<ad::Var> mses;
     };
     /// `linear_maps[i]`, when not empty, is learner i's prediction map H (test x train): the
@@ -393,18 +401,22 @@ private:
                 : cfg_.div_on == "test"
                     ? label_divergence(z_test, kind, cfg_, rng)
                     : label_divergence(z_train, kind, cfg_, rng) + label_divergence(z_test, kind, cfg_, rng);
-        t.loss = cfg_.mse_weight * t.mse_term + cfg_.div_weight * t.div + orth;
+        t.orth = orth;
+        // Orthogonal to the constant function: <z, 1>^2 / n^2 = mean(z)^2 (reference/evolution.md's
+        // term; the constant is the trivially easy function every learner with a bias finds).
+        if (cfg_.orth_constant) t.orth = t.orth + ad::square(ad::mean(z));
+        t.loss = cfg_.mse_weight * t.mse_term + cfg_.div_weight * t.div + t.orth;
         return t;
     }
 
-    StepLog make_log(const Terms& t, const ad::Var& orth) const {
+    StepLog make_log(const Terms& t) const {
         StepLog log;
         log.function = function_index();
         log.step = step_;
         log.loss = t.loss.item();
         log.mse = game_of(cfg_) == Game::cooperative ? t.mse_term.item() : t.mses[0].item();
         log.divergence = t.div.item();
-        log.orthogonality = orth.item();
+        log.orthogonality = t.orth.item();
         if (game_of(cfg_) == Game::students) log.mse_neglected = t.mses[1].item();
         if (!std::isfinite(log.loss)) {
             std::ostringstream s;
@@ -428,7 +440,7 @@ private:
         const ad::Var orth =
             function_index() > 0 && cfg_.orthogonality == "penalty" ? overlap_penalty(P) : ad::constant(0.0);
         const Terms t = meta_loss(h, task, task.rng, orth);
-        StepLog log = make_log(t, orth);
+        StepLog log = make_log(t);
         std::vector<ad::Var> g = ad::grad(t.loss, P);
         for (const ad::Var& gk : g)
             if (!gk.value().allFinite())
@@ -462,7 +474,7 @@ private:
             for (const auto& p : params) P.push_back(ad::constant(p));
             ad::Var h = net_(P, ad::constant(task.X));
             ad::Var orth = penalty ? overlap_penalty(P) : ad::constant(0.0);
-            return std::pair{meta_loss(h, task, task.rng, orth, &maps), orth};
+            return meta_loss(h, task, task.rng, orth, &maps);
         };
         const int n = es_->population();
         Eigen::VectorXd fitness(n);
@@ -472,7 +484,7 @@ private:
                 try {
                     ad::TapeScope scope;
                     ad::NoGradGuard no_grad;
-                    const double f = score(ad::nn::unflatten(es_->sample(i), shapes_)).first.loss.item();
+                    const double f = score(ad::nn::unflatten(es_->sample(i), shapes_)).loss.item();
                     fitness[i] = std::isfinite(f) ? f : std::nan("");  // ranked last
                 } catch (const std::exception& e) {
                     errors[std::size_t(i)] = e.what();
@@ -490,8 +502,7 @@ private:
         es_->tell(fitness);
         params_ = ad::nn::unflatten(es_->mean(), shapes_);
         ad::NoGradGuard no_grad;
-        const auto [terms, orth] = score(params_);
-        return make_log(terms, orth);
+        return make_log(score(params_));
     }
 
     void start_function() {

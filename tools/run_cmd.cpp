@@ -28,7 +28,8 @@ void add_experiment_flags(cxxopts::Options& o) {
     o.add_options("experiment")
         ("preset", "Start from a preset (see occam presets); later flags override it", cxxopts::value<std::string>())
         ("inputs", "Input distribution: disk, sphere:D, cube:D, gaussian:D or file:PATH.csv", cxxopts::value<std::string>()->default_value(d.inputs))
-        ("learner", "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge) or mlp (trained by unrolled SGD)", cxxopts::value<std::string>()->default_value(d.learner))
+        ("learner", "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge), mlp (trained by unrolled SGD), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run once per member and task; needs an evolution strategy)", cxxopts::value<std::string>()->default_value(d.learner))
+        ("exec-timeout", "exec learner: seconds allowed per call", cxxopts::value<double>()->default_value("60"))
         ("features", "Random features K, or MIN:MAX to redraw K every step", cxxopts::value<std::string>()->default_value("20"))
         ("ridge", "The learner's ridge parameter lambda", cxxopts::value<double>()->default_value("0.001"))
         ("bias", "Ridge learner: fit an unpenalised intercept", cxxopts::value<bool>()->default_value("false"))
@@ -56,6 +57,7 @@ void add_experiment_flags(cxxopts::Options& o) {
         ("functions", "Meta-learners trained in sequence, each orthogonal to the earlier ones", cxxopts::value<int>()->default_value("1"))
         ("orthogonality", "project (labels minus their projection on earlier functions), penalty (normalised overlap penalty) or none", cxxopts::value<std::string>()->default_value(d.orthogonality))
         ("orth-weight", "Weight of the overlap penalty (--orthogonality penalty)", cxxopts::value<double>()->default_value("10"))
+        ("orth-constant", "Keep every function orthogonal to the constant too: adds mean(labels)^2 to the meta-loss (needed when the label term ignores the mean, e.g. --divergence variance)", cxxopts::value<bool>()->default_value("false"))
         ("chosen", "Students game: the learner that must generalise well (e.g. kernel:features=20)", cxxopts::value<std::string>())
         ("neglected", "Students game: the learner that must generalise badly (e.g. ridge or ridge:bias=1)", cxxopts::value<std::string>())
         ("students-loss", "Students game: difference (MSE_chosen - MSE_neglected, the paper's) or log-ratio (log MSE_chosen - log MSE_neglected)", cxxopts::value<std::string>()->default_value("difference"))
@@ -105,6 +107,7 @@ Config resolve_config(const cxxopts::ParseResult& a) {
     auto given = [&](const char* k) { return a.count(k) > 0; };
     if (given("inputs")) c.inputs = a["inputs"].as<std::string>();
     if (given("learner")) c.learner = a["learner"].as<std::string>();
+    if (given("exec-timeout")) c.exec_timeout = a["exec-timeout"].as<double>();
     if (given("features")) parse_features(a["features"].as<std::string>(), c);
     if (given("ridge")) c.ridge = a["ridge"].as<double>();
     if (given("bias")) c.bias = a["bias"].as<bool>();
@@ -132,6 +135,7 @@ Config resolve_config(const cxxopts::ParseResult& a) {
     if (given("functions")) c.functions = a["functions"].as<int>();
     if (given("orthogonality")) c.orthogonality = a["orthogonality"].as<std::string>();
     if (given("orth-weight")) c.orth_weight = a["orth-weight"].as<double>();
+    if (given("orth-constant")) c.orth_constant = a["orth-constant"].as<bool>();
     if (given("chosen")) c.chosen = a["chosen"].as<std::string>();
     if (given("neglected")) c.neglected = a["neglected"].as<std::string>();
     if (given("students-loss")) c.students_loss = a["students-loss"].as<std::string>();

@@ -2,6 +2,8 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -89,15 +91,30 @@ nlohmann::json tape_workload(int repeats) {
             {"node_backward_ns", bs[bs.size() / 2] / chain * 1e9}};
 }
 
-/// One meta-step of a preset's experiment (its first function), in milliseconds.
-double preset_step_ms(const std::string& preset, int repeats) {
-    experiment::MetaTrainer t(experiment::find_preset(preset).config);
-    return 1e3 * median_seconds([&] { t.step(); }, repeats);  // the warm-up fills the arena and caches
+/// This process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB).
+double peak_rss_mb() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_maxrss) / 1024.0;
+}
+
+/// One meta-step of a preset's experiment (its first function): milliseconds, and the tape's
+/// peak memory during the step.
+std::pair<double, double> preset_step(const std::string& preset, int repeats, int threads) {
+    experiment::Config c = experiment::find_preset(preset).config;
+    c.threads = threads;
+    experiment::MetaTrainer t(c);
+    double tape_mb = 0;
+    const double s = median_seconds([&] { tape_mb = t.step().tape_mb; }, repeats);  // the warm-up fills the arena
+    return {1e3 * s, tape_mb};
 }
 
 /// The experiment workloads and the preset each one times.
-const std::vector<std::pair<std::string, std::string>> kWorkloads = {
-    {"kernel", "fig2c-kernel"}, {"ridge", "fig2b-ridge"}, {"unrolled", "fig9-mlp"}, {"connectome", "fig7-random"}};
+const std::vector<std::pair<std::string, std::string>> kWorkloads = {{"kernel", "fig2c-kernel"},
+                                                                     {"ridge", "fig2b-ridge"},
+                                                                     {"unrolled", "fig9-mlp"},
+                                                                     {"connectome", "fig7-random"},
+                                                                     {"evolution", "fig8-evolution"}};
 
 }  // namespace
 
@@ -107,9 +124,13 @@ int bench(int argc, char** argv) {
                              "per workload. Workloads: tape (the autodiff engine itself: a 3-20-20-1 MLP forward\n"
                              "and backward on 30 points, with and without create_graph, and the per-node cost of\n"
                              "a 1x1 op); one meta-step of kernel (fig2c-kernel), ridge (fig2b-ridge), unrolled\n"
-                             "(fig9-mlp: 200 unrolled GD steps) and connectome (fig7-random); all (the four).");
+                             "(fig9-mlp: 200 unrolled GD steps), connectome (fig7-random) and evolution\n"
+                             "(fig8-evolution: one DES generation of 64 members); all (those five). Also reports the\n"
+                             "tape's peak memory per step and the process's peak RSS (run one workload per process\n"
+                             "for a per-workload RSS, as bench/compare.sh does).");
     options.add_options()("workload", "Workload to time", cxxopts::value<std::string>()->default_value("tape"))(
         "repeats", "Timed repetitions (the median is reported)", cxxopts::value<int>()->default_value("200"))(
+        "threads", "Threads inside a step (the evolution workload's population)", cxxopts::value<int>()->default_value("1"))(
         "json", "Print JSON instead of key=value lines");
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
@@ -126,12 +147,18 @@ int bench(int argc, char** argv) {
         for (const auto& [name, preset] : kWorkloads) {
             if (workload != "all" && workload != name) continue;
             known = true;
-            const double ms = preset_step_ms(preset, std::max(20, std::min(repeats, 200)));
-            if (args.count("json")) all.push_back({{"workload", name}, {"preset", preset}, {"ms_per_step", ms}});
-            else fmt::print("workload={} ms_per_step={:.3f}\n", name, ms);
+            const auto [ms, tape_mb] =
+                preset_step(preset, std::max(20, std::min(repeats, 200)), std::max(1, args["threads"].as<int>()));
+            const double rss = peak_rss_mb();
+            if (args.count("json"))
+                all.push_back({{"workload", name}, {"preset", preset}, {"ms_per_step", ms}, {"tape_mb", tape_mb},
+                               {"peak_rss_mb", rss}});
+            else
+                fmt::print("workload={} ms_per_step={:.3f} tape_mb={:.1f} peak_rss_mb={:.0f}\n", name, ms, tape_mb, rss);
         }
         if (!known) {
-            fmt::print(stderr, "occam bench: unknown workload '{}' (known: tape, kernel, ridge, unrolled, connectome, all)\n",
+            fmt::print(stderr,
+                       "occam bench: unknown workload '{}' (known: tape, kernel, ridge, unrolled, connectome, evolution, all)\n",
                        workload);
             return kUsageError;
         }

@@ -1,0 +1,41 @@
+#!/bin/sh
+# occam against PyTorch eager on ONE core, same workloads, one process per workload (so the
+# peak RSS is that workload's). Prints a markdown table (paste it into the README) and writes
+# bench/results.json. Needs a built occam (make) and Debian's python3-torch.
+#   sh bench/compare.sh [BUILD_DIR] [CORE]
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-"$here/../build"}
+core=${2:-0}
+occam="$build/occam"
+[ -x "$occam" ] || { echo "compare.sh: $occam not found; run make first" >&2; exit 1; }
+py=${PYTHON:-python3}  # Debian's python3 (its python3-torch)
+"$py" -c "import torch" 2>/dev/null || { echo "compare.sh: PyTorch missing for $py: sudo apt-get install python3-torch (or set PYTHON)" >&2; exit 1; }
+pin="taskset -c $core"
+command -v taskset > /dev/null || pin=""
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for w in kernel ridge unrolled connectome; do
+  $pin "$occam" bench --workload "$w" --repeats 50 --json > "$tmp/occam-$w.json"
+  $pin "$py" "$here/torch_ref.py" --workload "$w" --repeats 20 --json > "$tmp/torch-$w.json"
+done
+python3 - "$tmp" "$here/results.json" <<'PY'
+import json, platform, subprocess, sys, datetime
+tmp, out = sys.argv[1], sys.argv[2]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+rows = []
+for w in ["kernel", "ridge", "unrolled", "connectome"]:
+    o = json.load(open(f"{tmp}/occam-{w}.json"))[0]
+    t = json.load(open(f"{tmp}/torch-{w}.json"))[0]
+    rows.append({"workload": w, "occam_ms": o["ms_per_step"], "torch_ms": t["ms_per_step"],
+                 "speedup": t["ms_per_step"] / o["ms_per_step"], "occam_tape_mb": o["tape_mb"],
+                 "occam_rss_mb": o["peak_rss_mb"], "torch_rss_mb": t["peak_rss_mb"]})
+print(f"One core of {cpu}, {datetime.date.today()}, median ms per meta-step (double precision):\n")
+print("| workload | occam ms | PyTorch ms | speed-up | occam tape MB | occam peak RSS MB | PyTorch peak RSS MB |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['workload']} | {r['occam_ms']:.2f} | {r['torch_ms']:.1f} | {r['speedup']:.1f}x | "
+          f"{r['occam_tape_mb']:.1f} | {r['occam_rss_mb']:.0f} | {r['torch_rss_mb']:.0f} |")
+json.dump({"cpu": cpu, "date": str(datetime.date.today()), "rows": rows}, open(out, "w"), indent=2)
+PY

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""The `occam bench` workloads written in PyTorch (eager, CPU, double precision), for the
+side-by-side comparison in bench/compare.sh. Same sizes and the same algorithm as occam's
+presets: one meta-step = draw a task, label it with the meta-learner, train the learner,
+test it, add the label-distribution term, backpropagate, take one optimiser step.
+
+Sinkhorn follows geomloss (epsilon-scaling with symmetric updates, debiased, gradient through
+the last extrapolation step only); geomloss itself is not a Debian package.
+
+Usage: python3 bench/torch_ref.py [--workload all|kernel|ridge|unrolled|connectome] [--repeats N] [--json]
+"""
+import argparse
+import json
+import math
+import resource
+import statistics
+import time
+
+import torch
+
+torch.set_default_dtype(torch.float64)
+
+
+def mlp(widths, gen):
+    """PyTorch's default Linear initialisation, as a list of (W, b) leaves."""
+    params = []
+    for i, o in zip(widths[:-1], widths[1:]):
+        bound = 1.0 / math.sqrt(i)
+        params.append((torch.empty(o, i).uniform_(-bound, bound, generator=gen).requires_grad_(),
+                       torch.empty(o).uniform_(-bound, bound, generator=gen).requires_grad_()))
+    return params
+
+
+def forward(params, x, output="identity", mask=None):
+    h = x
+    for k, (w, b) in enumerate(params):
+        if k == 0 and mask is not None:
+            w = w * mask
+        h = h @ w.T + b
+        if k + 1 < len(params):
+            h = torch.relu(h)
+    return torch.cos(h) if output == "cos" else h
+
+
+def flat(params):
+    return [t for wb in params for t in wb]
+
+
+def sphere(n, d, gen):
+    x = torch.randn(n, d, generator=gen)
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def disk(n, gen):
+    r = torch.rand(n, generator=gen).sqrt()
+    t = 2 * math.pi * torch.rand(n, generator=gen)
+    return torch.stack([r * torch.cos(t), r * torch.sin(t)], dim=1)
+
+
+def sinkhorn(x, y, blur=0.05, scaling=0.5):
+    """geomloss SamplesLoss("sinkhorn", p=2, blur, scaling, debias=True) for 1-D samples."""
+    x, y = x.reshape(-1, 1), y.reshape(-1, 1)
+    a_log = torch.full((x.shape[0],), -math.log(x.shape[0]))
+    b_log = torch.full((y.shape[0],), -math.log(y.shape[0]))
+    cost = lambda u, v: (u - v.T) ** 2 / 2
+    C_xy, C_yx, C_xx, C_yy = cost(x, y), cost(y, x), cost(x, x), cost(y, y)
+    with torch.no_grad():
+        lo, hi = torch.min(x.min(), y.min()), torch.max(x.max(), y.max())
+        diameter = max((hi - lo).item(), blur)
+    eps_list = [diameter ** 2] + [math.exp(e) for e in
+                                  torch.arange(2 * math.log(diameter), 2 * math.log(blur), 2 * math.log(scaling)).tolist()] + [blur ** 2]
+    softmin = lambda eps, C, h: -eps * torch.logsumexp(h.view(1, -1) - C / eps, dim=1)
+    with torch.no_grad():
+        Cd = [c.detach() for c in (C_xy, C_yx, C_xx, C_yy)]
+        eps = eps_list[0]
+        g_ab, f_ba = softmin(eps, Cd[1], a_log), softmin(eps, Cd[0], b_log)
+        f_aa, g_bb = softmin(eps, Cd[2], a_log), softmin(eps, Cd[3], b_log)
+        for eps in eps_list:
+            ft_ba, gt_ab = softmin(eps, Cd[0], b_log + g_ab / eps), softmin(eps, Cd[1], a_log + f_ba / eps)
+            ft_aa, gt_bb = softmin(eps, Cd[2], a_log + f_aa / eps), softmin(eps, Cd[3], b_log + g_bb / eps)
+            f_ba, g_ab, f_aa, g_bb = (f_ba + ft_ba) / 2, (g_ab + gt_ab) / 2, (f_aa + ft_aa) / 2, (g_bb + gt_bb) / 2
+    eps = eps_list[-1]
+    f_ba, g_ab = softmin(eps, C_xy, b_log + g_ab / eps), softmin(eps, C_yx, a_log + f_ba / eps)
+    f_aa, g_bb = softmin(eps, C_xx, a_log + f_aa / eps), softmin(eps, C_yy, b_log + g_bb / eps)
+    return (a_log.exp() * (f_ba - f_aa)).sum() + (b_log.exp() * (g_ab - g_bb)).sum()
+
+
+def energy(x, y):
+    """geomloss "energy": mean|x-y| - 1/2 mean|x-x'| - 1/2 mean|y-y'| (distances clamped at 1e-4)."""
+    d = lambda u, v: (u.reshape(-1, 1) - v.reshape(1, -1)).abs().clamp_min(1e-4)
+    return d(x, y).mean() - 0.5 * d(x, x).mean() - 0.5 * d(y, y).mean()
+
+
+def ridge_predict(phi, y, phi_test, lam):
+    p = phi.shape[1]
+    w = torch.linalg.solve(phi.T @ phi + lam * torch.eye(p), phi.T @ y)
+    return phi_test @ w
+
+
+class Kernel:
+    """fig2c: meta 3-150-150-1 (cos) on 20 + 80 sphere points, 20 fixed ReLU features, ridge
+    1e-3, Sinkhorn over the 100 labels, loss S + 10 MSE, Adagrad 0.01."""
+
+    def __init__(self, gen):
+        self.gen, self.p = gen, mlp([3, 150, 150, 1], gen)
+        self.J = torch.randn(3, 20, generator=gen)
+        self.opt = torch.optim.Adagrad(flat(self.p), lr=0.01)
+
+    def step(self):
+        x = sphere(100, 3, self.gen)
+        z = forward(self.p, x, "cos").reshape(-1)
+        phi = torch.relu(x @ self.J)
+        pred = ridge_predict(phi[:20], z[:20], phi[20:], 1e-3)
+        loss = sinkhorn(z, 2 * torch.rand(100, generator=self.gen) - 1) + 10 * ((pred - z[20:]) ** 2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+class Ridge:
+    """fig2b: meta 2-150-150-1 (cos) on 6 + 24 disk points, linear ridge 1e-3, Sinkhorn on the
+    training and on the test labels, loss S_train + S_test + MSE, Adagrad 0.01."""
+
+    def __init__(self, gen):
+        self.gen, self.p = gen, mlp([2, 150, 150, 1], gen)
+        self.opt = torch.optim.Adagrad(flat(self.p), lr=0.01)
+
+    def step(self):
+        x = disk(30, self.gen)
+        z = forward(self.p, x, "cos").reshape(-1)
+        pred = ridge_predict(x[:6], z[:6], x[6:], 1e-3)
+        u = lambda n: 2 * torch.rand(n, generator=self.gen) - 1
+        loss = sinkhorn(z[:6], u(6)) + sinkhorn(z[6:], u(24)) + ((pred - z[6:]) ** 2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+def unrolled_fit(x, y, xt, widths, steps, lr, gen, batch=0, mask=None):
+    """The learner: re-initialised, trained by `steps` differentiable SGD steps (create_graph)."""
+    p = flat(mlp(widths, gen))
+    for _ in range(steps):
+        if batch:
+            idx = torch.randperm(x.shape[0], generator=gen)[:batch]
+            xb, yb = x[idx], y[idx]
+        else:
+            xb, yb = x, y
+        pairs = list(zip(p[0::2], p[1::2]))
+        loss = ((forward(pairs, xb, mask=mask).reshape(-1) - yb) ** 2).mean()
+        g = torch.autograd.grad(loss, p, create_graph=True)
+        p = [w - lr * gw for w, gw in zip(p, g)]
+    return forward(list(zip(p[0::2], p[1::2])), xt, mask=mask).reshape(-1)
+
+
+class Unrolled:
+    """fig9: 200 full-batch GD steps (lr 0.025) of a 3-20-20-1 ReLU net on 30 points, test 300,
+    1000 MSE + 10000 energy distance, Adam 0.01 on the meta 3-150-150-1."""
+
+    def __init__(self, gen):
+        self.gen, self.p = gen, mlp([3, 150, 150, 1], gen)
+        self.opt = torch.optim.Adam(flat(self.p), lr=0.01)
+
+    def step(self):
+        x = sphere(330, 3, self.gen)
+        z = forward(self.p, x).reshape(-1)
+        pred = unrolled_fit(x[:30], z[:30], x[30:], [3, 20, 20, 1], 200, 0.025, self.gen)
+        loss = 1000 * ((pred - z[30:]) ** 2).mean() + 10000 * energy(z, 2 * torch.rand(330, generator=self.gen) - 1)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+class Connectome:
+    """fig7: 5-100-1 net with a fresh random 2-sparse input mask, 50 SGD steps (lr 0.05) on
+    batches of 30 of 50 points, test 300, 1000 MSE + 500 Sinkhorn on the test labels, Adam."""
+
+    def __init__(self, gen):
+        self.gen, self.p = gen, mlp([5, 150, 150, 1], gen)
+        self.opt = torch.optim.Adam(flat(self.p), lr=0.0025)
+
+    def step(self):
+        mask = torch.zeros(100, 5)
+        for h in range(100):
+            mask[h, torch.randperm(5, generator=self.gen)[:2]] = 1.0
+        x = sphere(350, 5, self.gen)
+        z = forward(self.p, x).reshape(-1)
+        pred = unrolled_fit(x[:50], z[:50], x[50:], [5, 100, 1], 50, 0.05, self.gen, batch=30, mask=mask)
+        loss = 1000 * ((pred - z[50:]) ** 2).mean() + 500 * sinkhorn(z[50:], 2 * torch.rand(300, generator=self.gen) - 1)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+WORKLOADS = {"kernel": Kernel, "ridge": Ridge, "unrolled": Unrolled, "connectome": Connectome}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", default="all", choices=["all"] + list(WORKLOADS))
+    ap.add_argument("--repeats", type=int, default=20, help="timed meta-steps (the median is reported)")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = []
+    for name, cls in WORKLOADS.items():
+        if args.workload not in ("all", name):
+            continue
+        gen = torch.Generator().manual_seed(1)
+        w = cls(gen)
+        for _ in range(3):
+            w.step()
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            w.step()
+            times.append(time.perf_counter() - t0)
+        ms = 1e3 * statistics.median(times)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out.append({"workload": name, "ms_per_step": ms, "peak_rss_mb": rss})
+        if not args.json:
+            print(f"workload={name} ms_per_step={ms:.3f} peak_rss_mb={rss:.0f}", flush=True)
+    if args.json:
+        print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -72,6 +72,7 @@ inline std::vector<OpCheck> op_checks() {
     row("sin", [](V x) { return sin(x[0]); }, {R(3, 4)});
     row("cos", [](V x) { return cos(x[0]); }, {R(3, 4)});
     row("relu", [](V x) { return relu(x[0]); }, {away_from_zero(rng, 3, 4)});
+    row("relu_grad", [](V x) { return relu_grad(x[0], x[1]); }, {rng.normal_matrix(3, 4), away_from_zero(rng, 3, 4)});
     {
         Eigen::MatrixXd m = away_from_zero(rng, 3, 4);
         m(0, 0) = 6.5;  // above the upper kink

@@ -95,7 +95,7 @@ private:
         while (next < blocks_.size() && blocks_[next].size < bytes + align) ++next;
         if (next >= blocks_.size()) {
             while (next_block_bytes_ < bytes + align) next_block_bytes_ *= 2;
-            auto owner = std::make_unique<std::byte[]>(next_block_bytes_);
+            auto owner = std::make_unique_for_overwrite<std::byte[]>(next_block_bytes_);  // no memset
             std::byte* data = owner.get();
             blocks_.push_back({data, next_block_bytes_, std::move(owner)});
             next_block_bytes_ *= 2;

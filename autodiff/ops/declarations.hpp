@@ -44,6 +44,7 @@ Var sign(const Var& x);  ///< -1, 0 or +1, constant
 Var where(const Var& mask, const Var& a, const Var& b);
 Var maximum(const Var& a, const Var& b);  ///< ties give the gradient to a
 Var minimum(const Var& a, const Var& b);  ///< ties give the gradient to a
+Var relu_grad(const Var& g, const Var& x);  ///< g where x > 0, else 0 (relu's backward, one node)
 Var detach(const Var& x);                 ///< same value, no gradient (stop-gradient)
 
 // ---- shape ops

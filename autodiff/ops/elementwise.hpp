@@ -197,6 +197,22 @@ inline Var where(const Var& mask, const Var& a, const Var& b) {
 }
 
 inline Var maximum(const Var& a, const Var& b) { return where(ge(a, b), a, b); }
+
+// relu_grad(g, x) = g where x > 0, else 0: relu's backward as ONE node (instead of a mask, a
+// constant and a product; unrolled ReLU training makes millions of them). It is linear in g
+// with the same mask, so d/dg is relu_grad again; it is piecewise constant in x (no gradient).
+inline Var relu_grad(const Var& g, const Var& x) {
+    if (g.rows() != x.rows() || g.cols() != x.cols())
+        throw ShapeError("ad::relu_grad: gradient is " + shape_str(g) + " but the input is " + shape_str(x));
+    Node* n = tape().push(
+        "relu_grad", g.rows(), g.cols(),
+        [](const Node& self, const Var& gg, Var* out) {
+            if (detail::needs(self, 0)) out[0] = relu_grad(gg, Var(self.inputs[1]));
+        },
+        {g.node(), x.node()});
+    detail::arr(n) = (detail::arr(x.node()) > 0.0).select(detail::arr(g.node()), 0.0);
+    return Var(n);
+}
 inline Var minimum(const Var& a, const Var& b) { return where(le(a, b), a, b); }
 
 // stop-gradient: shares x's storage, records nothing.

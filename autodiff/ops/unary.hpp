@@ -18,7 +18,7 @@ namespace occam::ad {
     X(sigmoid, (1.0 + (-x).exp()).inverse(), g * (y * (1.0 - y))) /* s (1 - s)  */ \
     X(sin, x.sin(), g * cos(in))                      /* d sin = cos            */ \
     X(cos, x.cos(), neg(g * sin(in)))                 /* d cos = -sin           */ \
-    X(relu, x.max(0.0), g * gt(in, 0.0))              /* step(x); relu'(0) = 0  */ \
+    X(relu, x.max(0.0), relu_grad(g, in))             /* step(x); relu'(0) = 0  */ \
     X(relu6, x.max(0.0).min(6.0), g * (gt(in, 0.0) * lt(in, 6.0)))                 \
     X(square, x.square(), g * mul_scalar(in, 2.0))    /* d x^2 = 2x             */
 

@@ -63,8 +63,19 @@ TEST_CASE("experiment: every divergence and learner runs and keeps the loss fini
 TEST_CASE("experiment: bad settings are one-line errors naming the flag") {
     experiment::Config c = small_kernel_config();
     c.learner = "svm";
-    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, "--learner must be ridge, kernel, arccos or mlp (got 'svm')",
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, "--learner must be ridge, kernel, arccos, mlp or exec:COMMAND (got 'svm')",
                          std::invalid_argument);
+    c = small_kernel_config();
+    c.meta_optimizer = "cmaes";
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("des, snes, openai-es, sep-cma-es"),
+                         std::invalid_argument);
+    c = small_kernel_config();
+    c.meta_optimizer = "openai-es";
+    c.population = 5;
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("even"), std::invalid_argument);
+    c = small_kernel_config();
+    c.learner = "exec:cat";
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("no gradients"), std::invalid_argument);
     c = small_kernel_config();
     c.divergence = "kl";
     CHECK_THROWS_AS(experiment::MetaTrainer{c}, std::invalid_argument);

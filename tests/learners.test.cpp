@@ -101,3 +101,22 @@ TEST_CASE("learners: random features are fixed or redrawn as asked") {
     CHECK_THROWS_AS(learners::RandomFeatureRidge(3, 20, 100, 1e-3, false, ad::Rng(1, 0)), std::invalid_argument);
     CHECK_THROWS_AS(learners::Ridge(-1.0, false), std::invalid_argument);
 }
+
+TEST_CASE("learners: linear learners' prediction map H = fit_predict(x, I, x_test) gives H y = fit_predict(x, y, x_test)") {
+    ad::Rng rng(4, 0);
+    const Eigen::MatrixXd x = rng.normal_matrix(8, 3), xt = rng.normal_matrix(11, 3), y = rng.normal_matrix(8, 1);
+    learners::Ridge ridge(1e-3, true);
+    learners::RandomFeatureRidge kernel(3, 20, 20, 1e-3, false, ad::Rng(5, 0));
+    learners::ArcCosKernelRidge arccos(1e-2);
+    for (learners::Learner* l : std::vector<learners::Learner*>{&ridge, &kernel, &arccos}) {
+        CAPTURE(l->describe());
+        CHECK(l->linear_in_labels());
+        ad::TapeScope scope;
+        ad::NoGradGuard no_grad;
+        const Eigen::MatrixXd H =
+            l->fit_predict(ad::constant(x), ad::constant(Eigen::MatrixXd(Eigen::MatrixXd::Identity(8, 8))), ad::constant(xt))
+                .value();
+        const Eigen::MatrixXd direct = l->fit_predict(ad::constant(x), ad::constant(y), ad::constant(xt)).value();
+        CHECK((H * y - direct).norm() <= 1e-10 * direct.norm());
+    }
+}

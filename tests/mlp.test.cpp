@@ -29,6 +29,19 @@ Task make_task() {
     return {rng.normal_matrix(8, 3), rng.normal_matrix(5, 3), rng.normal_matrix(8, 1), rng.normal_matrix(5, 1)};
 }
 
+/// The tape's peak memory while `body` runs inside its own scope, above what was in use before.
+template <class F>
+std::size_t peak_tape_bytes(F&& body) {
+    ad::Arena& arena = ad::tape().arena;
+    arena.reset_peak();
+    const std::size_t before = arena.bytes_in_use();
+    {
+        ad::TapeScope scope;
+        body();
+    }
+    return arena.peak_bytes() - before;
+}
+
 /// The test loss of the trained learner as a function of the training labels.
 ad::CheckFn meta_loss(learners::UnrolledMLP& l, const Task& T) {
     return [&l, &T](const std::vector<ad::Var>& in) {
@@ -98,15 +111,14 @@ TEST_CASE("mlp: step checkpointing gives the full unroll's predictions and meta-
         auto l = make(opt, 12, batch, conn, truncate, ad::nn::Activation::relu, checkpoint);
         ad::Rng task(3, 1);
         l.new_task(task);
-        ad::Tape& tape = ad::tape();
-        tape.arena.reset_peak();
-        const std::size_t before = tape.arena.bytes_in_use();
-        ad::TapeScope scope;
-        ad::Var y = ad::param(T.y);
-        ad::Var pred = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
-        ad::Var loss = ad::mean(ad::square(pred - ad::constant(T.target)));
-        Eigen::MatrixXd g = ad::grad(loss, {y})[0].value();
-        return Run{pred.value(), g, tape.arena.peak_bytes() - before};
+        Run r;
+        r.tape_bytes = peak_tape_bytes([&] {
+            ad::Var y = ad::param(T.y);
+            ad::Var pred = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
+            r.pred = pred.value();
+            r.grad = ad::grad(ad::mean(ad::square(pred - ad::constant(T.target))), {y})[0].value();
+        });
+        return r;
     };
     struct Case {
         const char* name;
@@ -140,14 +152,10 @@ TEST_CASE("mlp: checkpointed tape memory does not grow with the step's activatio
         auto l = make("sgd", 40, 0, {}, 0, ad::nn::Activation::relu, checkpoint);
         ad::Rng task(3, 1);
         l.new_task(task);
-        ad::Tape& tape = ad::tape();
-        tape.arena.reset_peak();
-        const std::size_t before = tape.arena.bytes_in_use();
-        ad::TapeScope scope;
-        ad::Var yv = ad::param(Eigen::MatrixXd(y.topRows(n)));
-        ad::Var loss = ad::sum(l.fit_predict(ad::constant(Eigen::MatrixXd(x.topRows(n))), yv, ad::constant(x)));
-        ad::grad(loss, {yv});
-        return double(tape.arena.peak_bytes() - before);
+        return double(peak_tape_bytes([&] {
+            ad::Var yv = ad::param(Eigen::MatrixXd(y.topRows(n)));
+            ad::grad(ad::sum(l.fit_predict(ad::constant(Eigen::MatrixXd(x.topRows(n))), yv, ad::constant(x))), {yv});
+        }));
     };
     const double full_small = peak(8, false), full_big = peak(64, false);
     const double ckpt_small = peak(8, true), ckpt_big = peak(64, true);

@@ -17,4 +17,9 @@ for m in des snes openai-es sep-cma-es; do
   cmp "$work/$m-one/probe.csv" "$work/$m-part/probe.csv"
   cmp "$work/$m-one/log.csv" "$work/$m-part/log.csv"
 done
+# A learner that is not linear in its labels (trained by SGD inside every member's score).
+flags="--preset fig7-random --meta-optimizer des --population 8 --steps 3 --eval-tasks 2 --probe 100 --quiet --no-plot"
+"$occam" run $flags --threads 1 --out "$work/mlp-t1" > /dev/null
+"$occam" run $flags --threads 2 --out "$work/mlp-t2" > /dev/null
+cmp "$work/mlp-t1/probe.csv" "$work/mlp-t2/probe.csv"
 echo "evolution strategies: thread count and resume give identical runs"

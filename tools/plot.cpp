@@ -181,7 +181,7 @@ std::vector<std::filesystem::path> plot_sweep(const std::filesystem::path& dir) 
                               340 * rows.size(), ext);
         script += "set datafile separator ','\nset datafile columnheaders\nunset key\n";
         script += "set palette defined (-1 '#2166ac', 0 '#f7f7f7', 1 '#b2182b')\nset cbrange [-1.2:1.2]\n";
-        script += fmt::format("set multiplot layout {},{} title 'one run per {}'\n", rows.size(), cols,
+        script += fmt::format("set multiplot layout {},{} title 'one run per value of {}'\n", rows.size(), cols,
                               gnuplot_text(summary["sweep"].get<std::string>()));
         for (const auto& r : rows) {
             for (const auto& p : r) script += p;

@@ -329,7 +329,9 @@ int run(int argc, char** argv) {
                              "its labels spread like U[-1, 1].\n\n"
                              "  occam run --preset fig2c-kernel            # a paper figure\n"
                              "  occam run --preset fig2c-kernel --divergence energy --seed 2\n"
-                             "  occam run --inputs file:cells.csv --learner arccos --out runs/cells\n\n"
+                             "  occam run --inputs file:cells.csv --learner arccos --out runs/cells\n"
+                             "  occam run --preset fig9-mlp --sweep meta_depth=0,1,2 --threads 2\n"
+                             "  occam run --preset fig8-evolution --learner exec:\"python3 my_model.py\"\n\n"
                              "Writes config.json, log.csv, checkpoint.json, probe.csv, summary.json and figures\n"
                              "into the run directory.");
     add_experiment_flags(options);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fused_step.hpp"
 #include "learner.hpp"
 
 namespace occam::learners {
@@ -42,6 +43,9 @@ struct InnerTraining {
     /// the backward pass: tape memory O(T x parameters) instead of O(T x activations), at the
     /// cost of running each step twice. First-order meta-gradients only.
     bool checkpoint = false;
+    /// Each SGD step as one node with a hand-written backward (fused_step.hpp): plain SGD and
+    /// ReLU only; first-order meta-gradients only.
+    bool fused = false;
 };
 
 /// Draws the 0/1 input mask (hidden x inputs) of one task.
@@ -92,6 +96,9 @@ public:
         if (train_.truncate < 0 || train_.batch < 0) throw std::invalid_argument("mlp learner: negative --truncate or --inner-batch");
         if (conn_.scheme != "dense" && conn_.scheme != "random" && conn_.scheme != "biased" && conn_.scheme != "grouped")
             throw std::invalid_argument("mlp learner: unknown connectivity '" + conn_.scheme + "'");
+        if (train_.fused && (train_.optimizer != "sgd" || net_.activation != ad::nn::Activation::relu ||
+                             net_.output != ad::nn::OutputMap::identity))
+            throw std::invalid_argument("mlp learner: --fused-steps needs --inner-optimizer sgd and ReLU units");
         if (conn_.scheme == "biased" && int(conn_.p.size()) != net_.widths[0])
             throw std::invalid_argument("mlp learner: biased connectivity needs one probability per input");
         if (conn_.scheme != "dense" && conn_.fan_in > net_.widths[0])
@@ -107,6 +114,7 @@ public:
         if (train_.batch > 0) s << ", batches of " << train_.batch;
         if (train_.truncate > 0) s << ", meta-gradient through the last " << train_.truncate;
         if (train_.checkpoint) s << ", checkpointed steps";
+        if (train_.fused) s << ", fused steps";
         if (conn_.scheme != "dense") s << ", " << conn_.scheme << " " << conn_.fan_in << "-sparse inputs";
         if (conn_.positive) s << ", positive input weights";
         s << ")";
@@ -148,6 +156,18 @@ public:
             std::vector<int> idx;
             if (train_.batch > 0 && train_.batch < n) idx = batches.sample_without_replacement(n, train_.batch);
             const bool record = meta && t >= first_recorded;
+            if (record && train_.fused && !x.requires_grad()) {
+                if (!packed.defined()) packed = pack(p, {});
+                FusedSgdStep s;
+                s.widths = net_.widths;
+                if (conn_.scheme != "dense") s.mask = mask_;
+                s.positive = conn_.positive;
+                s.lr = train_.lr;
+                s.x = idx.empty() ? Eigen::MatrixXd(x.value()) : Eigen::MatrixXd(ad::gather_rows(x, idx).value());
+                s.rows = idx;
+                packed = fused_sgd_step(std::move(s), packed, y);
+                continue;
+            }
             if (record && train_.checkpoint) {
                 // One node per step: only (parameters, optimiser state) is kept; the step's
                 // graph is rebuilt from it in the backward pass (ad::checkpoint).

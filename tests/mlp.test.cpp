@@ -144,6 +144,49 @@ TEST_CASE("mlp: step checkpointing gives the full unroll's predictions and meta-
     }
 }
 
+TEST_CASE("mlp: fused SGD steps (hand-written Hessian-vector backward) give the full unroll's meta-gradient") {
+    const Task T = make_task();
+    learners::Connectivity positive;
+    positive.scheme = "random";
+    positive.positive = true;
+    struct Case {
+        const char* name;
+        int batch;
+        learners::Connectivity conn;
+        int truncate;
+    } cases[] = {{"full batch", 0, {}, 0}, {"minibatches", 5, {}, 0}, {"masked positive", 0, positive, 0},
+                 {"truncated", 5, {}, 4}};
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        auto run = [&](bool fused) {
+            learners::InnerTraining t;
+            t.lr = 0.2;
+            t.steps = 12;
+            t.batch = c.batch;
+            t.truncate = c.truncate;
+            t.fused = fused;
+            learners::UnrolledMLP l(ad::nn::MLP{{3, 6, 5, 1}, ad::nn::Activation::relu, ad::nn::OutputMap::identity}, t,
+                                    c.conn);
+            ad::Rng task(3, 1);
+            l.new_task(task);
+            ad::TapeScope scope;
+            ad::Var y = ad::param(T.y);
+            ad::Var pred = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
+            Eigen::MatrixXd g = ad::grad(ad::mean(ad::square(pred - ad::constant(T.target))), {y})[0].value();
+            return std::pair{Eigen::MatrixXd(pred.value()), g};
+        };
+        const auto [pred_full, grad_full] = run(false);
+        const auto [pred_fused, grad_fused] = run(true);
+        CHECK((pred_fused - pred_full).norm() <= 1e-12 * pred_full.norm());
+        CHECK((grad_fused - grad_full).norm() <= 1e-10 * grad_full.norm());
+        CHECK(grad_full.norm() > 0);
+    }
+    learners::InnerTraining adam;
+    adam.optimizer = "adam";
+    adam.fused = true;
+    CHECK_THROWS_AS(learners::UnrolledMLP(ad::nn::MLP{{3, 4, 1}}, adam, {}), std::invalid_argument);
+}
+
 TEST_CASE("mlp: checkpointed tape memory does not grow with the step's activations") {
     // 40 steps on 8 points vs 40 steps on 64 points: the full unroll's tape grows with the
     // batch, the checkpointed one holds one parameter vector per step plus one step's graph.

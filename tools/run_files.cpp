@@ -14,7 +14,7 @@ using nlohmann::json;
 // The fields of Config, listed once for both directions of the conversion.
 #define OCCAM_CONFIG_FIELDS(X)                                                                        \
     X(preset) X(inputs) X(learner) X(exec_timeout) X(learner_hidden) X(learner_activation) X(inner_optimizer) X(inner_lr)      \
-    X(inner_steps) X(inner_batch) X(truncate) X(step_checkpointing) X(connectivity) X(positive) X(groups) X(group_weights) X(features_min) X(features_max) X(ridge) X(bias) X(redraw_features) \
+    X(inner_steps) X(inner_batch) X(truncate) X(step_checkpointing) X(fused_steps) X(connectivity) X(positive) X(groups) X(group_weights) X(features_min) X(features_max) X(ridge) X(bias) X(redraw_features) \
     X(n_train) X(n_test) X(divergence) X(div_weight) X(div_on) X(blur) X(scaling) X(mse_weight)        \
     X(functions) X(orthogonality) X(orth_weight) X(orth_constant) X(chosen) X(neglected) X(students_loss) X(cooperative)                 \
     X(meta_hidden) X(meta_depth) X(meta_activation) X(meta_output) X(meta_optimizer) X(population) X(sigma) X(lr) X(steps)    \

@@ -1,0 +1,188 @@
+// What this file teaches: one step of gradient descent on a ReLU network as ONE tape node
+// whose backward pass is written by hand. The vector-Jacobian product of p' = p - lr grad L(p)
+// needs a Hessian-vector product, computed with Pearlmutter's R-operator (a forward-mode pass
+// through the network's forward and backward passes) instead of recording ~100 small nodes.
+#pragma once
+
+#include <Eigen/Dense>
+#include <string>
+#include <vector>
+
+#include "../autodiff/autodiff.hpp"
+
+namespace occam::learners {
+
+/// One full-batch or minibatch SGD step of a ReLU MLP (identity output) on the mean squared
+/// error, with an optional 0/1 mask on the first layer's weights and an optional |W0| projection
+/// after the step. Parameters are packed in one column: W0, b0, W1, b1, ... each column-major.
+struct FusedSgdStep : ad::Owned {
+    std::vector<int> widths;
+    Eigen::MatrixXd mask;  ///< empty: dense first layer
+    bool positive = false;
+    double lr = 0.0;
+    Eigen::MatrixXd x;      ///< the step's (batch of) inputs
+    std::vector<int> rows;  ///< which label rows the batch uses (empty: all, in order)
+
+    int layers() const { return int(widths.size()) - 1; }
+
+    /// The values the forward and the backward pass share.
+    struct Pass {
+        std::vector<Eigen::MatrixXd> W, a, z;  ///< effective weights, activations a_l, pre-activations z_l
+        std::vector<Eigen::MatrixXd> delta;    ///< dL/dz_l
+        std::vector<Eigen::MatrixXd> gW;       ///< dL/dW_l (masked for l = 0)
+        std::vector<Eigen::RowVectorXd> gb;
+    };
+
+    /// Forward and backward pass of the loss at packed parameters p with batch labels y.
+    ///   z_l = a_l W_l^T + b_l,  a_{l+1} = relu(z_l),  out = z_{L-1},  L = mean((out - y)^2)
+    ///   delta_{L-1} = 2 (out - y) / n,  gW_l = delta_l^T a_l,  gb_l = colsum(delta_l),
+    ///   delta_{l-1} = (delta_l W_l) .* [z_{l-1} > 0]
+    Pass run(const Eigen::VectorXd& p, const Eigen::VectorXd& y) const {
+        const int L = layers();
+        Pass s;
+        s.W.resize(L);
+        s.a.resize(L + 1);
+        s.z.resize(L);
+        s.delta.resize(L);
+        s.gW.resize(L);
+        s.gb.resize(L);
+        Eigen::Index at = 0;
+        std::vector<Eigen::RowVectorXd> b(static_cast<std::size_t>(L));
+        for (int l = 0; l < L; ++l) {
+            const int out = widths[std::size_t(l + 1)], in = widths[std::size_t(l)];
+            s.W[l] = Eigen::Map<const Eigen::MatrixXd>(p.data() + at, out, in);
+            at += Eigen::Index(out) * in;
+            b[l] = Eigen::Map<const Eigen::RowVectorXd>(p.data() + at, out);
+            at += out;
+            if (l == 0 && mask.size()) s.W[0] = s.W[0].cwiseProduct(mask);
+        }
+        s.a[0] = x;
+        for (int l = 0; l < L; ++l) {
+            s.z[l] = (s.a[l] * s.W[l].transpose()).rowwise() + b[l];
+            if (l + 1 < L) s.a[l + 1] = s.z[l].cwiseMax(0.0);
+        }
+        const double n = double(x.rows());
+        s.delta[L - 1] = (2.0 / n) * (s.z[L - 1] - y);
+        for (int l = L - 1; l >= 0; --l) {
+            s.gW[l] = s.delta[l].transpose() * s.a[l];
+            s.gb[l] = s.delta[l].colwise().sum();
+            if (l > 0) s.delta[l - 1] = (s.delta[l] * s.W[l]).cwiseProduct(relu_mask(s.z[l - 1]));
+        }
+        if (mask.size()) s.gW[0] = s.gW[0].cwiseProduct(mask);
+        return s;
+    }
+
+    static Eigen::MatrixXd relu_mask(const Eigen::MatrixXd& z) { return (z.array() > 0.0).cast<double>(); }
+
+    /// p - lr g, then |W0| if positive.
+    Eigen::VectorXd step(const Eigen::VectorXd& p, const Pass& s) const {
+        Eigen::VectorXd q = p;
+        Eigen::Index at = 0;
+        for (int l = 0; l < layers(); ++l) {
+            const Eigen::Index nw = s.gW[l].size(), nb = s.gb[l].size();
+            q.segment(at, nw) -= lr * Eigen::Map<const Eigen::VectorXd>(s.gW[l].data(), nw);
+            if (l == 0 && positive) q.segment(at, nw) = q.segment(at, nw).cwiseAbs();
+            at += nw;
+            q.segment(at, nb) -= lr * s.gb[l].transpose();
+            at += nb;
+        }
+        return q;
+    }
+
+    /// The batch labels from all labels.
+    Eigen::VectorXd batch_labels(const Eigen::VectorXd& y) const {
+        if (rows.empty()) return y;
+        Eigen::VectorXd out(Eigen::Index(rows.size()));
+        for (std::size_t k = 0; k < rows.size(); ++k) out[Eigen::Index(k)] = y[rows[k]];
+        return out;
+    }
+
+    /// The vector-Jacobian product for the adjoint v of p'. With R{.} the derivative along
+    /// the direction V (v, after the |.| projection's sign for W0):
+    ///   R z_l = R a_l W_l^T + a_l V_Wl^T + V_bl,  R a_{l+1} = R z_l .* [z_l > 0]
+    ///   R delta_{L-1} = 2 R out / n
+    ///   R gW_l = R delta_l^T a_l + delta_l^T R a_l,  R gb_l = colsum(R delta_l)
+    ///   R delta_{l-1} = (R delta_l W_l + delta_l V_Wl) .* [z_{l-1} > 0]
+    /// Then  p_bar = V - lr (R gW, R gb)  (= V - lr H V, H the loss's Hessian) and
+    ///       y_bar = (2 lr / n) R out     (from d grad / d y = -(2/n) d out / d p).
+    void vjp(const Eigen::VectorXd& p, const Eigen::VectorXd& y_all, const Eigen::VectorXd& v, Eigen::VectorXd& p_bar,
+             Eigen::VectorXd& y_bar) const {
+        const int L = layers();
+        const Pass s = run(p, batch_labels(y_all));
+        std::vector<Eigen::MatrixXd> VW(static_cast<std::size_t>(L));
+        std::vector<Eigen::RowVectorXd> Vb(static_cast<std::size_t>(L));
+        Eigen::VectorXd V = v;
+        Eigen::Index at = 0;
+        for (int l = 0; l < L; ++l) {
+            const int out = widths[std::size_t(l + 1)], in = widths[std::size_t(l)];
+            const Eigen::Index nw = Eigen::Index(out) * in;
+            if (l == 0 && positive) {  // d|u|/du = sign(u) at the pre-projection weights
+                const Eigen::VectorXd pre =
+                    p.segment(0, nw) - lr * Eigen::Map<const Eigen::VectorXd>(s.gW[0].data(), nw);
+                V.segment(0, nw) = V.segment(0, nw).cwiseProduct(pre.cwiseSign());
+            }
+            VW[l] = Eigen::Map<const Eigen::MatrixXd>(V.data() + at, out, in);
+            if (l == 0 && mask.size()) VW[0] = VW[0].cwiseProduct(mask);
+            at += nw;
+            Vb[l] = Eigen::Map<const Eigen::RowVectorXd>(V.data() + at, out);
+            at += out;
+        }
+        std::vector<Eigen::MatrixXd> Ra(static_cast<std::size_t>(L + 1));
+        Ra[0] = Eigen::MatrixXd::Zero(x.rows(), x.cols());
+        Eigen::MatrixXd Rz;
+        for (int l = 0; l < L; ++l) {
+            Rz = ((Ra[l] * s.W[l].transpose() + s.a[l] * VW[l].transpose()).rowwise() + Vb[l]);
+            if (l + 1 < L) Ra[l + 1] = Rz.cwiseProduct(relu_mask(s.z[l]));
+        }
+        const double n = double(x.rows());
+        Eigen::MatrixXd Rdelta = (2.0 / n) * Rz;
+        p_bar = V;
+        at = 0;
+        std::vector<Eigen::Index> offs(static_cast<std::size_t>(L));
+        for (int l = 0, o = 0; l < L; ++l) {
+            offs[l] = o;
+            o += widths[std::size_t(l + 1)] * widths[std::size_t(l)] + widths[std::size_t(l + 1)];
+        }
+        for (int l = L - 1; l >= 0; --l) {
+            Eigen::MatrixXd RgW = Rdelta.transpose() * s.a[l] + s.delta[l].transpose() * Ra[l];
+            if (l == 0 && mask.size()) RgW = RgW.cwiseProduct(mask);
+            const Eigen::Index nw = RgW.size();
+            p_bar.segment(offs[l], nw) -= lr * Eigen::Map<const Eigen::VectorXd>(RgW.data(), nw);
+            p_bar.segment(offs[l] + nw, RgW.rows()) -= lr * Rdelta.colwise().sum().transpose();
+            if (l > 0) Rdelta = (Rdelta * s.W[l] + s.delta[l] * VW[l]).cwiseProduct(relu_mask(s.z[l - 1]));
+        }
+        // Rz still holds R out (the last layer's).
+        const Eigen::VectorXd yb = (2.0 * lr / n) * Rz.col(0);
+        y_bar = Eigen::VectorXd::Zero(y_all.size());
+        if (rows.empty())
+            y_bar = yb;
+        else
+            for (std::size_t k = 0; k < rows.size(); ++k) y_bar[rows[k]] += yb[Eigen::Index(k)];
+    }
+};
+
+/// p' = step(p; y) as one node; first-order gradients for p and y (the step's inputs x are
+/// constants of the task).
+inline ad::Var fused_sgd_step(FusedSgdStep step, const ad::Var& packed, const ad::Var& y) {
+    ad::Tape& t = ad::tape();
+    auto* s = t.own<FusedSgdStep>(std::move(step));
+    const Eigen::VectorXd p = packed.value();
+    const Eigen::VectorXd q = s->step(p, s->run(p, s->batch_labels(Eigen::VectorXd(y.value()))));
+    ad::Node* n = t.push(
+        "fused_sgd_step", int(q.size()), 1,
+        [](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
+            if (ad::grad_enabled())
+                throw ad::Error("fused_sgd_step gives first-order gradients only; do not pass create_graph through it");
+            const auto* st = static_cast<const FusedSgdStep*>(self.ptr);
+            Eigen::VectorXd p_bar, y_bar;
+            st->vjp(self.inputs[0]->value(), Eigen::VectorXd(self.inputs[1]->value()), g.value(), p_bar, y_bar);
+            if (self.inputs[0]->requires_grad) grads[0] = ad::constant(Eigen::MatrixXd(p_bar));
+            if (self.inputs[1]->requires_grad) grads[1] = ad::constant(Eigen::MatrixXd(y_bar));
+        },
+        {packed.node(), y.node()});
+    n->mutable_value() = q;
+    n->ptr = s;
+    return ad::Var(n);
+}
+
+}  // namespace occam::learners

@@ -90,12 +90,7 @@ struct FusedSgdStep : ad::Owned {
     }
 
     /// The batch labels from all labels.
-    Eigen::VectorXd batch_labels(const Eigen::VectorXd& y) const {
-        if (rows.empty()) return y;
-        Eigen::VectorXd out(Eigen::Index(rows.size()));
-        for (std::size_t k = 0; k < rows.size(); ++k) out[Eigen::Index(k)] = y[rows[k]];
-        return out;
-    }
+    Eigen::VectorXd batch_labels(const Eigen::VectorXd& y) const { return rows.empty() ? y : Eigen::VectorXd(y(rows)); }
 
     /// The vector-Jacobian product for the adjoint v of p'. With R{.} the derivative along
     /// the direction V (v, after the |.| projection's sign for W0):
@@ -111,11 +106,13 @@ struct FusedSgdStep : ad::Owned {
         const Pass s = run(p, batch_labels(y_all));
         std::vector<Eigen::MatrixXd> VW(static_cast<std::size_t>(L));
         std::vector<Eigen::RowVectorXd> Vb(static_cast<std::size_t>(L));
+        std::vector<Eigen::Index> offs(static_cast<std::size_t>(L));  ///< where layer l's W starts in p
         Eigen::VectorXd V = v;
         Eigen::Index at = 0;
         for (int l = 0; l < L; ++l) {
             const int out = widths[std::size_t(l + 1)], in = widths[std::size_t(l)];
             const Eigen::Index nw = Eigen::Index(out) * in;
+            offs[std::size_t(l)] = at;
             if (l == 0 && positive) {  // d|u|/du = sign(u) at the pre-projection weights
                 const Eigen::VectorXd pre =
                     p.segment(0, nw) - lr * Eigen::Map<const Eigen::VectorXd>(s.gW[0].data(), nw);
@@ -137,12 +134,6 @@ struct FusedSgdStep : ad::Owned {
         const double n = double(x.rows());
         Eigen::MatrixXd Rdelta = (2.0 / n) * Rz;
         p_bar = V;
-        at = 0;
-        std::vector<Eigen::Index> offs(static_cast<std::size_t>(L));
-        for (int l = 0, o = 0; l < L; ++l) {
-            offs[l] = o;
-            o += widths[std::size_t(l + 1)] * widths[std::size_t(l)] + widths[std::size_t(l + 1)];
-        }
         for (int l = L - 1; l >= 0; --l) {
             Eigen::MatrixXd RgW = Rdelta.transpose() * s.a[l] + s.delta[l].transpose() * Ra[l];
             if (l == 0 && mask.size()) RgW = RgW.cwiseProduct(mask);

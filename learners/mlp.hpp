@@ -23,8 +23,8 @@ namespace occam::learners {
 ///    paper's appendix E).
 struct Connectivity {
     std::string scheme = "dense";
-    std::vector<double> p;                      ///< biased: one probability per input
-    std::vector<std::vector<int>> groups;       ///< grouped: the input groups
+    std::vector<double> p;                                 ///< biased: one probability per input
+    std::vector<std::vector<int>> groups;                  ///< grouped: the input groups
     std::vector<std::pair<double, double>> group_weights;  ///< grouped: (same, other) per group
     int fan_in = 2;
     bool positive = false;  ///< keep the input weights positive (W <- |W| after each step)
@@ -65,14 +65,13 @@ inline Eigen::MatrixXd draw_mask(const Connectivity& c, int hidden, int inputs, 
         } else {  // grouped
             const int first = int(rng.below(std::uint64_t(inputs)));
             std::size_t g = 0;
-            while (g < c.groups.size() &&
-                   std::find(c.groups[g].begin(), c.groups[g].end(), first) == c.groups[g].end())
+            while (g < c.groups.size() && std::find(c.groups[g].begin(), c.groups[g].end(), first) == c.groups[g].end())
                 ++g;
             std::vector<double> w(std::size_t(inputs), 0.0);
             for (int i = 0; i < inputs; ++i) {
                 if (i == first) continue;
-                const bool same = g < c.groups.size() &&
-                                  std::find(c.groups[g].begin(), c.groups[g].end(), i) != c.groups[g].end();
+                const bool same =
+                    g < c.groups.size() && std::find(c.groups[g].begin(), c.groups[g].end(), i) != c.groups[g].end();
                 w[std::size_t(i)] = same ? c.group_weights[g].first : c.group_weights[g].second;
             }
             m(h, first) = 1.0;
@@ -93,8 +92,10 @@ public:
         if (!(train_.lr > 0)) throw std::invalid_argument("mlp learner: --inner-lr must be > 0");
         if (train_.optimizer != "sgd" && train_.optimizer != "momentum" && train_.optimizer != "adam")
             throw std::invalid_argument("mlp learner: --inner-optimizer must be sgd, momentum or adam");
-        if (train_.truncate < 0 || train_.batch < 0) throw std::invalid_argument("mlp learner: negative --truncate or --inner-batch");
-        if (conn_.scheme != "dense" && conn_.scheme != "random" && conn_.scheme != "biased" && conn_.scheme != "grouped")
+        if (train_.truncate < 0 || train_.batch < 0)
+            throw std::invalid_argument("mlp learner: negative --truncate or --inner-batch");
+        if (conn_.scheme != "dense" && conn_.scheme != "random" && conn_.scheme != "biased" &&
+            conn_.scheme != "grouped")
             throw std::invalid_argument("mlp learner: unknown connectivity '" + conn_.scheme + "'");
         if (train_.fused && (train_.optimizer != "sgd" || net_.activation != ad::nn::Activation::relu ||
                              net_.output != ad::nn::OutputMap::identity))
@@ -109,8 +110,8 @@ public:
         std::ostringstream s;
         s << "MLP ";
         for (std::size_t i = 0; i < net_.widths.size(); ++i) s << (i ? "-" : "") << net_.widths[i];
-        s << " (" << ad::nn::name(net_.activation) << "), " << train_.steps << " " << train_.optimizer
-          << " steps, lr " << train_.lr;
+        s << " (" << ad::nn::name(net_.activation) << "), " << train_.steps << " " << train_.optimizer << " steps, lr "
+          << train_.lr;
         if (train_.batch > 0) s << ", batches of " << train_.batch;
         if (train_.truncate > 0) s << ", meta-gradient through the last " << train_.truncate;
         if (train_.checkpoint) s << ", checkpointed steps";
@@ -163,7 +164,7 @@ public:
                 if (conn_.scheme != "dense") s.mask = mask_;
                 s.positive = conn_.positive;
                 s.lr = train_.lr;
-                s.x = idx.empty() ? Eigen::MatrixXd(x.value()) : Eigen::MatrixXd(ad::gather_rows(x, idx).value());
+                s.x = idx.empty() ? Eigen::MatrixXd(x.value()) : Eigen::MatrixXd(x.value()(idx, Eigen::all));
                 s.rows = idx;
                 packed = fused_sgd_step(std::move(s), packed, y);
                 continue;
@@ -214,9 +215,9 @@ private:
         }
         void detach_state() { adam_ ? adam.detach_state() : sgd.detach_state(); }
         /// How many state matrices there are after `t` steps for `n` parameters.
-        int state_count(int t, int n) const {
+        static int state_count(const InnerTraining& tr, int t, int n) {
             if (t == 0) return 0;
-            return adam_ ? 2 * n : (sgd.options().momentum != 0.0 ? n : 0);
+            return tr.optimizer == "adam" ? 2 * n : (tr.optimizer == "momentum" && tr.momentum != 0.0 ? n : 0);
         }
         bool adam_;
         ad::optim::UnrolledSGD sgd;
@@ -224,9 +225,8 @@ private:
     };
 
     /// One training step on the mean squared error, on the rows `idx` (all rows if empty).
-    std::vector<ad::Var> step(const std::vector<ad::Var>& p, InnerOptimizer& opt, const ad::Var& mask,
-                              const ad::Var& x, const ad::Var& y, const std::vector<int>& idx,
-                              bool record) const {
+    std::vector<ad::Var> step(const std::vector<ad::Var>& p, InnerOptimizer& opt, const ad::Var& mask, const ad::Var& x,
+                              const ad::Var& y, const std::vector<int>& idx, bool record) const {
         const ad::Var xb = idx.empty() ? x : ad::gather_rows(x, idx);
         const ad::Var yb = idx.empty() ? y : ad::gather_rows(y, idx);
         ad::Var loss = ad::mean(ad::square(forward(p, mask, xb) - yb));
@@ -250,7 +250,7 @@ private:
         p.clear();
         state.clear();
         const int n = int(init_.size());
-        const int n_state = InnerOptimizer(train_).state_count(t, n);
+        const int n_state = InnerOptimizer::state_count(train_, t, n);
         int row = 0;
         for (int k = 0; k < n + n_state; ++k) {
             const Eigen::MatrixXd& shape = init_[std::size_t(k % n)];

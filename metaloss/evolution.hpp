@@ -91,6 +91,7 @@ public:
         if (method_ == EsMethod::snes) weights_ = snes_utilities(n);
         if (method_ == EsMethod::openai_es) adam_ = ad::optim::Adam({.lr = opts_.lr});
         if (method_ == EsMethod::sep_cma_es) init_sep_cma();
+        refresh_sample_std();
     }
 
     int dim() const { return int(mean_.size()); }
@@ -101,9 +102,7 @@ public:
     /// task changes every generation).
     const Eigen::VectorXd& mean() const { return mean_; }
     /// The per-coordinate std of the next samples.
-    Eigen::VectorXd sigma() const {
-        return method_ == EsMethod::sep_cma_es ? Eigen::VectorXd(cma_sigma_ * c_.array().sqrt()) : sigma_;
-    }
+    const Eigen::VectorXd& sigma() const { return sample_std_; }
 
     /// Member i of the current generation: x_i = m + sigma * z_i with z_i ~ N(0, I) drawn from
     /// its own counter range, so members can be drawn in any order, on any thread.
@@ -116,8 +115,7 @@ public:
         ad::Rng rng(seed_, stream_,
                     (std::uint64_t(generation_) * std::uint64_t(n) + std::uint64_t(base)) * std::uint64_t(d));
         for (int j = 0; j < d; ++j) z_(i, j) = mirrored ? -rng.normal() : rng.normal();
-        const Eigen::VectorXd s = sigma();
-        x_.row(i) = mean_.transpose() + z_.row(i).cwiseProduct(s.transpose());
+        x_.row(i) = mean_.transpose() + z_.row(i).cwiseProduct(sample_std_.transpose());
         return x_.row(i).transpose();
     }
 
@@ -144,6 +142,7 @@ public:
                 break;
         }
         ++generation_;
+        refresh_sample_std();
     }
 
     /// Everything the next generation depends on besides the mean, to checkpoint a run.
@@ -163,6 +162,7 @@ public:
         p_c_ = s[3];
         cma_sigma_ = s[4](0, 0);
         generation_ = generation;
+        refresh_sample_std();
         if (method_ == EsMethod::openai_es && s.size() == 7 && generation > 0) {
             std::vector<Eigen::MatrixXd> p = {mean_};
             adam_.load_state({generation, {{s[5]}, {s[6]}}}, p);
@@ -170,6 +170,12 @@ public:
     }
 
 private:
+    /// The samples' per-coordinate std, computed once per generation (members read it from
+    /// several threads): sigma, or for sep-CMA-ES sigma * sqrt(c).
+    void refresh_sample_std() {
+        sample_std_ = method_ == EsMethod::sep_cma_es ? Eigen::VectorXd(cma_sigma_ * c_.array().sqrt()) : sigma_;
+    }
+
     /// DES (evosax): m' = m + alpha_m sum_r w_r (x_(r) - m);
     /// sigma' = (1 - alpha_s) sigma + alpha_s sqrt(sum_r w_r (x_(r) - m)^2), with the OLD m.
     /// If every fitness is NaN the weights are all zero: m stays, sigma shrinks.
@@ -269,7 +275,7 @@ private:
     EsOptions opts_;
     std::uint64_t seed_, stream_;
     int generation_ = 0;
-    Eigen::VectorXd mean_, sigma_;
+    Eigen::VectorXd mean_, sigma_, sample_std_;
     Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> z_, x_;  ///< one member per row
     Eigen::VectorXd weights_;  ///< DES weights or SNES utilities, by rank
     ad::optim::Adam adam_;     ///< OpenAI-ES

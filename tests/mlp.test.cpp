@@ -1,9 +1,9 @@
 // The MLP learner trained by unrolled gradient descent: meta-gradients through its whole
 // training against central differences (SGD, momentum, Adam, minibatches, masks, positive
 // weights), truncation, and the connectivity schemes of the connectome learner.
-#include <doctest/doctest.h>
-
 #include "learners/mlp.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace occam;
 
@@ -49,6 +49,24 @@ ad::CheckFn meta_loss(learners::UnrolledMLP& l, const Task& T) {
         return ad::mean(ad::square(pred - ad::constant(T.target)));
     };
 }
+/// One meta-gradient on the task: the learner's test predictions, the gradient of its test
+/// loss with respect to the training labels, and the tape's peak memory meanwhile.
+struct MetaRun {
+    Eigen::MatrixXd pred, grad;
+    std::size_t tape_bytes = 0;
+};
+MetaRun meta_run(learners::UnrolledMLP& l, const Task& T) {
+    ad::Rng task(3, 1);
+    l.new_task(task);
+    MetaRun r;
+    r.tape_bytes = peak_tape_bytes([&] {
+        ad::Var y = ad::param(T.y);
+        ad::Var pred = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
+        r.pred = pred.value();
+        r.grad = ad::grad(ad::mean(ad::square(pred - ad::constant(T.target))), {y})[0].value();
+    });
+    return r;
+}
 }  // namespace
 
 TEST_CASE("mlp: meta-gradients through unrolled training match central differences") {
@@ -61,12 +79,9 @@ TEST_CASE("mlp: meta-gradients through unrolled training match central differenc
         const char* name;
         learners::UnrolledMLP learner;
     } cases[] = {
-        {"sgd full batch", make("sgd", 4, 0)},
-        {"momentum", make("momentum", 4, 0)},
-        {"adam", make("adam", 4, 0)},
-        {"sgd minibatches", make("sgd", 4, 5)},
-        {"masked", make("sgd", 4, 0, random)},
-        {"masked and positive", make("sgd", 4, 0, positive)},
+        {"sgd full batch", make("sgd", 4, 0)}, {"momentum", make("momentum", 4, 0)},
+        {"adam", make("adam", 4, 0)},          {"sgd minibatches", make("sgd", 4, 5)},
+        {"masked", make("sgd", 4, 0, random)}, {"masked and positive", make("sgd", 4, 0, positive)},
     };
     for (auto& c : cases) {
         CAPTURE(c.name);
@@ -102,23 +117,10 @@ TEST_CASE("mlp: step checkpointing gives the full unroll's predictions and meta-
     learners::Connectivity positive;
     positive.scheme = "random";
     positive.positive = true;
-    struct Run {
-        Eigen::MatrixXd pred, grad;
-        std::size_t tape_bytes;
-    };
     auto run = [&](const std::string& opt, int batch, const learners::Connectivity& conn, int truncate,
                    bool checkpoint) {
         auto l = make(opt, 12, batch, conn, truncate, ad::nn::Activation::relu, checkpoint);
-        ad::Rng task(3, 1);
-        l.new_task(task);
-        Run r;
-        r.tape_bytes = peak_tape_bytes([&] {
-            ad::Var y = ad::param(T.y);
-            ad::Var pred = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
-            r.pred = pred.value();
-            r.grad = ad::grad(ad::mean(ad::square(pred - ad::constant(T.target))), {y})[0].value();
-        });
-        return r;
+        return meta_run(l, T);
     };
     struct Case {
         const char* name;
@@ -127,14 +129,17 @@ TEST_CASE("mlp: step checkpointing gives the full unroll's predictions and meta-
         learners::Connectivity conn;
         int truncate;
     } cases[] = {
-        {"sgd", "sgd", 0, {}, 0},          {"momentum", "momentum", 0, {}, 0},
-        {"adam", "adam", 0, {}, 0},        {"minibatches", "sgd", 5, {}, 0},
-        {"masked positive", "sgd", 0, positive, 0}, {"adam truncated", "adam", 5, {}, 4},
+        {"sgd", "sgd", 0, {}, 0},
+        {"momentum", "momentum", 0, {}, 0},
+        {"adam", "adam", 0, {}, 0},
+        {"minibatches", "sgd", 5, {}, 0},
+        {"masked positive", "sgd", 0, positive, 0},
+        {"adam truncated", "adam", 5, {}, 4},
     };
     for (const Case& c : cases) {
         CAPTURE(c.name);
-        const Run full = run(c.opt, c.batch, c.conn, c.truncate, false);
-        const Run ckpt = run(c.opt, c.batch, c.conn, c.truncate, true);
+        const MetaRun full = run(c.opt, c.batch, c.conn, c.truncate, false);
+        const MetaRun ckpt = run(c.opt, c.batch, c.conn, c.truncate, true);
         // The forward pass runs the same ops on the same values: identical predictions. The
         // backward pass sums the same terms in another order: equal to rounding.
         CHECK(ckpt.pred == full.pred);
@@ -154,7 +159,9 @@ TEST_CASE("mlp: fused SGD steps (hand-written Hessian-vector backward) give the 
         int batch;
         learners::Connectivity conn;
         int truncate;
-    } cases[] = {{"full batch", 0, {}, 0}, {"minibatches", 5, {}, 0}, {"masked positive", 0, positive, 0},
+    } cases[] = {{"full batch", 0, {}, 0},
+                 {"minibatches", 5, {}, 0},
+                 {"masked positive", 0, positive, 0},
                  {"truncated", 5, {}, 4}};
     for (const Case& c : cases) {
         CAPTURE(c.name);
@@ -167,19 +174,12 @@ TEST_CASE("mlp: fused SGD steps (hand-written Hessian-vector backward) give the 
             t.fused = fused;
             learners::UnrolledMLP l(ad::nn::MLP{{3, 6, 5, 1}, ad::nn::Activation::relu, ad::nn::OutputMap::identity}, t,
                                     c.conn);
-            ad::Rng task(3, 1);
-            l.new_task(task);
-            ad::TapeScope scope;
-            ad::Var y = ad::param(T.y);
-            ad::Var pred = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
-            Eigen::MatrixXd g = ad::grad(ad::mean(ad::square(pred - ad::constant(T.target))), {y})[0].value();
-            return std::pair{Eigen::MatrixXd(pred.value()), g};
+            return meta_run(l, T);
         };
-        const auto [pred_full, grad_full] = run(false);
-        const auto [pred_fused, grad_fused] = run(true);
-        CHECK((pred_fused - pred_full).norm() <= 1e-12 * pred_full.norm());
-        CHECK((grad_fused - grad_full).norm() <= 1e-10 * grad_full.norm());
-        CHECK(grad_full.norm() > 0);
+        const MetaRun full = run(false), fused = run(true);
+        CHECK((fused.pred - full.pred).norm() <= 1e-12 * full.pred.norm());
+        CHECK((fused.grad - full.grad).norm() <= 1e-10 * full.grad.norm());
+        CHECK(full.grad.norm() > 0);
     }
     learners::InnerTraining adam;
     adam.optimizer = "adam";

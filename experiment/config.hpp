@@ -28,7 +28,9 @@ struct Config {
     int inner_batch = 0;                   ///< 0: full batch
     int truncate = 0;                      ///< meta-gradient through the last K inner steps (0: all)
     bool step_checkpointing = false;       ///< store each inner step's state only; recompute in backward
-    bool fused_steps = false;              ///< each SGD step one node with a hand-written backward
+    /// Each plain-SGD step of a ReLU learner as one node with a hand-written backward (same
+    /// meta-gradient to rounding, ~2x smaller tape); ignored where it does not apply.
+    bool fused_steps = true;
     std::string connectivity = "dense";    ///< dense | random | biased:p0,p1,... | grouped
     bool positive = false;                 ///< keep the mlp's input weights positive
     std::string groups;                    ///< input groups, e.g. "0,1;2,3,4" (grouped scheme, analysis)

@@ -66,7 +66,9 @@ inline void fill_mlp(LearnerSpec& s, const Config& c) {
     if (hidden.size() != 1 || hidden[0].empty()) throw std::invalid_argument("--learner-hidden must be widths like 20,20");
     s.hidden = hidden[0];
     s.activation = c.learner_activation;
-    s.inner = {c.inner_optimizer, c.inner_lr, 0.9, c.inner_steps, c.inner_batch, c.truncate, c.step_checkpointing, c.fused_steps};
+    // Fused steps apply to plain SGD on ReLU units; explicit checkpointing takes precedence.
+    const bool fused = c.fused_steps && c.inner_optimizer == "sgd" && c.learner_activation == "relu" && !c.step_checkpointing;
+    s.inner = {c.inner_optimizer, c.inner_lr, 0.9, c.inner_steps, c.inner_batch, c.truncate, c.step_checkpointing, fused};
     auto& conn = s.connectivity;
     conn.positive = c.positive;
     const auto colon = c.connectivity.find(':');

@@ -41,7 +41,7 @@ void add_experiment_flags(cxxopts::Options& o) {
         ("inner-steps", "mlp learner: training steps (all differentiated through)", cxxopts::value<int>()->default_value(std::to_string(d.inner_steps)))
         ("inner-batch", "mlp learner: minibatch size (0: full batch)", cxxopts::value<int>()->default_value("0"))
         ("truncate", "mlp learner: meta-gradient through the last K steps only (0: all)", cxxopts::value<int>()->default_value("0"))
-        ("fused-steps", "mlp learner (sgd, ReLU): each inner step one node with a hand-written Hessian-vector backward (faster, small tape; same meta-gradient to rounding)", cxxopts::value<bool>()->default_value("false"))
+        ("fused-steps", "mlp learner (sgd, ReLU): each inner step one node with a hand-written Hessian-vector backward (faster, half the tape; same meta-gradient to rounding); on by default where it applies, --fused-steps=false for the op-by-op unroll", cxxopts::value<bool>()->default_value("true"))
         ("step-checkpointing", "mlp learner: keep only each inner step's parameters and recompute the step in the backward pass (tape memory flat in the step's activations, ~1.5x time)", cxxopts::value<bool>()->default_value("false"))
         ("connectivity", "mlp learner: dense, random, biased:p0,p1,... or grouped (2 inputs per hidden unit, redrawn every step)", cxxopts::value<std::string>()->default_value(d.connectivity))
         ("positive", "mlp learner: keep input weights positive", cxxopts::value<bool>()->default_value("false"))
@@ -121,6 +121,8 @@ Config resolve_config(const cxxopts::ParseResult& a) {
     if (given("inner-batch")) c.inner_batch = a["inner-batch"].as<int>();
     if (given("truncate")) c.truncate = a["truncate"].as<int>();
     if (given("fused-steps")) c.fused_steps = a["fused-steps"].as<bool>();
+    if (given("fused-steps") && c.fused_steps && c.inner_optimizer != "sgd")
+        throw std::invalid_argument("--fused-steps needs --inner-optimizer sgd (got " + c.inner_optimizer + ")");
     if (given("step-checkpointing")) c.step_checkpointing = a["step-checkpointing"].as<bool>();
     if (given("connectivity")) c.connectivity = a["connectivity"].as<std::string>();
     if (given("positive")) c.positive = a["positive"].as<bool>();

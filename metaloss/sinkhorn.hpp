@@ -49,12 +49,23 @@ inline void validate(const SinkhornOptions& o) {
 /// geomloss's epsilon_schedule: [d^p] ++ exp(numpy.arange(p ln d, p ln blur, p ln scaling)) ++ [blur^p].
 /// The first arange value is d^p again (the duplicate is part of the recipe). Everything is
 /// computed in double exactly as numpy does, so ceil() decides the borderline cases the same way.
+namespace detail {
+/// a * b rounded to a double before anything is added to it. numpy rounds every product; a
+/// compiler allowed to contract a * b + c into one fused multiply-add (GCC does by default on
+/// FMA hardware) would move ceil() past a borderline case or exp() by an ulp.
+inline double rounded_product(double a, double b) {
+    volatile double product = a * b;
+    return product;
+}
+}  // namespace detail
+
 inline std::vector<double> epsilon_schedule(int p, double diameter, double blur, double scaling) {
     if (!(diameter > 0.0) || !std::isfinite(diameter))
         throw std::invalid_argument("epsilon_schedule: the diameter of the point clouds is " +
                                     std::to_string(diameter) +
                                     "; it must be finite and > 0 (are all points identical?)");
-    const double start = p * std::log(diameter), stop = p * std::log(blur), step = p * std::log(scaling);
+    const double start = detail::rounded_product(p, std::log(diameter)), stop = detail::rounded_product(p, std::log(blur)),
+                 step = detail::rounded_product(p, std::log(scaling));
     std::vector<double> eps{std::pow(diameter, p)};
     // numpy: length = ceil((stop - start) / step); values start, start + step, then
     // start + k * delta with delta = (start + step) - start (its DOUBLE_fill).
@@ -64,7 +75,7 @@ inline std::vector<double> epsilon_schedule(int p, double diameter, double blur,
         const double second = start + step, delta = second - start;
         eps.push_back(std::exp(start));
         if (n > 1) eps.push_back(std::exp(second));
-        for (long k = 2; k < n; ++k) eps.push_back(std::exp(start + double(k) * delta));
+        for (long k = 2; k < n; ++k) eps.push_back(std::exp(start + detail::rounded_product(double(k), delta)));
     }
     eps.push_back(std::pow(blur, p));
     return eps;
@@ -154,7 +165,14 @@ inline void cost_du_column(const double* u, int rows, double v, const double* c,
 }
 
 /// C_ij = C(u_i, v_j), column-major (column j contiguous).
-inline void fill_cost(const double* u, int nu, const double* v, int nv, int p, std::vector<double>& c) {
+/// Storage aligned as Eigen aligns its own matrices (32 bytes for AVX, 64 for AVX-512). Eigen's
+/// vectorised sums start with scalar steps up to the first aligned address, so a buffer whose
+/// alignment changed from call to call (malloc promises only 16) would change the summation
+/// order and the last bits of the result: one run in a fresh thread and one after another run
+/// would differ.
+using AlignedVector = std::vector<double, Eigen::aligned_allocator<double>>;
+
+inline void fill_cost(const double* u, int nu, const double* v, int nv, int p, AlignedVector& c) {
     c.resize(std::size_t(nu) * nv);
     double* out = c.data();
     for (int j = 0; j < nv; ++j)
@@ -163,9 +181,9 @@ inline void fill_cost(const double* u, int nu, const double* v, int nv, int p, s
 
 /// Per-thread storage reused across calls, so a meta-step allocates nothing once warm.
 struct SinkhornWorkspace {
-    std::vector<double> cxy, cxx, cyy;  ///< cost matrices, built once per call
-    std::vector<double> z;              ///< the exponents Z, overwritten by E = exp(...)
-    std::vector<double> vec;            ///< potentials and scratch vectors
+    AlignedVector cxy, cxx, cyy;  ///< cost matrices, built once per call
+    AlignedVector z;              ///< the exponents Z, overwritten by E = exp(...)
+    AlignedVector vec;            ///< potentials and scratch vectors
 };
 inline SinkhornWorkspace& sinkhorn_workspace() {
     thread_local SinkhornWorkspace w;

@@ -114,6 +114,12 @@ public:
     /// Appends a node of the given shape. Storage comes from the arena unless `alias` is given
     /// (reshape and detach share their input's storage). Inputs and the backward formula are
     /// recorded only when gradients are on and at least one input needs a gradient.
+    /// Values are aligned as Eigen aligns its own matrices (32 bytes with AVX, 64 with AVX-512):
+    /// Eigen's vectorised sums peel scalar steps up to the first aligned address, so a value's
+    /// alignment decides its summation order, and it must not depend on where the arena's
+    /// block happened to start.
+    static constexpr std::size_t kValueAlign = EIGEN_MAX_ALIGN_BYTES > 16 ? EIGEN_MAX_ALIGN_BYTES : 16;
+
     Node* push(const char* op, int rows, int cols, BackwardFn backward, std::initializer_list<Node*> inputs,
                double* alias = nullptr) {
         Node* n = static_cast<Node*>(arena.allocate(sizeof(Node), alignof(Node)));
@@ -124,7 +130,7 @@ public:
         n->id = static_cast<std::uint32_t>(nodes.size());
         n->serial = next_serial++;
         n->data = alias ? alias
-                        : static_cast<double*>(arena.allocate(sizeof(double) * (std::size_t(rows) * cols + 1), 32));
+                        : static_cast<double*>(arena.allocate(sizeof(double) * (std::size_t(rows) * cols + 1), kValueAlign));
         bool needs = false;
         if (grad_enabled && backward)
             for (Node* in : inputs) needs = needs || (in && in->requires_grad);

@@ -153,27 +153,8 @@ inline double energy_core(const double* x, int n, const double* y, int m, double
 inline ad::Var energy_distance(const ad::Var& x, const ad::Var& y) {
     detail::check_column("energy_distance", "labels", x);
     detail::check_column("energy_distance", "target samples", y);
-    const int n = x.rows(), m = y.rows();
-    const bool want_grad = ad::grad_enabled() && (x.requires_grad() || y.requires_grad());
-    double* grads = want_grad ? ad::tape().arena.allocate_array<double>(std::size_t(n) + m) : nullptr;
-    const double value = detail::energy_core(x.value().data(), n, y.value().data(), m, grads, grads ? grads + n : nullptr);
-    ad::Node* node = ad::tape().push(
-        "energy_distance", 1, 1,
-        [](const ad::Node& self, const ad::Var& g, ad::Var* out) {
-            // d(g L)/dx = g dL/dx with dL/dx constant (piecewise), so this is exact to any order.
-            const double* gr = static_cast<const double*>(self.ptr);
-            const int rows_x = self.iarg[0], rows_y = self.iarg[1];
-            if (self.inputs[0]->requires_grad)
-                out[0] = ad::mul(g, ad::constant(Eigen::Map<const Eigen::MatrixXd>(gr, rows_x, 1)));
-            if (self.inputs[1]->requires_grad)
-                out[1] = ad::mul(g, ad::constant(Eigen::Map<const Eigen::MatrixXd>(gr + rows_x, rows_y, 1)));
-        },
-        {x.node(), y.node()});
-    node->data[0] = value;
-    node->ptr = grads;
-    node->iarg[0] = n;
-    node->iarg[1] = m;
-    return ad::Var(node);
+    // The gradient is piecewise constant (counts), so the frozen-gradient node is exact to any order.
+    return detail::frozen_gradient_node("energy_distance", x, y, detail::energy_core);
 }
 
 /// Value-only energy_distance.

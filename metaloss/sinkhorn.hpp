@@ -507,26 +507,22 @@ inline double sinkhorn_divergence(const Eigen::VectorXd& x, const Eigen::VectorX
     return detail::sinkhorn_core(x.data(), int(x.size()), y.data(), int(y.size()), opts, nullptr, nullptr, nullptr);
 }
 
-/// The same as a differentiable 1x1 Var; x is n x 1 (labels), y is m x 1 (target samples).
-/// One tape node: the loop is not taped (it is a fixed solver, as in geomloss), and the
-/// backward formula is the envelope gradient computed during the forward pass.
-inline ad::Var sinkhorn_divergence(const ad::Var& x, const ad::Var& y, SinkhornOptions opts = {}) {
-    if (x.cols() != 1 || y.cols() != 1 || x.rows() < 1 || y.rows() < 1)
-        throw ad::ShapeError("sinkhorn_divergence: x is " + ad::shape_str(x) + " and y is " + ad::shape_str(y) +
-                             "; expected non-empty column vectors (n x 1 and m x 1)");
+namespace detail {
+
+/// A loss of two sample columns as ONE 1x1 tape node whose gradients are computed by `core`
+/// together with the value: core(x, n, y, m, grad_x, grad_y) returns the value and writes the
+/// gradients when the pointers are not null. The backward formula is g times those frozen
+/// gradients, a constant, so with create_graph the loss's second derivative is zero.
+template <class Core>
+ad::Var frozen_gradient_node(const char* op, const ad::Var& x, const ad::Var& y, Core core) {
     const int n = x.rows(), m = y.rows();
     const bool want_grad = ad::grad_enabled() && (x.requires_grad() || y.requires_grad());
     // The gradients live in the arena next to the node, so they are released with its scope.
     double* grads = want_grad ? ad::tape().arena.allocate_array<double>(std::size_t(n) + m) : nullptr;
-    const double value = detail::sinkhorn_core(x.value().data(), n, y.value().data(), m, opts, grads,
-                                               grads ? grads + n : nullptr, nullptr);
+    const double value = core(x.value().data(), n, y.value().data(), m, grads, grads ? grads + n : nullptr);
     ad::Node* node = ad::tape().push(
-        "sinkhorn_divergence", 1, 1,
+        op, 1, 1,
         [](const ad::Node& self, const ad::Var& g, ad::Var* out) {
-            // d(g S)/dx = g dS/dx, with dS/dx the envelope (Danskin) gradient frozen at the
-            // forward pass: a constant. So with create_graph the second derivative of S comes
-            // out as zero; geomloss itself warns that second derivatives of this scheme are not
-            // meaningful (the solver is unconverged and its loop is not differentiated).
             const double* gr = static_cast<const double*>(self.ptr);
             const int rows_x = self.iarg[0], rows_y = self.iarg[1];
             if (self.inputs[0]->requires_grad)
@@ -540,6 +536,24 @@ inline ad::Var sinkhorn_divergence(const ad::Var& x, const ad::Var& y, SinkhornO
     node->iarg[0] = n;
     node->iarg[1] = m;
     return ad::Var(node);
+}
+
+}  // namespace detail
+
+/// The same as a differentiable 1x1 Var; x is n x 1 (labels), y is m x 1 (target samples).
+/// One tape node: the loop is not taped (it is a fixed solver, as in geomloss), and the
+/// backward formula is the envelope (Danskin) gradient computed during the forward pass, a
+/// constant: with create_graph the second derivative comes out as zero, and geomloss itself
+/// warns that second derivatives of this scheme are not meaningful (the solver is unconverged
+/// and its loop is not differentiated).
+inline ad::Var sinkhorn_divergence(const ad::Var& x, const ad::Var& y, SinkhornOptions opts = {}) {
+    if (x.cols() != 1 || y.cols() != 1 || x.rows() < 1 || y.rows() < 1)
+        throw ad::ShapeError("sinkhorn_divergence: x is " + ad::shape_str(x) + " and y is " + ad::shape_str(y) +
+                             "; expected non-empty column vectors (n x 1 and m x 1)");
+    return detail::frozen_gradient_node(
+        "sinkhorn_divergence", x, y, [&opts](const double* xv, int n, const double* yv, int m, double* gx, double* gy) {
+            return detail::sinkhorn_core(xv, n, yv, m, opts, gx, gy, nullptr);
+        });
 }
 
 }  // namespace occam::metaloss

@@ -31,6 +31,7 @@ expect_error "unknown preset" $run --preset nope
 expect_error "--learner must be" $run --learner svm
 expect_error "does not exist" $run --no-such-flag
 expect_error "--features must be" $run --features abc
+expect_error "--fused-steps needs --inner-optimizer sgd" $run --learner mlp --inner-optimizer adam --fused-steps
 if ! "$occam" $run --inputs "file:$work/good.csv" --learner ridge --train 4 --test 6 --probe 20 > /dev/null 2>&1; then
   echo "FAIL: a good CSV file did not run"; fails=$((fails + 1))
 fi

@@ -31,11 +31,12 @@ for w in ["kernel", "ridge", "unrolled", "connectome"]:
     rows.append({"workload": w, "occam_ms": o["ms_per_step"], "torch_ms": t["ms_per_step"],
                  "speedup": t["ms_per_step"] / o["ms_per_step"], "occam_tape_mb": o["tape_mb"],
                  "occam_rss_mb": o["peak_rss_mb"], "torch_rss_mb": t["peak_rss_mb"]})
-print(f"One core of {cpu}, {datetime.date.today()}, median ms per meta-step (double precision):\n")
+isa = json.load(open(f"{tmp}/occam-kernel.json"))[0].get("compiled_for", "?")
+print(f"One core of {cpu}, {datetime.date.today()}, occam compiled for {isa}, median ms per meta-step (double precision):\n")
 print("| workload | occam ms | PyTorch ms | speed-up | occam tape MB | occam peak RSS MB | PyTorch peak RSS MB |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
     print(f"| {r['workload']} | {r['occam_ms']:.2f} | {r['torch_ms']:.1f} | {r['speedup']:.1f}x | "
           f"{r['occam_tape_mb']:.1f} | {r['occam_rss_mb']:.0f} | {r['torch_rss_mb']:.0f} |")
-json.dump({"cpu": cpu, "date": str(datetime.date.today()), "rows": rows}, open(out, "w"), indent=2)
+json.dump({"cpu": cpu, "date": str(datetime.date.today()), "occam_compiled_for": isa, "rows": rows}, open(out, "w"), indent=2)
 PY

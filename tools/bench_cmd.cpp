@@ -91,6 +91,19 @@ nlohmann::json tape_workload(int repeats) {
             {"node_backward_ns", bs[bs.size() / 2] / chain * 1e9}};
 }
 
+/// The vector instructions this binary was compiled for (OCCAM_ARCH decides; timings depend on it).
+const char* compiled_for() {
+#if defined(__AVX512F__)
+    return "AVX-512 + FMA";
+#elif defined(__AVX2__) && defined(__FMA__)
+    return "AVX2 + FMA";
+#elif defined(__SSE2__)
+    return "SSE2";
+#else
+    return "the compiler's default";
+#endif
+}
+
 /// This process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB).
 double peak_rss_mb() {
     rusage u{};
@@ -152,9 +165,10 @@ int bench(int argc, char** argv) {
             const double rss = peak_rss_mb();
             if (args.count("json"))
                 all.push_back({{"workload", name}, {"preset", preset}, {"ms_per_step", ms}, {"tape_mb", tape_mb},
-                               {"peak_rss_mb", rss}});
+                               {"peak_rss_mb", rss}, {"compiled_for", compiled_for()}});
             else
-                fmt::print("workload={} ms_per_step={:.3f} tape_mb={:.1f} peak_rss_mb={:.0f}\n", name, ms, tape_mb, rss);
+                fmt::print("workload={} ms_per_step={:.3f} tape_mb={:.1f} peak_rss_mb={:.0f} compiled_for=\"{}\"\n", name,
+                           ms, tape_mb, rss, compiled_for());
         }
         if (!known) {
             fmt::print(stderr,

@@ -15,7 +15,7 @@ namespace occam::learners {
 /// One full-batch or minibatch SGD step of a ReLU MLP (identity output) on the mean squared
 /// error, with an optional 0/1 mask on the first layer's weights and an optional |W0| projection
 /// after the step. Parameters are packed in one column: W0, b0, W1, b1, ... each column-major.
-struct FusedSgdStep : ad::Owned {
+struct FusedSgdStep {
     std::vector<int> widths;
     Eigen::MatrixXd mask;  ///< empty: dense first layer
     bool positive = false;
@@ -100,10 +100,10 @@ struct FusedSgdStep : ad::Owned {
     ///   R delta_{l-1} = (R delta_l W_l + delta_l V_Wl) .* [z_{l-1} > 0]
     /// Then  p_bar = V - lr (R gW, R gb)  (= V - lr H V, H the loss's Hessian) and
     ///       y_bar = (2 lr / n) R out     (from d grad / d y = -(2/n) d out / d p).
-    void vjp(const Eigen::VectorXd& p, const Eigen::VectorXd& y_all, const Eigen::VectorXd& v, Eigen::VectorXd& p_bar,
-             Eigen::VectorXd& y_bar) const {
+    /// `s` is run(p, batch labels) from the forward pass, kept rather than recomputed.
+    void vjp(const Eigen::VectorXd& p, const Pass& s, const Eigen::VectorXd& v, Eigen::VectorXd& p_bar,
+             Eigen::VectorXd& y_bar, Eigen::Index n_labels) const {
         const int L = layers();
-        const Pass s = run(p, batch_labels(y_all));
         std::vector<Eigen::MatrixXd> VW(static_cast<std::size_t>(L));
         std::vector<Eigen::RowVectorXd> Vb(static_cast<std::size_t>(L));
         std::vector<Eigen::Index> offs(static_cast<std::size_t>(L));  ///< where layer l's W starts in p
@@ -144,7 +144,7 @@ struct FusedSgdStep : ad::Owned {
         }
         // Rz still holds R out (the last layer's).
         const Eigen::VectorXd yb = (2.0 * lr / n) * Rz.col(0);
-        y_bar = Eigen::VectorXd::Zero(y_all.size());
+        y_bar = Eigen::VectorXd::Zero(n_labels);
         if (rows.empty())
             y_bar = yb;
         else
@@ -153,20 +153,27 @@ struct FusedSgdStep : ad::Owned {
 };
 
 /// p' = step(p; y) as one node; first-order gradients for p and y (the step's inputs x are
-/// constants of the task).
+/// constants of the task). The node keeps the step's forward pass (activations, deltas: a few
+/// times the parameters' size) for its backward, so the backward does not run it again.
 inline ad::Var fused_sgd_step(FusedSgdStep step, const ad::Var& packed, const ad::Var& y) {
+    struct Kept : ad::Owned {  // released with the tape scope
+        FusedSgdStep step;
+        FusedSgdStep::Pass pass;
+    };
     ad::Tape& t = ad::tape();
-    auto* s = t.own<FusedSgdStep>(std::move(step));
+    auto* s = t.own<Kept>();
+    s->step = std::move(step);
     const Eigen::VectorXd p = packed.value();
-    const Eigen::VectorXd q = s->step(p, s->run(p, s->batch_labels(Eigen::VectorXd(y.value()))));
+    s->pass = s->step.run(p, s->step.batch_labels(Eigen::VectorXd(y.value())));
+    const Eigen::VectorXd q = s->step.step(p, s->pass);
     ad::Node* n = t.push(
         "fused_sgd_step", int(q.size()), 1,
         [](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
             if (ad::grad_enabled())
                 throw ad::Error("fused_sgd_step gives first-order gradients only; do not pass create_graph through it");
-            const auto* st = static_cast<const FusedSgdStep*>(self.ptr);
+            const auto* st = static_cast<const Kept*>(self.ptr);
             Eigen::VectorXd p_bar, y_bar;
-            st->vjp(self.inputs[0]->value(), Eigen::VectorXd(self.inputs[1]->value()), g.value(), p_bar, y_bar);
+            st->step.vjp(self.inputs[0]->value(), st->pass, g.value(), p_bar, y_bar, self.inputs[1]->rows);
             if (self.inputs[0]->requires_grad) grads[0] = ad::constant(Eigen::MatrixXd(p_bar));
             if (self.inputs[1]->requires_grad) grads[1] = ad::constant(Eigen::MatrixXd(y_bar));
         },

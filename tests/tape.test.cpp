@@ -50,6 +50,28 @@ TEST_CASE("tape: repeated scopes reuse memory (no growth across meta-steps)") {
     CHECK(t.arena.bytes_reserved() == reserved_after_first);
 }
 
+TEST_CASE("tape: arena addresses are aligned in memory, and its byte count ignores the block layout") {
+    // Whatever malloc returns for a block, an allocation aligned to A sits at an address
+    // that is a multiple of A (Eigen's summation order depends on it), and bytes_in_use() is the
+    // same for the same allocation sequence whatever blocks an earlier run left behind.
+    std::vector<std::size_t> counts;
+    for (std::size_t first_block : {100u, 1000u, 4096u, 1u << 20}) {
+        ad::Arena arena(first_block);
+        for (int warm = 0; warm < 2; ++warm) {  // the second round reuses the blocks of the first
+            const ad::Arena::Mark m = arena.mark();
+            for (std::size_t i = 1; i <= 300; ++i) {
+                const std::size_t align = std::size_t(8) << (i % 4);  // 8, 16, 32, 64
+                void* p = arena.allocate(8 * i + 8, align);
+                CHECK(reinterpret_cast<std::uintptr_t>(p) % align == 0);
+            }
+            counts.push_back(arena.bytes_in_use());
+            arena.rewind(m);
+            CHECK(arena.bytes_in_use() == 0);
+        }
+    }
+    for (std::size_t c : counts) CHECK(c == counts[0]);
+}
+
 TEST_CASE("tape: scopes nest, and an inner scope frees only its own nodes") {
     ad::TapeScope outer;
     ad::Var x = ad::param(Eigen::MatrixXd::Constant(2, 2, 1.5));

@@ -21,23 +21,31 @@ public:
     struct Mark {
         std::size_t block = 0;
         std::size_t offset = 0;
+        std::size_t used = 0;
     };
 
     explicit Arena(std::size_t first_block_bytes = 1 << 20) : next_block_bytes_(first_block_bytes) {}
     Arena(const Arena&) = delete;
     Arena& operator=(const Arena&) = delete;
 
+    /// Every block starts on a 64-byte boundary, so an offset aligned within a block is an
+    /// address aligned in memory: where a value lands modulo 64 depends only on the sequence of
+    /// allocations, never on where malloc put the block (Eigen's vectorised loops peel scalar
+    /// steps up to an aligned address, so that would change results in the last bits).
+    static constexpr std::size_t kMaxAlign = 64;
+
     /// `bytes` bytes aligned to `align` (a power of two, at most 64).
     void* allocate(std::size_t bytes, std::size_t align = 64) {
+        used_ = round_up(used_, align) + bytes;
         if (!blocks_.empty()) {
             Block& b = blocks_[current_];
-            std::size_t start = (offset_ + align - 1) & ~(align - 1);
+            std::size_t start = round_up(offset_, align);
             if (start + bytes <= b.size) {
                 offset_ = start + bytes;
                 return b.data + start;
             }
         }
-        return allocate_slow(bytes, align);
+        return allocate_slow(bytes);
     }
 
     /// Typed helper: uninitialised storage for n objects of trivially destructible T.
@@ -47,21 +55,21 @@ public:
         return static_cast<T*>(allocate(n * sizeof(T) + (n == 0), alignof(T) < 64 ? 64 : alignof(T)));
     }
 
-    Mark mark() const { return {current_, offset_}; }
+    Mark mark() const { return {current_, offset_, used_}; }
 
     /// Frees (for reuse) everything allocated after `m`. Blocks stay reserved.
     void rewind(const Mark& m) {
         update_peak();
         current_ = m.block;
         offset_ = m.offset;
+        used_ = m.used;
     }
 
-    /// Bytes handed out and not yet rewound (the "in use" counter the tests watch).
-    std::size_t bytes_in_use() const {
-        std::size_t used = offset_;
-        for (std::size_t i = 0; i < current_ && i < blocks_.size(); ++i) used += blocks_[i].size;
-        return used;
-    }
+    /// Bytes handed out (with their alignment padding) and not yet rewound: the "in use"
+    /// counter the tests watch and the tape memory the logs report. It counts as if all
+    /// allocations sat in one block, so it does not depend on the blocks' sizes, which depend
+    /// on what the thread ran before.
+    std::size_t bytes_in_use() const { return used_; }
 
     /// Bytes reserved from the system, in use or not.
     std::size_t bytes_reserved() const {
@@ -88,28 +96,27 @@ private:
         std::unique_ptr<std::byte[]> owner;
     };
 
-    void* allocate_slow(std::size_t bytes, std::size_t align) {
-        // Track the peak before leaving the current block, then move to the next block that fits.
+    static std::size_t round_up(std::size_t n, std::size_t align) { return (n + align - 1) & ~(align - 1); }
+
+    void* allocate_slow(std::size_t bytes) {
+        // Move to the next block that fits (blocks start aligned, so the allocation starts at 0).
         update_peak();
         std::size_t next = blocks_.empty() ? 0 : current_ + 1;
-        while (next < blocks_.size() && blocks_[next].size < bytes + align) ++next;
+        while (next < blocks_.size() && blocks_[next].size < bytes) ++next;
         if (next >= blocks_.size()) {
-            while (next_block_bytes_ < bytes + align) next_block_bytes_ *= 2;
-            auto owner = std::make_unique_for_overwrite<std::byte[]>(next_block_bytes_);  // no memset
-            std::byte* data = owner.get();
+            while (next_block_bytes_ < bytes) next_block_bytes_ *= 2;
+            // No memset (untouched pages are never faulted in); kMaxAlign spare bytes to align the start.
+            auto owner = std::make_unique_for_overwrite<std::byte[]>(next_block_bytes_ + kMaxAlign);
+            const std::uintptr_t raw = reinterpret_cast<std::uintptr_t>(owner.get());
+            std::byte* data = owner.get() + (round_up(raw, kMaxAlign) - raw);
             blocks_.push_back({data, next_block_bytes_, std::move(owner)});
             next_block_bytes_ *= 2;
             next = blocks_.size() - 1;
         }
-        // Blocks skipped because they were too small count as used until the next rewind.
         current_ = next;
-        offset_ = 0;
-        std::size_t start = (reinterpret_cast<std::uintptr_t>(blocks_[current_].data) % align)
-                                ? align - reinterpret_cast<std::uintptr_t>(blocks_[current_].data) % align
-                                : 0;
-        offset_ = start + bytes;
+        offset_ = bytes;
         update_peak();
-        return blocks_[current_].data + start;
+        return blocks_[current_].data;
     }
 
     void update_peak() {
@@ -120,6 +127,7 @@ private:
     std::vector<Block> blocks_;
     std::size_t current_ = 0;
     std::size_t offset_ = 0;
+    std::size_t used_ = 0;  ///< see bytes_in_use()
     std::size_t next_block_bytes_;
     std::size_t peak_ = 0;
 };

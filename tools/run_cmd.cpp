@@ -6,6 +6,8 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 #include "cli.hpp"
 #include "experiment/meta_learning.hpp"
@@ -23,61 +25,145 @@ using nlohmann::json;
 
 namespace {
 
+/// One experiment flag: its name, the Config field it sets, and its help. The help shows the
+/// field's default from Config itself, and resolve_config copies a given flag into its field,
+/// so a setting is listed here once (run_files.cpp lists the fields once more, for config.json).
+struct ExperimentFlag {
+    const char* name;
+    std::variant<std::string Config::*, int Config::*, double Config::*, bool Config::*, std::uint64_t Config::*> field;
+    const char* help;
+};
+
+const std::vector<ExperimentFlag>& experiment_flags() {
+    static const std::vector<ExperimentFlag> flags = {
+        {"inputs", &Config::inputs,
+         "Input distribution: disk, sphere:D, cube:D, gaussian:D or file:PATH.csv"},
+        {"learner", &Config::learner,
+         "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge), mlp (trained by unrolled SGD), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run once per member and task; needs an evolution strategy)"},
+        {"exec-timeout", &Config::exec_timeout,
+         "exec learner: seconds allowed per call"},
+        {"ridge", &Config::ridge,
+         "The learner's ridge parameter lambda"},
+        {"bias", &Config::bias,
+         "Ridge learner: fit an unpenalised intercept"},
+        {"redraw-features", &Config::redraw_features,
+         "Kernel learner: draw new random features every meta-step"},
+        {"learner-hidden", &Config::learner_hidden,
+         "mlp learner: hidden widths, e.g. 20,20"},
+        {"learner-activation", &Config::learner_activation,
+         "mlp learner: activation"},
+        {"inner-optimizer", &Config::inner_optimizer,
+         "mlp learner: sgd, momentum or adam"},
+        {"inner-lr", &Config::inner_lr,
+         "mlp learner: learning rate"},
+        {"inner-steps", &Config::inner_steps,
+         "mlp learner: training steps (all differentiated through)"},
+        {"inner-batch", &Config::inner_batch,
+         "mlp learner: minibatch size (0: full batch)"},
+        {"truncate", &Config::truncate,
+         "mlp learner: meta-gradient through the last K steps only (0: all)"},
+        {"fused-steps", &Config::fused_steps,
+         "mlp learner (sgd, ReLU): each inner step one node with a hand-written Hessian-vector backward (faster, half the tape; same meta-gradient to rounding); on by default where it applies, --fused-steps=false for the op-by-op unroll"},
+        {"step-checkpointing", &Config::step_checkpointing,
+         "mlp learner: keep only each inner step's parameters and recompute the step in the backward pass (tape memory flat in the step's activations, ~1.5x time)"},
+        {"connectivity", &Config::connectivity,
+         "mlp learner: dense, random, biased:p0,p1,... or grouped (2 inputs per hidden unit, redrawn every step)"},
+        {"positive", &Config::positive,
+         "mlp learner: keep input weights positive"},
+        {"groups", &Config::groups,
+         "Input groups, e.g. 0,1;2,3,4 (grouped connectivity; group-mean analysis)"},
+        {"group-weights", &Config::group_weights,
+         "grouped connectivity: same,other weight per group"},
+        {"train", &Config::n_train,
+         "Training points per task"},
+        {"test", &Config::n_test,
+         "Test points per task"},
+        {"divergence", &Config::divergence,
+         "Label-distribution term: sinkhorn, energy, mmd, w2 (exact, to U[-1,1]) or variance ((std-1)^2)"},
+        {"div-weight", &Config::div_weight,
+         "Weight of the label-distribution term"},
+        {"div-on", &Config::div_on,
+         "all: one term on all labels; split: one on the training and one on the test labels; test: test labels only"},
+        {"blur", &Config::blur,
+         "Sinkhorn / MMD blur"},
+        {"scaling", &Config::scaling,
+         "Sinkhorn epsilon-scaling factor"},
+        {"mse-weight", &Config::mse_weight,
+         "Weight of the learner's test MSE"},
+        {"functions", &Config::functions,
+         "Meta-learners trained in sequence, each orthogonal to the earlier ones"},
+        {"orthogonality", &Config::orthogonality,
+         "project (labels minus their projection on earlier functions), penalty (normalised overlap penalty) or none"},
+        {"orth-weight", &Config::orth_weight,
+         "Weight of the overlap penalty (--orthogonality penalty)"},
+        {"orth-constant", &Config::orth_constant,
+         "Keep every function orthogonal to the constant too: adds mean(labels)^2 to the meta-loss (needed when the label term ignores the mean, e.g. --divergence variance)"},
+        {"chosen", &Config::chosen,
+         "Students game: the learner that must generalise well (e.g. kernel:features=20)"},
+        {"neglected", &Config::neglected,
+         "Students game: the learner that must generalise badly (e.g. ridge or ridge:bias=1)"},
+        {"students-loss", &Config::students_loss,
+         "Students game: difference (MSE_chosen - MSE_neglected, the paper's) or log-ratio (log MSE_chosen - log MSE_neglected)"},
+        {"cooperative", &Config::cooperative,
+         "Comma-separated learners that must all generalise well"},
+        {"meta-hidden", &Config::meta_hidden,
+         "Meta-learner hidden width"},
+        {"meta-depth", &Config::meta_depth,
+         "Meta-learner hidden layers"},
+        {"meta-activation", &Config::meta_activation,
+         "Meta-learner activation: relu, tanh, sigmoid, relu6, identity"},
+        {"meta-output", &Config::meta_output,
+         "Meta-learner output map: identity, cos, tanh, relu6/6"},
+        {"meta-optimizer", &Config::meta_optimizer,
+         "Outer optimiser: adagrad, adam, sgd, or an evolution strategy (no gradients; any learner): des, snes, openai-es, sep-cma-es"},
+        {"lr", &Config::lr,
+         "Outer learning rate (openai-es: Adam's on the mean)"},
+        {"population", &Config::population,
+         "Evolution strategies: members per generation (one --steps is one generation)"},
+        {"sigma", &Config::sigma,
+         "Evolution strategies: initial std of every meta-learner weight"},
+        {"steps", &Config::steps,
+         "Meta-steps"},
+        {"seed", &Config::seed,
+         "Random seed (the run is bit-identical for a given seed)"},
+        {"threads", &Config::threads,
+         "Threads: a sweep's runs, or an evolution strategy's members, at once (results do not depend on it)"},
+        {"sweep", &Config::sweep,
+         "One run per value of a setting, e.g. meta_depth=0,1,2 or ridge=0.001,0.1 (config.json's names; each run in DIR/SETTING=VALUE, one combined figure)"},
+        {"probe", &Config::probe,
+         "Probe points for the analysis and figures"},
+        {"eval-tasks", &Config::eval_tasks,
+         "Fresh tasks averaged for the reported test MSE"},
+        {"checkpoint-every", &Config::checkpoint_every,
+         "Steps between checkpoints"},
+    };
+    return flags;
+}
+
 void add_experiment_flags(cxxopts::Options& o) {
     const Config d;
-    o.add_options("experiment")
-        ("preset", "Start from a preset (see occam presets); later flags override it", cxxopts::value<std::string>())
-        ("inputs", "Input distribution: disk, sphere:D, cube:D, gaussian:D or file:PATH.csv", cxxopts::value<std::string>()->default_value(d.inputs))
-        ("learner", "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge), mlp (trained by unrolled SGD), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run once per member and task; needs an evolution strategy)", cxxopts::value<std::string>()->default_value(d.learner))
-        ("exec-timeout", "exec learner: seconds allowed per call", cxxopts::value<double>()->default_value("60"))
-        ("features", "Random features K, or MIN:MAX to redraw K every step", cxxopts::value<std::string>()->default_value("20"))
-        ("ridge", "The learner's ridge parameter lambda", cxxopts::value<double>()->default_value("0.001"))
-        ("bias", "Ridge learner: fit an unpenalised intercept", cxxopts::value<bool>()->default_value("false"))
-        ("redraw-features", "Kernel learner: draw new random features every meta-step", cxxopts::value<bool>()->default_value("false"))
-        ("learner-hidden", "mlp learner: hidden widths, e.g. 20,20", cxxopts::value<std::string>()->default_value(d.learner_hidden))
-        ("learner-activation", "mlp learner: activation", cxxopts::value<std::string>()->default_value(d.learner_activation))
-        ("inner-optimizer", "mlp learner: sgd, momentum or adam", cxxopts::value<std::string>()->default_value(d.inner_optimizer))
-        ("inner-lr", "mlp learner: learning rate", cxxopts::value<double>()->default_value("0.025"))
-        ("inner-steps", "mlp learner: training steps (all differentiated through)", cxxopts::value<int>()->default_value(std::to_string(d.inner_steps)))
-        ("inner-batch", "mlp learner: minibatch size (0: full batch)", cxxopts::value<int>()->default_value("0"))
-        ("truncate", "mlp learner: meta-gradient through the last K steps only (0: all)", cxxopts::value<int>()->default_value("0"))
-        ("fused-steps", "mlp learner (sgd, ReLU): each inner step one node with a hand-written Hessian-vector backward (faster, half the tape; same meta-gradient to rounding); on by default where it applies, --fused-steps=false for the op-by-op unroll", cxxopts::value<bool>()->default_value("true"))
-        ("step-checkpointing", "mlp learner: keep only each inner step's parameters and recompute the step in the backward pass (tape memory flat in the step's activations, ~1.5x time)", cxxopts::value<bool>()->default_value("false"))
-        ("connectivity", "mlp learner: dense, random, biased:p0,p1,... or grouped (2 inputs per hidden unit, redrawn every step)", cxxopts::value<std::string>()->default_value(d.connectivity))
-        ("positive", "mlp learner: keep input weights positive", cxxopts::value<bool>()->default_value("false"))
-        ("groups", "Input groups, e.g. 0,1;2,3,4 (grouped connectivity; group-mean analysis)", cxxopts::value<std::string>())
-        ("group-weights", "grouped connectivity: same,other weight per group", cxxopts::value<std::string>()->default_value(d.group_weights))
-        ("train", "Training points per task", cxxopts::value<int>()->default_value(std::to_string(d.n_train)))
-        ("test", "Test points per task", cxxopts::value<int>()->default_value(std::to_string(d.n_test)))
-        ("divergence", "Label-distribution term: sinkhorn, energy, mmd, w2 (exact, to U[-1,1]) or variance ((std-1)^2)", cxxopts::value<std::string>()->default_value(d.divergence))
-        ("div-weight", "Weight of the label-distribution term", cxxopts::value<double>()->default_value("1"))
-        ("div-on", "all: one term on all labels; split: one on the training and one on the test labels; test: test labels only", cxxopts::value<std::string>()->default_value(d.div_on))
-        ("blur", "Sinkhorn / MMD blur", cxxopts::value<double>()->default_value("0.05"))
-        ("scaling", "Sinkhorn epsilon-scaling factor", cxxopts::value<double>()->default_value("0.5"))
-        ("mse-weight", "Weight of the learner's test MSE", cxxopts::value<double>()->default_value("10"))
-        ("functions", "Meta-learners trained in sequence, each orthogonal to the earlier ones", cxxopts::value<int>()->default_value("1"))
-        ("orthogonality", "project (labels minus their projection on earlier functions), penalty (normalised overlap penalty) or none", cxxopts::value<std::string>()->default_value(d.orthogonality))
-        ("orth-weight", "Weight of the overlap penalty (--orthogonality penalty)", cxxopts::value<double>()->default_value("10"))
-        ("orth-constant", "Keep every function orthogonal to the constant too: adds mean(labels)^2 to the meta-loss (needed when the label term ignores the mean, e.g. --divergence variance)", cxxopts::value<bool>()->default_value("false"))
-        ("chosen", "Students game: the learner that must generalise well (e.g. kernel:features=20)", cxxopts::value<std::string>())
-        ("neglected", "Students game: the learner that must generalise badly (e.g. ridge or ridge:bias=1)", cxxopts::value<std::string>())
-        ("students-loss", "Students game: difference (MSE_chosen - MSE_neglected, the paper's) or log-ratio (log MSE_chosen - log MSE_neglected)", cxxopts::value<std::string>()->default_value("difference"))
-        ("cooperative", "Comma-separated learners that must all generalise well", cxxopts::value<std::string>())
-        ("meta-hidden", "Meta-learner hidden width", cxxopts::value<int>()->default_value(std::to_string(d.meta_hidden)))
-        ("meta-depth", "Meta-learner hidden layers", cxxopts::value<int>()->default_value(std::to_string(d.meta_depth)))
-        ("meta-activation", "Meta-learner activation: relu, tanh, sigmoid, relu6, identity", cxxopts::value<std::string>()->default_value(d.meta_activation))
-        ("meta-output", "Meta-learner output map: identity, cos, tanh, relu6/6", cxxopts::value<std::string>()->default_value(d.meta_output))
-        ("meta-optimizer", "Outer optimiser: adagrad, adam, sgd, or an evolution strategy (no gradients; any learner): des, snes, openai-es, sep-cma-es", cxxopts::value<std::string>()->default_value(d.meta_optimizer))
-        ("lr", "Outer learning rate (openai-es: Adam's on the mean)", cxxopts::value<double>()->default_value("0.01"))
-        ("population", "Evolution strategies: members per generation (one --steps is one generation)", cxxopts::value<int>()->default_value(std::to_string(d.population)))
-        ("sigma", "Evolution strategies: initial std of every meta-learner weight", cxxopts::value<double>()->default_value("0.05"))
-        ("steps", "Meta-steps", cxxopts::value<int>()->default_value(std::to_string(d.steps)))
-        ("seed", "Random seed (the run is bit-identical for a given seed)", cxxopts::value<std::uint64_t>()->default_value("1"))
-        ("threads", "Threads: a sweep's runs at once (results do not depend on it)", cxxopts::value<int>()->default_value("1"))
-        ("sweep", "One run per value of a setting, e.g. meta_depth=0,1,2 or ridge=0.001,0.1 (config.json's names; each run in DIR/SETTING=VALUE, one combined figure)", cxxopts::value<std::string>())
-        ("probe", "Probe points for the analysis and figures", cxxopts::value<int>()->default_value(std::to_string(d.probe)))
-        ("eval-tasks", "Fresh tasks averaged for the reported test MSE", cxxopts::value<int>()->default_value(std::to_string(d.eval_tasks)))
-        ("checkpoint-every", "Steps between checkpoints", cxxopts::value<int>()->default_value(std::to_string(d.checkpoint_every)));
+    auto add = o.add_options("experiment");
+    add("preset", "Start from a preset (see occam presets); later flags override it", cxxopts::value<std::string>());
+    add("features", "Random features K, or MIN:MAX to redraw K every step",
+        cxxopts::value<std::string>()->default_value(std::to_string(d.features_min)));
+    for (const ExperimentFlag& f : experiment_flags()) {
+        std::visit(
+            [&](auto member) {
+                using T = std::remove_cvref_t<decltype(d.*member)>;
+                const T& def = d.*member;
+                if constexpr (std::is_same_v<T, std::string>) {
+                    if (def.empty())
+                        add(f.name, f.help, cxxopts::value<T>());  // optional, no default
+                    else
+                        add(f.name, f.help, cxxopts::value<T>()->default_value(def));
+                } else if constexpr (std::is_same_v<T, bool>) {
+                    add(f.name, f.help, cxxopts::value<T>()->default_value(def ? "true" : "false"));
+                } else {
+                    add(f.name, f.help, cxxopts::value<T>()->default_value(fmt::format("{}", def)));
+                }
+            },
+            f.field);
+    }
     o.add_options("output")
         ("out", "Run directory (default runs/PRESET-seedN)", cxxopts::value<std::string>())
         ("force", "Overwrite a non-empty run directory")
@@ -105,60 +191,18 @@ void parse_features(const std::string& s, Config& c) {
 /// The preset (if any), then every flag the user actually gave on top of it.
 Config resolve_config(const cxxopts::ParseResult& a) {
     Config c = a.count("preset") ? experiment::find_preset(a["preset"].as<std::string>()).config : Config{};
-    auto given = [&](const char* k) { return a.count(k) > 0; };
-    if (given("inputs")) c.inputs = a["inputs"].as<std::string>();
-    if (given("learner")) c.learner = a["learner"].as<std::string>();
-    if (given("exec-timeout")) c.exec_timeout = a["exec-timeout"].as<double>();
-    if (given("features")) parse_features(a["features"].as<std::string>(), c);
-    if (given("ridge")) c.ridge = a["ridge"].as<double>();
-    if (given("bias")) c.bias = a["bias"].as<bool>();
-    if (given("redraw-features")) c.redraw_features = a["redraw-features"].as<bool>();
-    if (given("learner-hidden")) c.learner_hidden = a["learner-hidden"].as<std::string>();
-    if (given("learner-activation")) c.learner_activation = a["learner-activation"].as<std::string>();
-    if (given("inner-optimizer")) c.inner_optimizer = a["inner-optimizer"].as<std::string>();
-    if (given("inner-lr")) c.inner_lr = a["inner-lr"].as<double>();
-    if (given("inner-steps")) c.inner_steps = a["inner-steps"].as<int>();
-    if (given("inner-batch")) c.inner_batch = a["inner-batch"].as<int>();
-    if (given("truncate")) c.truncate = a["truncate"].as<int>();
-    if (given("fused-steps")) c.fused_steps = a["fused-steps"].as<bool>();
-    if (given("fused-steps") && c.fused_steps && c.inner_optimizer != "sgd")
+    if (a.count("features")) parse_features(a["features"].as<std::string>(), c);
+    for (const ExperimentFlag& f : experiment_flags()) {
+        if (!a.count(f.name)) continue;
+        std::visit(
+            [&](auto member) {
+                using T = std::remove_cvref_t<decltype(c.*member)>;
+                c.*member = a[f.name].as<T>();
+            },
+            f.field);
+    }
+    if (a.count("fused-steps") && c.fused_steps && c.inner_optimizer != "sgd")
         throw std::invalid_argument("--fused-steps needs --inner-optimizer sgd (got " + c.inner_optimizer + ")");
-    if (given("step-checkpointing")) c.step_checkpointing = a["step-checkpointing"].as<bool>();
-    if (given("connectivity")) c.connectivity = a["connectivity"].as<std::string>();
-    if (given("positive")) c.positive = a["positive"].as<bool>();
-    if (given("groups")) c.groups = a["groups"].as<std::string>();
-    if (given("group-weights")) c.group_weights = a["group-weights"].as<std::string>();
-    if (given("train")) c.n_train = a["train"].as<int>();
-    if (given("test")) c.n_test = a["test"].as<int>();
-    if (given("divergence")) c.divergence = a["divergence"].as<std::string>();
-    if (given("div-weight")) c.div_weight = a["div-weight"].as<double>();
-    if (given("div-on")) c.div_on = a["div-on"].as<std::string>();
-    if (given("blur")) c.blur = a["blur"].as<double>();
-    if (given("scaling")) c.scaling = a["scaling"].as<double>();
-    if (given("mse-weight")) c.mse_weight = a["mse-weight"].as<double>();
-    if (given("functions")) c.functions = a["functions"].as<int>();
-    if (given("orthogonality")) c.orthogonality = a["orthogonality"].as<std::string>();
-    if (given("orth-weight")) c.orth_weight = a["orth-weight"].as<double>();
-    if (given("orth-constant")) c.orth_constant = a["orth-constant"].as<bool>();
-    if (given("chosen")) c.chosen = a["chosen"].as<std::string>();
-    if (given("neglected")) c.neglected = a["neglected"].as<std::string>();
-    if (given("students-loss")) c.students_loss = a["students-loss"].as<std::string>();
-    if (given("cooperative")) c.cooperative = a["cooperative"].as<std::string>();
-    if (given("meta-hidden")) c.meta_hidden = a["meta-hidden"].as<int>();
-    if (given("meta-depth")) c.meta_depth = a["meta-depth"].as<int>();
-    if (given("meta-activation")) c.meta_activation = a["meta-activation"].as<std::string>();
-    if (given("meta-output")) c.meta_output = a["meta-output"].as<std::string>();
-    if (given("meta-optimizer")) c.meta_optimizer = a["meta-optimizer"].as<std::string>();
-    if (given("lr")) c.lr = a["lr"].as<double>();
-    if (given("population")) c.population = a["population"].as<int>();
-    if (given("sigma")) c.sigma = a["sigma"].as<double>();
-    if (given("steps")) c.steps = a["steps"].as<int>();
-    if (given("seed")) c.seed = a["seed"].as<std::uint64_t>();
-    if (given("threads")) c.threads = a["threads"].as<int>();
-    if (given("sweep")) c.sweep = a["sweep"].as<std::string>();
-    if (given("probe")) c.probe = a["probe"].as<int>();
-    if (given("eval-tasks")) c.eval_tasks = a["eval-tasks"].as<int>();
-    if (given("checkpoint-every")) c.checkpoint_every = a["checkpoint-every"].as<int>();
     return c;
 }
 

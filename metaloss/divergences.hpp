@@ -74,8 +74,10 @@ std::vector<int> sort_order(const V& v) {
 // ---------------------------------------------------------------------------------------------
 // Kernel MMDs, exactly geomloss's "energy" and "gaussian" losses: HALF the squared MMD,
 //   L = 1/2 mean_ik k(x_i,x_k) + 1/2 mean_jl k(y_j,y_l) - mean_ij k(x_i,y_j).
-// Composed from ad ops, so the gradient is the exact derivative of the value (geomloss's
-//   dL/dx_i = a_i [ sum_k a_k d1k(x_i,x_k) - sum_j b_j d1k(x_i,y_j) ]) and has a second order.
+// The gradient is the exact derivative of the value (geomloss's
+//   dL/dx_i = a_i [ sum_k a_k d1k(x_i,x_k) - sum_j b_j d1k(x_i,y_j) ]): the Gaussian one is
+// composed from ad ops (so it has a second order); the energy one is a single node whose
+// gradient, a count of points on either side, is piecewise constant.
 // ---------------------------------------------------------------------------------------------
 
 namespace detail {
@@ -111,9 +113,7 @@ inline double sum_clamped_distances(const std::vector<double>& a, const std::vec
 
 /// The values of v in ascending order, and the order (v[order[r]] is the r-th smallest).
 inline std::pair<std::vector<double>, std::vector<int>> sorted_with_order(const double* v, int n) {
-    std::vector<int> order(static_cast<std::size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [v](int i, int j) { return v[i] < v[j]; });
+    std::vector<int> order = sort_order(Eigen::Map<const Eigen::VectorXd>(v, n));
     std::vector<double> sorted(static_cast<std::size_t>(n));
     for (int r = 0; r < n; ++r) sorted[std::size_t(r)] = v[order[std::size_t(r)]];
     return {std::move(sorted), std::move(order)};

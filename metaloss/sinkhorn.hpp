@@ -46,9 +46,6 @@ inline void validate(const SinkhornOptions& o) {
                                     ")");
 }
 
-/// geomloss's epsilon_schedule: [d^p] ++ exp(numpy.arange(p ln d, p ln blur, p ln scaling)) ++ [blur^p].
-/// The first arange value is d^p again (the duplicate is part of the recipe). Everything is
-/// computed in double exactly as numpy does, so ceil() decides the borderline cases the same way.
 namespace detail {
 /// a * b rounded to a double before anything is added to it. numpy rounds every product; a
 /// compiler allowed to contract a * b + c into one fused multiply-add (GCC does by default on
@@ -59,6 +56,9 @@ inline double rounded_product(double a, double b) {
 }
 }  // namespace detail
 
+/// geomloss's epsilon_schedule: [d^p] ++ exp(numpy.arange(p ln d, p ln blur, p ln scaling)) ++ [blur^p].
+/// The first arange value is d^p again (the duplicate is part of the recipe). Everything is
+/// computed in double exactly as numpy does, so ceil() decides the borderline cases the same way.
 inline std::vector<double> epsilon_schedule(int p, double diameter, double blur, double scaling) {
     if (!(diameter > 0.0) || !std::isfinite(diameter))
         throw std::invalid_argument("epsilon_schedule: the diameter of the point clouds is " +
@@ -164,7 +164,6 @@ inline void cost_du_column(const double* u, int rows, double v, const double* c,
     }
 }
 
-/// C_ij = C(u_i, v_j), column-major (column j contiguous).
 /// Storage aligned as Eigen aligns its own matrices (32 bytes for AVX, 64 for AVX-512). Eigen's
 /// vectorised sums start with scalar steps up to the first aligned address, so a buffer whose
 /// alignment changed from call to call (malloc promises only 16) would change the summation
@@ -172,6 +171,7 @@ inline void cost_du_column(const double* u, int rows, double v, const double* c,
 /// would differ.
 using AlignedVector = std::vector<double, Eigen::aligned_allocator<double>>;
 
+/// C_ij = C(u_i, v_j), column-major (column j contiguous).
 inline void fill_cost(const double* u, int nu, const double* v, int nv, int p, AlignedVector& c) {
     c.resize(std::size_t(nu) * nv);
     double* out = c.data();

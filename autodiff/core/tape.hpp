@@ -111,15 +111,15 @@ public:
 
     std::size_t size() const { return nodes.size(); }
 
-    /// Appends a node of the given shape. Storage comes from the arena unless `alias` is given
-    /// (reshape and detach share their input's storage). Inputs and the backward formula are
-    /// recorded only when gradients are on and at least one input needs a gradient.
     /// Values are aligned as Eigen aligns its own matrices (32 bytes with AVX, 64 with AVX-512):
     /// Eigen's vectorised sums peel scalar steps up to the first aligned address, so a value's
     /// alignment decides its summation order, and it must not depend on where the arena's
     /// block happened to start.
     static constexpr std::size_t kValueAlign = EIGEN_MAX_ALIGN_BYTES > 16 ? EIGEN_MAX_ALIGN_BYTES : 16;
 
+    /// Appends a node of the given shape. Storage comes from the arena unless `alias` is given
+    /// (reshape and detach share their input's storage). Inputs and the backward formula are
+    /// recorded only when gradients are on and at least one input needs a gradient.
     Node* push(const char* op, int rows, int cols, BackwardFn backward, std::initializer_list<Node*> inputs,
                double* alias = nullptr) {
         Node* n = static_cast<Node*>(arena.allocate(sizeof(Node), alignof(Node)));

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../autodiff/autodiff.hpp"
+#include "lanes.hpp"
 
 namespace occam::metaloss {
 
@@ -83,6 +84,13 @@ inline std::vector<double> epsilon_schedule(int p, double diameter, double blur,
 
 namespace detail {
 
+// Fuse multiply-adds across statements in Clang as GCC does (see lanes.hpp), so that the two
+// block types give the same bits with either compiler.
+#if defined(__clang__)
+#pragma float_control(push)
+#pragma clang fp contract(fast)
+#endif
+
 // ---- How the loop is made cheap -----------------------------------------------------------
 // Every soft-min update is a log-sum-exp over a whole cost matrix, so the time is all in exp.
 // Two exact rewrites halve the count without changing the numbers beyond rounding:
@@ -100,260 +108,495 @@ namespace detail {
 //     the fixed point every row and column LSE is about log n, so the spread is a few units;
 //     otherwise we fall back to the direct way (two exps per entry, each row and column
 //     shifted by its own max). The final, differentiated step takes the same two paths.
+// And two that make each entry cheap:
+//  3. Z is never stored. Each pass recomputes its entries from vectors that stay in the L1
+//     cache (one multiply-add for p = 2, see QuadraticColumns), so a 300 x 300 problem reads
+//     kilobytes, not megabytes of cost and exponent matrices.
+//  4. Each pass is one loop over blocks of eight rows (lanes.hpp) that computes the exponent,
+//     its exp and every sum it feeds while the block sits in registers; the whole schedule is
+//     compiled twice, for AVX2 and AVX-512, and the CPU picks (same bits either way).
 constexpr double kSpread = 400.0;
 /// Exponents are floored here before exp: e^-300 is negligible beside the row's largest term
 /// (at least e^-100 after the u, v scales), and it keeps exp and the products away from
 /// subnormal numbers, which are very slow.
 constexpr double kFloor = -300.0;
 
-/// a[i] = exp(a[i]) for arguments in [kFloor, 1] (callers floor them as they write them). This
-/// is where the time goes, and Eigen's double exp is slow without AVX (about 2x slower than
-/// this on SSE2), so with GCC or Clang it runs four lanes at a time through their portable
-/// vector extensions: exp(x) = 2^k e^r, k = round(x / ln 2), |r| <= ln(2)/2, e^r by its Taylor
-/// polynomial of degree 12 (relative error below 5e-16 on [kFloor, 0]), 2^k written straight
-/// into the exponent bits. Other compilers, and -ffast-math (which may fold away the rounding
-/// trick), use Eigen's exp.
-inline void exp_inplace(double* a, std::size_t n) {
-    std::size_t i = 0;
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(__FAST_MATH__)
-    typedef double V __attribute__((vector_size(32)));
-    typedef long long I __attribute__((vector_size(32)));
-    // Adding 1.5 * 2^52 + 1023 rounds to an integer and leaves k + 1023 in the low mantissa
-    // bits, so shifting those bits into the exponent field gives the double 2^k directly.
-    constexpr double shifter = 6755399441055744.0 + 1023.0;
-    for (; i + 4 <= n; i += 4) {
-        V x;
-        std::memcpy(&x, a + i, sizeof x);
-        const V t = x * 1.4426950408889634 + shifter;
-        const V k = t - shifter;                                                            // round(x / ln 2)
-        const V r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;  // ln 2 = hi + lo
-        // Estrin's scheme: the same polynomial as Horner's rule, but in four short levels
-        // instead of one chain of twelve, so consecutive lanes overlap (twice as fast here).
-        const V r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-        const V p01 = 1.0 + r, p23 = 1.0 / 2 + r * (1.0 / 6), p45 = 1.0 / 24 + r * (1.0 / 120);
-        const V p67 = 1.0 / 720 + r * (1.0 / 5040), p89 = 1.0 / 40320 + r * (1.0 / 362880);
-        const V p1011 = 1.0 / 3628800 + r * (1.0 / 39916800);
-        const V q0 = p01 + r2 * p23, q1 = p45 + r2 * p67, q2 = p89 + r2 * p1011;
-        const V s0 = q0 + r4 * q1, s1 = q2 + r4 * (1.0 / 479001600);
-        const V e = (s0 + r8 * s1) * (V)((I)t << 52);
-        std::memcpy(a + i, &e, sizeof e);
-    }
-    for (; i < n; ++i) a[i] = std::exp(a[i]);
-#else
-    Eigen::Map<Eigen::ArrayXd> v(a, Eigen::Index(n));
-    v = v.exp();
-#endif
-}
 
-/// geomloss's ground cost, built from the *expanded* squared distance s = u u - 2 u v + v v.
-inline double ground_cost(double u, double v, int p) {
-    const double s = u * u - 2.0 * u * v + v * v;
-    return p == 2 ? 0.5 * s : std::sqrt(std::max(s, 1e-8));
-}
+/// Row buffers are padded to whole blocks of eight; the padding lanes are masked out of
+/// every maximum and sum.
+inline int padded(int n) { return (n + 7) & ~7; }
 
-/// out_i = dC(u_i, v)/du_i as autograd gives it, for one column (c holds C(u_i, v)): u_i - v for
-/// p = 2; (u_i - v)/C for p = 1, and 0 where the 1e-8 clamp is active (a point against itself).
-inline void cost_du_column(const double* u, int rows, double v, const double* c, int p, double* out) {
-    for (int i = 0; i < rows; ++i) {
-        if (p == 2) {
-            out[i] = u[i] - v;
-        } else {
-            const double s = u[i] * u[i] - 2.0 * u[i] * v + v * v;
-            out[i] = s >= 1e-8 ? (u[i] - v) / c[i] : 0.0;
-        }
-    }
-}
+/// geomloss's p = 1 ground cost, from the *expanded* squared distance s = u u - 2 u v + v v.
+inline double distance_cost(double u, double v) { return std::sqrt(std::max(u * u - 2.0 * u * v + v * v, 1e-8)); }
 
-/// Storage aligned as Eigen aligns its own matrices (32 bytes for AVX, 64 for AVX-512). Eigen's
-/// vectorised sums start with scalar steps up to the first aligned address, so a buffer whose
-/// alignment changed from call to call (malloc promises only 16) would change the summation
-/// order and the last bits of the result: one run in a fresh thread and one after another run
-/// would differ.
+/// Storage aligned as Eigen aligns its own matrices (32 bytes for AVX, 64 for AVX-512), so
+/// that any Eigen map over it sums in the same order whatever malloc returned.
 using AlignedVector = std::vector<double, Eigen::aligned_allocator<double>>;
 
-/// C_ij = C(u_i, v_j), column-major (column j contiguous).
-inline void fill_cost(const double* u, int nu, const double* v, int nv, int p, AlignedVector& c) {
-    c.resize(std::size_t(nu) * nv);
-    double* out = c.data();
+/// C_ij = C(u_i, v_j) for p = 1, column-major with padded(nu) rows (the padding holds 1, so
+/// the masked lanes stay finite).
+inline void fill_distance_cost(const double* u, int nu, const double* v, int nv, AlignedVector& c) {
+    const int ld = padded(nu);
+    c.assign(std::size_t(ld) * nv, 1.0);
     for (int j = 0; j < nv; ++j)
-        for (int i = 0; i < nu; ++i) *out++ = ground_cost(u[i], v[j], p);
+        for (int i = 0; i < nu; ++i) c[std::size_t(j) * ld + i] = distance_cost(u[i], v[j]);
 }
 
 /// Per-thread storage reused across calls, so a meta-step allocates nothing once warm.
 struct SinkhornWorkspace {
-    AlignedVector cxy, cxx, cyy;  ///< cost matrices, built once per call
-    AlignedVector z;              ///< the exponents Z, overwritten by E = exp(...)
-    AlignedVector vec;            ///< potentials and scratch vectors
+    AlignedVector cxy, cxx, cyy;  ///< p = 1 cost matrices, built once per call
+    AlignedVector vec;            ///< points, potentials and scratch vectors
+    std::vector<int> order;       ///< sorting orders and envelope scratch
 };
 inline SinkhornWorkspace& sinkhorn_workspace() {
     thread_local SinkhornWorkspace w;
     return w;
 }
 
-/// Scratch vectors of length max(n, m) for one update.
-struct Scratch {
-    double *M, *N, *u, *v, *S, *w, *d, *acc, *row_lse, *col_lse;
+/// One transport problem: points u (rows, padded with zeros to whole blocks) against points v
+/// (columns); C holds C(u_i, v_j) for p = 1 (see fill_distance_cost) and is null for p = 2.
+struct Problem {
+    const double* u;
+    int rows;
+    const double* v;
+    int cols;
+    const double* C;
+    const int *u_order, *v_order;  ///< the indices of u and of v in increasing order
 };
 
-using ArrayMap = Eigen::Map<Eigen::ArrayXd>;
-using ConstArrayMap = Eigen::Map<const Eigen::ArrayXd>;
+/// Scratch vectors of padded(max(n, m)) entries for one update.
+struct Scratch {
+    double *M, *N, *half_m, *half_n, *row_scale, *col_scale, *S, *T, *acc, *col_acc, *row_lse, *col_lse;
+    double *za, *zb, *zw;  ///< the vectors QuadraticColumns builds Z from
+    int *hull, *best;      ///< envelope_argmax's stack and answers
+};
+
+/// p = 2: the cost |u - v|^2 / 2 splits, and
+///     Z_ij = a_i + (b_j + u_i w_j),  a_i = (f_i - u_i^2/2)/eps,  b_j = (g_j - v_j^2/2)/eps,  w_j = v_j/eps,
+/// one multiply-add and one add per entry. (geomloss expands the square the same way,
+/// u u - 2 u v + v v, so the rounding error is of the same size: a few ulps of max(u^2, v^2)/eps.)
+struct QuadraticColumns {
+    const double *a, *u, *b, *w, *v;
+    struct Column {
+        const double *a, *u;
+        double b, w, v;
+        template <class B>
+        OCCAM_LANES_INLINE B z(int i) const {
+            using L = lanes::Ops<B>;
+            return L::load(a + i) + (b + L::load(u + i) * w);
+        }
+        /// dC(u_i, v_j)/du_i = u_i - v_j.
+        template <class B>
+        OCCAM_LANES_INLINE B du(int i) const {
+            return lanes::Ops<B>::load(u + i) - v;
+        }
+    };
+    OCCAM_LANES_INLINE Column column(int j) const { return {a, u, b[j], w[j], v[j]}; }
+};
+
+/// p = 1: Z_ij = (f_i + g_j - C_ij)/eps from the stored cost matrix.
+struct DistanceColumns {
+    const double *f, *u, *C;
+    int ld;
+    const double *g, *v;
+    double inv;
+    struct Column {
+        const double *f, *u, *c;
+        double g, v, inv;
+        template <class B>
+        OCCAM_LANES_INLINE B z(int i) const {
+            using L = lanes::Ops<B>;
+            return (L::load(f + i) + g - L::load(c + i)) * inv;
+        }
+        /// dC(u_i, v_j)/du_i as autograd gives it: (u_i - v_j)/C, and 0 where the 1e-8 clamp is
+        /// active (a point against itself).
+        template <class B>
+        OCCAM_LANES_INLINE B du(int i) const {
+            using L = lanes::Ops<B>;
+            const B x = L::load(u + i), s = x * x - 2.0 * x * v + v * v;
+            return L::select(L::splat(1e-8) > s, L::splat(0.0), (x - v) / L::load(c + i));
+        }
+    };
+    OCCAM_LANES_INLINE Column column(int j) const {
+        return {f, u, C + std::size_t(j) * ld, g[j], v[j], inv};
+    }
+};
+
+/// The exponents of one update with potentials f (rows) and g (columns).
+template <int P>
+OCCAM_LANES_INLINE auto exponents(const Problem& pr, double eps, const double* f, const double* g, const Scratch& s) {
+    const double inv = 1.0 / eps;
+    if constexpr (P == 2) {
+        for (int i = 0; i < padded(pr.rows); ++i) s.za[i] = (f[i] - 0.5 * pr.u[i] * pr.u[i]) * inv;
+        for (int j = 0; j < pr.cols; ++j) {
+            s.zb[j] = (g[j] - 0.5 * pr.v[j] * pr.v[j]) * inv;
+            s.zw[j] = pr.v[j] * inv;
+        }
+        return QuadraticColumns{s.za, pr.u, s.zb, s.zw, pr.v};
+    } else {
+        return DistanceColumns{f, pr.u, pr.C, padded(pr.rows), g, pr.v, inv};
+    }
+}
+
+/// For each query point t_i, the index of a line y = icept_l + slope_l t that is (to rounding)
+/// highest there. The lines are visited in order of increasing slope and the queries in
+/// increasing t, so the upper envelope is built once and walked once: O(lines + queries).
+inline void envelope_argmax(const double* slope, const double* icept, const int* line_order, int lines,
+                            const double* t, const int* query_order, int queries, int* hull, int* best) {
+    int h = 0;
+    for (int k = 0; k < lines; ++k) {
+        const int l = line_order[k];
+        if (h > 0 && slope[hull[h - 1]] == slope[l]) {  // parallel: keep the higher one
+            if (icept[l] <= icept[hull[h - 1]]) continue;
+            --h;
+        }
+        // The top line l2 never leads if l overtakes l1 no later than l2 does:
+        // (b1 - b)/(s - s1) <= (b1 - b2)/(s2 - s1), with both denominators positive.
+        while (h >= 2) {
+            const int l1 = hull[h - 2], l2 = hull[h - 1];
+            if ((icept[l1] - icept[l]) * (slope[l2] - slope[l1]) <= (icept[l1] - icept[l2]) * (slope[l] - slope[l1]))
+                --h;
+            else
+                break;
+        }
+        hull[h++] = l;
+    }
+    for (int q = 0, k = 0; q < queries; ++q) {
+        const int i = query_order[q];
+        const double x = t[i];
+        while (k + 1 < h && icept[hull[k + 1]] + slope[hull[k + 1]] * x >= icept[hull[k]] + slope[hull[k]] * x) ++k;
+        best[i] = hull[k];
+    }
+}
+
+/// The row maxima M of Z for p = 2 and, if N is not null, its column maxima, without visiting
+/// the matrix: M_i = a_i + max_j (b_j + w_j u_i) is the upper envelope of m lines evaluated at
+/// u_i, and N_j = b_j + max_i (a_i + u_i w_j) that of n lines at w_j (O(n + m) once the points
+/// are sorted, against O(n m) for a pass over Z). The maxima only set the shifts of the
+/// exponentials, so the rounding of the envelope does not matter (an entry may exceed its
+/// "maximum" by an ulp or two: its exp is then 1 + 1e-15).
+inline void quadratic_maxima(const QuadraticColumns& Z, const Problem& pr, double* M, double* N, const Scratch& s) {
+    envelope_argmax(Z.w, Z.b, pr.v_order, pr.cols, pr.u, pr.u_order, pr.rows, s.hull, s.best);
+    for (int i = 0; i < pr.rows; ++i) {
+        const int j = s.best[i];
+        M[i] = Z.a[i] + (Z.b[j] + pr.u[i] * Z.w[j]);
+    }
+    if (!N) return;
+    envelope_argmax(pr.u, Z.a, pr.u_order, pr.rows, Z.w, pr.v_order, pr.cols, s.hull, s.best);
+    for (int j = 0; j < pr.cols; ++j) {
+        const int i = s.best[j];
+        N[j] = Z.a[i] + (Z.b[j] + pr.u[i] * Z.w[j]);
+    }
+}
+
+/// Row maxima M of Z (rows x cols) and, if N is not null, its column maxima. With Upper, Z is
+/// symmetric and only its upper triangle is read: entry (i, j), i <= j, counts for rows i and j.
+template <class B, bool Upper, class Columns>
+OCCAM_LANES_INLINE void exponent_maxima(const Columns& Z, int rows, int cols, double* M, double* N) {
+    using L = lanes::Ops<B>;
+    const B none = L::splat(-std::numeric_limits<double>::infinity());
+    for (int i = 0; i < padded(rows); i += 8) L::store(M + i, none);
+    for (int j = 0; j < cols; ++j) {
+        const auto col = Z.column(j);
+        const int len = Upper ? j + 1 : rows, full = len & ~7;
+        B cmax = none;
+        for (int i = 0; i < len; i += 8) {
+            B z = col.template z<B>(i);
+            if (i == full) z = L::select(L::first(len - full), z, none);
+            L::store(M + i, L::max(L::load(M + i), z));
+            cmax = L::max(cmax, z);
+        }
+        const double cm = L::max_lane(cmax);
+        if (N) N[j] = cm;
+        if (Upper) M[j] = std::max(M[j], cm);
+    }
+}
+
+/// The one-exp pass. E_ij = exp(max(Z_ij - hm_i - hn_j, kFloor)); adds S_i += sum_j E_ij cs_j
+/// (row sums) and, for each column, sum_i E_ij rs_i: into T_j, or with Upper (the mirror
+/// entries of a symmetric Z, diagonal excluded) into S_j. With Grad also the plan-weighted
+/// cost derivatives d_ij = dC(u_i, v_j)/du_i: acc_i += sum_j E_ij cs_j d_ij, and
+/// col_acc_j = sum_i E_ij rs_i d_ij (with Upper: acc_j -= that, as dC(v_j, u_i) = -d_ij).
+template <class B, bool Grad, bool Upper, class Columns>
+OCCAM_LANES_INLINE void one_exp_sums(const Columns& Z, int rows, int cols, const double* hm, const double* hn,
+                                     const double* rs, const double* cs, double* S, double* T, double* acc,
+                                     double* col_acc) {
+    using L = lanes::Ops<B>;
+    const B zero = L::splat(0.0), floor = L::splat(kFloor);
+    for (int j = 0; j < cols; ++j) {
+        const auto col = Z.column(j);
+        const int len = Upper ? j + 1 : rows, full = Upper ? j & ~7 : rows & ~7;
+        const double hj = hn[j], cj = cs[j];
+        B t = zero, tg = zero;
+        for (int i = 0; i < len; i += 8) {
+            B e = L::exp(L::max(col.template z<B>(i) - L::load(hm + i) - hj, floor));
+            B mirror = e;
+            if (i == full) {
+                e = L::select(L::first(len - full), e, zero);
+                mirror = Upper ? L::select(L::first(j - full), e, zero) : e;
+            }
+            L::store(S + i, L::load(S + i) + cj * e);
+            const B r = mirror * L::load(rs + i);
+            t = t + r;
+            if constexpr (Grad) {
+                const B d = col.template du<B>(i);
+                L::store(acc + i, L::load(acc + i) + cj * (e * d));
+                tg = tg + r * d;
+            }
+        }
+        if constexpr (Upper) {
+            S[j] += L::sum(t);
+            if constexpr (Grad) acc[j] -= L::sum(tg);
+        } else {
+            T[j] = L::sum(t);
+            if constexpr (Grad) col_acc[j] = L::sum(tg);
+        }
+    }
+}
+
+/// The direct pass (the fallback): S_i = sum_j exp(Z_ij - M_i) and, if N is not null,
+/// T_j = sum_i exp(Z_ij - N_j), two exps per entry. With Grad also acc_i = sum_j exp(Z_ij - M_i) d_ij
+/// and col_acc_j = sum_i exp(Z_ij - N_j) d_ij.
+template <class B, bool Grad, class Columns>
+OCCAM_LANES_INLINE void two_exp_sums(const Columns& Z, int rows, int cols, const double* M, const double* N,
+                                     double* S, double* T, double* acc, double* col_acc) {
+    using L = lanes::Ops<B>;
+    const B zero = L::splat(0.0), floor = L::splat(kFloor);
+    const int full = rows & ~7;
+    for (int j = 0; j < cols; ++j) {
+        const auto col = Z.column(j);
+        B t = zero, tg = zero;
+        for (int i = 0; i < rows; i += 8) {
+            const B z = col.template z<B>(i);
+            B e = L::exp(L::max(z - L::load(M + i), floor));
+            if (i == full) e = L::select(L::first(rows - full), e, zero);
+            L::store(S + i, L::load(S + i) + e);
+            B d = zero;
+            if constexpr (Grad) {
+                d = col.template du<B>(i);
+                L::store(acc + i, L::load(acc + i) + e * d);
+            }
+            if (N) {
+                B ec = L::exp(L::max(z - N[j], floor));
+                if (i == full) ec = L::select(L::first(rows - full), ec, zero);
+                t = t + ec;
+                if constexpr (Grad) tg = tg + ec * d;
+            }
+        }
+        if (N) {
+            T[j] = L::sum(t);
+            if constexpr (Grad) col_acc[j] = L::sum(tg);
+        }
+    }
+}
 
 /// Where a differentiated step adds its envelope gradient: row_grad[i] += row_coef * sum_j
 /// pi_ij dC(u_i, v_j)/du_i with pi the row-softmax of Z, and col_grad[j] += col_coef * sum_i
 /// pi'_ji dC(v_j, u_i)/dv_j with pi' the column-softmax (either pointer may be null).
 struct PlanGrad {
-    const double* u;
-    const double* v;
-    int p;
     double row_coef;
     double* row_grad;
     double col_coef;
     double* col_grad;
 };
 
-/// Z_ij = (f_i + g_j - C_ij)/eps (rows x cols, column-major), its row maxima M, column maxima N.
-inline void pair_exponents(double eps, const double* C, int rows, int cols, const double* f, const double* g, double* Z,
-                           double* M, double* N) {
-    const double inv = 1.0 / eps;  // multiply by 1/eps rather than divide every entry
-    ConstArrayMap fv(f, rows);
-    ArrayMap Mv(M, rows);
-    for (int j = 0; j < cols; ++j) {
-        ArrayMap z(Z + std::size_t(j) * rows, rows);
-        z = (fv + g[j] - ConstArrayMap(C + std::size_t(j) * rows, rows)) * inv;
-        N[j] = z.maxCoeff();
-        if (j == 0)
-            Mv = z;
-        else
-            Mv = Mv.max(z);
-    }
-}
+inline void zero(double* v, int n) { std::fill(v, v + padded(n), 0.0); }
 
-/// The upper triangle (with the diagonal) of the symmetric Z_ik = (p_i + p_k - C_ik)/eps, and
-/// its row maxima M (entry (i, k), i <= k, counts for row i and for row k).
-inline void self_exponents_upper(double eps, const double* C, int n, const double* p, double* Z, double* M) {
-    const double inv = 1.0 / eps;
-    ArrayMap Mv(M, n);
-    Mv.setConstant(-std::numeric_limits<double>::infinity());
-    for (int k = 0; k < n; ++k) {
-        ArrayMap z(Z + std::size_t(k) * n, k + 1);
-        z = (ConstArrayMap(p, k + 1) + p[k] - ConstArrayMap(C + std::size_t(k) * n, k + 1)) * inv;
-        Mv.head(k + 1) = Mv.head(k + 1).max(z);
-        M[k] = std::max(M[k], z.maxCoeff());
-    }
-}
-
-/// Row (and, if col_lse is not null, column) log-sum-exps of Z, each shifted by its own max:
-/// two exps per entry, the direct way (the fallback). With pg, also the plan-weighted
-/// cost derivatives.
-inline void lse_direct(const double* Z, const double* C, int rows, int cols, const double* M, const double* N,
-                       double* row_lse, double* col_lse, const PlanGrad* pg, const Scratch& s) {
-    ConstArrayMap Mv(M, rows);
-    ArrayMap w(s.w, rows), d(s.d, rows), sum(s.S, rows), acc(s.acc, rows);
-    sum.setZero();
-    acc.setZero();
-    for (int j = 0; j < cols; ++j) {
-        ConstArrayMap z(Z + std::size_t(j) * rows, rows);
-        w = (z - Mv).max(kFloor);
-        exp_inplace(s.w, std::size_t(rows));  // exp(Z_ij - M_i): row i's unnormalised plan
-        sum += w;
-        if (pg) {
-            cost_du_column(pg->u, rows, pg->v[j], C + std::size_t(j) * rows, pg->p, s.d);
-            if (pg->row_grad) acc += w * d;
-        }
-        if (col_lse) {
-            w = (z - N[j]).max(kFloor);
-            exp_inplace(s.w, std::size_t(rows));  // exp(Z_ij - N_j): column j's unnormalised plan
-            const double t = w.sum();
-            col_lse[j] = N[j] + std::log(t);
-            // dC(v_j, u_i)/dv_j = -dC(u_i, v_j)/du_i for both costs.
-            if (pg && pg->col_grad) pg->col_grad[j] -= pg->col_coef * (w * d).sum() / t;
-        }
-    }
-    for (int i = 0; i < rows; ++i) {
-        row_lse[i] = M[i] + std::log(s.S[i]);
-        if (pg && pg->row_grad) pg->row_grad[i] += pg->row_coef * s.acc[i] / s.S[i];
+/// half[i] = M_i / 2 and scale[i] = exp((M_i - c)/2) for i < n, zero in the padding. (The
+/// block exp, not libm's: a libm call from AVX-512 code costs more than the exp itself.)
+template <class B>
+OCCAM_LANES_INLINE void halves_and_scales(const double* M, int n, double c, double* half, double* scale) {
+    using L = lanes::Ops<B>;
+    const int full = n & ~7;
+    for (int i = 0; i < n; i += 8) {
+        B m = L::load(M + i);
+        if (i == full) m = L::select(L::first(n - full), m, L::splat(c));
+        B h = m * 0.5, e = L::exp((m - c) * 0.5);
+        if (i == full) h = L::select(L::first(n - full), h, L::splat(0.0)), e = L::select(L::first(n - full), e, L::splat(0.0));
+        L::store(half + i, h);
+        L::store(scale + i, e);
     }
 }
 
 /// One parallel x-y update: ft = softmin(eps, Cxy, beta + g/eps), gt = softmin(eps, Cyx, alpha + f/eps).
 /// With pg (the final step) it also adds the envelope gradient of <a, ft> + <b, gt>.
-inline void pair_update(double eps, const double* C, int n, int m, const double* f, const double* g, double alpha,
-                        double beta, double* ft, double* gt, double* Z, const Scratch& s, const PlanGrad* pg) {
-    pair_exponents(eps, C, n, m, f, g, Z, s.M, s.N);
-    ArrayMap M(s.M, n), N(s.N, m), rl(s.row_lse, n), cl(s.col_lse, m);
-    const double lo = std::min(M.minCoeff(), N.minCoeff()), hi = std::max(M.maxCoeff(), N.maxCoeff());
+template <class B, int P>
+OCCAM_LANES_INLINE void pair_update(double eps, const Problem& pr, const double* f, const double* g, double alpha,
+                                    double beta, double* ft, double* gt, const Scratch& s, const PlanGrad* pg) {
+    const int n = pr.rows, m = pr.cols;
+    const auto Z = exponents<P>(pr, eps, f, g, s);
+    if constexpr (P == 2)
+        quadratic_maxima(Z, pr, s.M, s.N, s);
+    else
+        exponent_maxima<B, false>(Z, n, m, s.M, s.N);
+    double lo = s.M[0], hi = s.M[0];
+    for (int i = 0; i < n; ++i) lo = std::min(lo, s.M[i]), hi = std::max(hi, s.M[i]);
+    for (int j = 0; j < m; ++j) lo = std::min(lo, s.N[j]), hi = std::max(hi, s.N[j]);
+    zero(s.S, n);
+    zero(s.acc, n);
+    // (The column sums T and col_acc are written, not added to.)
     if (hi - lo <= kSpread) {
+        // E_ij = exp(Z_ij - (M_i + N_j)/2); rows weigh it by u_j = exp((N_j - c)/2), columns by
+        // v_i = exp((M_i - c)/2): S_i = sum_j E_ij u_j, T_j = sum_i E_ij v_i.
         const double c = 0.5 * (lo + hi);
-        ArrayMap u(s.u, m), v(s.v, n), half_m(s.w, n), S(s.S, n), acc(s.acc, n), d(s.d, n);
-        u = ((N - c) * 0.5).exp();
-        v = ((M - c) * 0.5).exp();
-        half_m = 0.5 * M;
-        S.setZero();
-        acc.setZero();
-        // Column by column, while it is in cache: E_ij = exp(Z_ij - (M_i + N_j)/2) in place,
-        // then S += E u (row sums) and T_j = (E^T v)_j (column sums); cl holds T until the end.
-        for (int j = 0; j < m; ++j) {
-            ArrayMap e(Z + std::size_t(j) * n, n);
-            e = (e - half_m - 0.5 * N[j]).max(kFloor);
-            exp_inplace(e.data(), std::size_t(n));
-            S += u[j] * e;
-            cl[j] = (e * v).sum();
-            if (pg) {
-                // Plan-weighted cost derivatives: rows weigh E_ij u_j, columns E_ij v_i.
-                cost_du_column(pg->u, n, pg->v[j], C + std::size_t(j) * n, pg->p, s.d);
-                if (pg->row_grad) acc += u[j] * (e * d);
-                if (pg->col_grad) pg->col_grad[j] -= pg->col_coef * (e * d * v).sum() / cl[j];
-            }
-        }
-        if (pg && pg->row_grad)
-            for (int i = 0; i < n; ++i) pg->row_grad[i] += pg->row_coef * acc[i] / S[i];
-        rl = 0.5 * (M + c) + S.log();   // LSE_j Z_ij = M_i + log(S_i / v_i)
-        cl = 0.5 * (N + c) + cl.log();  // LSE_i Z_ij = N_j + log(T_j / u_j)
+        halves_and_scales<B>(s.M, n, c, s.half_m, s.row_scale);
+        halves_and_scales<B>(s.N, m, c, s.half_n, s.col_scale);
+        if (pg)
+            one_exp_sums<B, true, false>(Z, n, m, s.half_m, s.half_n, s.row_scale, s.col_scale, s.S, s.T, s.acc,
+                                      s.col_acc);
+        else
+            one_exp_sums<B, false, false>(Z, n, m, s.half_m, s.half_n, s.row_scale, s.col_scale, s.S, s.T, s.acc,
+                                       s.col_acc);
+        for (int i = 0; i < n; ++i) s.row_lse[i] = 0.5 * (s.M[i] + c) + std::log(s.S[i]);  // M_i + log(S_i / v_i)
+        for (int j = 0; j < m; ++j) s.col_lse[j] = 0.5 * (s.N[j] + c) + std::log(s.T[j]);  // N_j + log(T_j / u_j)
     } else {
-        lse_direct(Z, C, n, m, s.M, s.N, s.row_lse, s.col_lse, pg, s);
+        if (pg)
+            two_exp_sums<B, true>(Z, n, m, s.M, s.N, s.S, s.T, s.acc, s.col_acc);
+        else
+            two_exp_sums<B, false>(Z, n, m, s.M, s.N, s.S, s.T, s.acc, s.col_acc);
+        for (int i = 0; i < n; ++i) s.row_lse[i] = s.M[i] + std::log(s.S[i]);
+        for (int j = 0; j < m; ++j) s.col_lse[j] = s.N[j] + std::log(s.T[j]);
     }
-    ArrayMap(ft, n) = ConstArrayMap(f, n) - eps * (beta + rl);
-    ArrayMap(gt, m) = ConstArrayMap(g, m) - eps * (alpha + cl);
+    if (pg && pg->row_grad)
+        for (int i = 0; i < n; ++i) pg->row_grad[i] += pg->row_coef * s.acc[i] / s.S[i];
+    // dC(v_j, u_i)/dv_j = -dC(u_i, v_j)/du_i for both costs.
+    if (pg && pg->col_grad)
+        for (int j = 0; j < m; ++j) pg->col_grad[j] -= pg->col_coef * s.col_acc[j] / s.T[j];
+    for (int i = 0; i < n; ++i) ft[i] = f[i] - eps * (beta + s.row_lse[i]);
+    for (int j = 0; j < m; ++j) gt[j] = g[j] - eps * (alpha + s.col_lse[j]);
 }
 
-/// One update of a symmetric problem: pt = softmin(eps, Cxx, alpha + p/eps). With pg (the
-/// final step) it also adds the envelope gradient of <a, pt> (row_coef carries the sign).
-inline void self_update(double eps, const double* C, int n, const double* p, double alpha, double* pt, double* Z,
-                        const Scratch& s, const PlanGrad* pg) {
-    self_exponents_upper(eps, C, n, p, Z, s.M);
-    ArrayMap M(s.M, n), rl(s.row_lse, n);
-    const double lo = M.minCoeff(), hi = M.maxCoeff();
+/// One update of a symmetric problem (pr.u == pr.v): pt = softmin(eps, Cxx, alpha + p/eps). With
+/// pg (the final step) it also adds the envelope gradient of <a, pt> (row_coef carries the sign).
+template <class B, int P>
+OCCAM_LANES_INLINE void self_update(double eps, const Problem& pr, const double* p, double alpha, double* pt,
+                                    const Scratch& s, const PlanGrad* pg) {
+    const int n = pr.rows;
+    const auto Z = exponents<P>(pr, eps, p, p, s);
+    if constexpr (P == 2)
+        quadratic_maxima(Z, pr, s.M, nullptr, s);
+    else
+        exponent_maxima<B, true>(Z, n, n, s.M, nullptr);
+    double lo = s.M[0], hi = s.M[0];
+    for (int i = 0; i < n; ++i) lo = std::min(lo, s.M[i]), hi = std::max(hi, s.M[i]);
+    zero(s.S, n);
+    zero(s.acc, n);
     if (hi - lo <= kSpread) {
-        const double c = 0.5 * (lo + hi);
-        ArrayMap u(s.u, n), half_m(s.w, n), S(s.S, n), acc(s.acc, n), d(s.d, n);
-        u = ((M - c) * 0.5).exp();
-        half_m = 0.5 * M;
-        S.setZero();
-        acc.setZero();
         // Entry (i, k), i <= k, stands for itself and its mirror (k, i): it adds E_ik u_k to
         // row i and E_ik u_i to row k (the diagonal once).
-        for (int k = 0; k < n; ++k) {
-            ArrayMap e(Z + std::size_t(k) * n, k + 1);
-            e = (e - half_m.head(k + 1) - half_m[k]).max(kFloor);
-            exp_inplace(e.data(), std::size_t(k) + 1);
-            S.head(k + 1) += u[k] * e;
-            S[k] += (e.head(k) * u.head(k)).sum();
-            if (pg) {
-                // dC(x_k, x_i) = -dC(x_i, x_k), and 0 on the diagonal.
-                cost_du_column(pg->u, k + 1, pg->u[k], C + std::size_t(k) * n, pg->p, s.d);
-                acc.head(k + 1) += u[k] * (e * d.head(k + 1));
-                acc[k] -= (e.head(k) * d.head(k) * u.head(k)).sum();
-            }
-        }
-        if (pg && pg->row_grad)
-            for (int i = 0; i < n; ++i) pg->row_grad[i] += pg->row_coef * acc[i] / S[i];
-        rl = 0.5 * (M + c) + S.log();
+        const double c = 0.5 * (lo + hi);
+        halves_and_scales<B>(s.M, n, c, s.half_m, s.row_scale);
+        if (pg)
+            one_exp_sums<B, true, true>(Z, n, n, s.half_m, s.half_m, s.row_scale, s.row_scale, s.S, nullptr, s.acc,
+                                     nullptr);
+        else
+            one_exp_sums<B, false, true>(Z, n, n, s.half_m, s.half_m, s.row_scale, s.row_scale, s.S, nullptr, s.acc,
+                                      nullptr);
+        for (int i = 0; i < n; ++i) s.row_lse[i] = 0.5 * (s.M[i] + c) + std::log(s.S[i]);
     } else {
-        pair_exponents(eps, C, n, n, p, p, Z, s.M, s.N);  // the full symmetric Z
-        lse_direct(Z, C, n, n, s.M, nullptr, s.row_lse, nullptr, pg, s);
+        if constexpr (P != 2) exponent_maxima<B, false>(Z, n, n, s.M, nullptr);  // the full symmetric Z's
+        if (pg)
+            two_exp_sums<B, true>(Z, n, n, s.M, nullptr, s.S, nullptr, s.acc, nullptr);
+        else
+            two_exp_sums<B, false>(Z, n, n, s.M, nullptr, s.S, nullptr, s.acc, nullptr);
+        for (int i = 0; i < n; ++i) s.row_lse[i] = s.M[i] + std::log(s.S[i]);
     }
-    ArrayMap(pt, n) = ConstArrayMap(p, n) - eps * (alpha + rl);
+    if (pg && pg->row_grad)
+        for (int i = 0; i < n; ++i) pg->row_grad[i] += pg->row_coef * s.acc[i] / s.S[i];
+    for (int i = 0; i < n; ++i) pt[i] = p[i] - eps * (alpha + s.row_lse[i]);
 }
+
+/// Everything one solve works on: the problems, the potentials (f, p on x; g, q on y; the *t
+/// arrays hold each update before averaging) and the scratch vectors.
+struct SinkhornState {
+    int n, m;
+    bool debias;
+    Problem xy, xx, yy;
+    double *f, *pp, *ft, *pt, *g, *q, *gt, *qt;
+    Scratch s;
+    const std::vector<double>* eps_list;
+    double* grad_x;
+    double* grad_y;
+};
+
+/// geomloss's loop: an initial update at eps_0 = d^p, L averaged symmetric updates, and the
+/// final extrapolation, which adds the envelope gradients. Leaves f*, g*, p*, q* in ft, gt, pt, qt.
+template <class B, int P>
+OCCAM_LANES_INLINE void run_schedule(SinkhornState& st) {
+    const int n = st.n, m = st.m;
+    const double alpha = std::log(1.0 / n), beta = std::log(1.0 / m);  // log-weights of a, b
+    const double a = 1.0 / n, b = 1.0 / m;
+    const std::vector<double>& eps_list = *st.eps_list;
+    double *f = st.f, *pp = st.pp, *ft = st.ft, *pt = st.pt, *g = st.g, *q = st.q, *gt = st.gt, *qt = st.qt;
+
+    // Init at eps_0 = d^p with the plain log-weights: the update formulas with zero potentials.
+    const double eps0 = eps_list.front();
+    pair_update<B, P>(eps0, st.xy, f, g, alpha, beta, ft, gt, st.s, nullptr);
+    std::copy(ft, ft + n, f);
+    std::copy(gt, gt + m, g);
+    if (st.debias) {
+        self_update<B, P>(eps0, st.xx, pp, alpha, pt, st.s, nullptr);
+        self_update<B, P>(eps0, st.yy, q, beta, qt, st.s, nullptr);
+        std::copy(pt, pt + n, pp);
+        std::copy(qt, qt + m, q);
+    }
+
+    // L averaged, symmetric, parallel updates: every right-hand side uses the old potentials.
+    // No convergence test: geomloss runs exactly this many, and its value depends on it.
+    for (double eps : eps_list) {
+        pair_update<B, P>(eps, st.xy, f, g, alpha, beta, ft, gt, st.s, nullptr);
+        if (st.debias) {
+            self_update<B, P>(eps, st.xx, pp, alpha, pt, st.s, nullptr);
+            self_update<B, P>(eps, st.yy, q, beta, qt, st.s, nullptr);
+        }
+        for (int i = 0; i < n; ++i) f[i] = 0.5 * (f[i] + ft[i]);
+        for (int j = 0; j < m; ++j) g[j] = 0.5 * (g[j] + gt[j]);
+        if (st.debias) {
+            for (int i = 0; i < n; ++i) pp[i] = 0.5 * (pp[i] + pt[i]);
+            for (int j = 0; j < m; ++j) q[j] = 0.5 * (q[j] + qt[j]);
+        }
+    }
+
+    // The last extrapolation: one plain (not averaged) update at eps = blur^p with frozen
+    // inputs. Only this step is differentiated (§4), and the gradient falls out of its plans
+    // pi (the row- or column-softmax of Z):
+    //   dS/dx_i = a [ sum_j pi^xy_ij dC(x_i,y_j) - sum_k pi^xx_ik dC(x_i,x_k) ]
+    //   dS/dy_j = b [ sum_i pi^yx_ji dC(y_j,x_i) - sum_l pi^yy_jl dC(y_j,y_l) ]
+    // (each soft-min grows with its costs, d softmin_i / d C_ij = pi_ij, so the +f*, +g* and
+    // -p*, -q* terms of S give these signs; for p = 2, dS/dy_j = b (sum_l pi^yy y_l - sum_i pi^yx x_i).)
+    const double eps = eps_list.back();
+    double *grad_x = st.grad_x, *grad_y = st.grad_y;
+    if (grad_x) std::fill(grad_x, grad_x + n, 0.0);
+    if (grad_y) std::fill(grad_y, grad_y + m, 0.0);
+    const PlanGrad pg{a, grad_x, b, grad_y};
+    pair_update<B, P>(eps, st.xy, f, g, alpha, beta, ft, gt, st.s, grad_x || grad_y ? &pg : nullptr);
+    if (st.debias) {
+        const PlanGrad px{-a, grad_x, 0.0, nullptr}, py{-b, grad_y, 0.0, nullptr};
+        self_update<B, P>(eps, st.xx, pp, alpha, pt, st.s, grad_x ? &px : nullptr);
+        self_update<B, P>(eps, st.yy, q, beta, qt, st.s, grad_y ? &py : nullptr);
+    }
+}
+
+// The schedule compiled for the build's target, and once more with AVX-512 (lanes.hpp).
+template <int P>
+void run_schedule_default(SinkhornState& st) {
+    run_schedule<lanes::Split, P>(st);
+}
+template <int P>
+OCCAM_AVX512_CLONE void run_schedule_avx512(SinkhornState& st) {
+    run_schedule<lanes::Wide, P>(st);
+}
+
+/// Whether this thread may use the AVX-512 copy when the CPU has it (a test switches it off to
+/// compare the two copies).
+inline bool& wide_lanes_allowed() {
+    thread_local bool allowed = true;
+    return allowed;
+}
+
+#if defined(__clang__)
+#pragma float_control(pop)
+#endif
 
 inline void check_finite(const double* v, int n, const char* what) {
     for (int i = 0; i < n; ++i)
@@ -384,86 +627,49 @@ inline double sinkhorn_core(const double* x, int n, const double* y, int m, cons
     const bool debias = o.debias;
     std::vector<double> eps_list = epsilon_schedule(p, diameter, o.blur, o.scaling);
 
-    // Cost matrices, once per call. One C(x_i, y_j) serves both directions (geomloss builds
-    // C(y_j, x_i) separately; the expanded forms differ only by rounding).
+    // The points padded with zeros to whole blocks of eight; p = 1 also needs its cost
+    // matrices, once per call (one C(x_i, y_j) serves both directions: geomloss builds C(y_j, x_i)
+    // separately, and the expanded forms differ only by rounding). p = 2 needs none.
     SinkhornWorkspace& w = sinkhorn_workspace();
-    fill_cost(x, n, y, m, p, w.cxy);
-    if (debias) {
-        fill_cost(x, n, x, n, p, w.cxx);
-        fill_cost(y, m, y, m, p, w.cyy);
-    }
-    const double* cxy = w.cxy.data();
-    const double* cxx = w.cxx.data();
-    const double* cyy = w.cyy.data();
-    const int big = std::max(n, m);
-    w.z.resize(std::size_t(big) * big);
-    double* Z = w.z.data();
-
-    // Potentials: f, p on x; g, q on y; the *t arrays hold each update before averaging.
-    w.vec.resize(std::size_t(4) * (n + m) + std::size_t(10) * big);
+    const int n8 = padded(n), m8 = padded(m), big = std::max(n8, m8);
+    w.vec.assign(std::size_t(5) * (n8 + m8) + std::size_t(15) * big, 0.0);
     double* at = w.vec.data();
     auto take = [&at](int len) {
         double* r = at;
         at += len;
         return r;
     };
-    double *f = take(n), *pp = take(n), *ft = take(n), *pt = take(n);
-    double *g = take(m), *q = take(m), *gt = take(m), *qt = take(m);
-    Scratch s{take(big), take(big), take(big), take(big), take(big),
-              take(big), take(big), take(big), take(big), take(big)};
-
-    const double alpha = std::log(1.0 / n), beta = std::log(1.0 / m);  // log-weights of a, b
+    double *xs = take(n8), *ys = take(m8);
+    std::copy(x, x + n, xs);
+    std::copy(y, y + m, ys);
+    if (p == 1) {
+        fill_distance_cost(x, n, y, m, w.cxy);
+        if (debias) {
+            fill_distance_cost(x, n, x, n, w.cxx);
+            fill_distance_cost(y, m, y, m, w.cyy);
+        }
+    }
+    w.order.resize(std::size_t(n + m + 2 * std::max(n, m)));
+    int *xo = w.order.data(), *yo = xo + n, *hull = yo + m, *best = hull + std::max(n, m);
+    for (int i = 0; i < n; ++i) xo[i] = i;
+    for (int j = 0; j < m; ++j) yo[j] = j;
+    std::sort(xo, xo + n, [x](int i, int k) { return x[i] < x[k] || (x[i] == x[k] && i < k); });
+    std::sort(yo, yo + m, [y](int j, int l) { return y[j] < y[l] || (y[j] == y[l] && j < l); });
+    const double* none = nullptr;
+    SinkhornState st{n, m, debias, {xs, n, ys, m, p == 1 ? w.cxy.data() : none, xo, yo},
+                     {xs, n, xs, n, p == 1 ? w.cxx.data() : none, xo, xo},
+                     {ys, m, ys, m, p == 1 ? w.cyy.data() : none, yo, yo},
+                     take(n8), take(n8), take(n8), take(n8), take(m8), take(m8), take(m8), take(m8),
+                     Scratch{take(big), take(big), take(big), take(big), take(big), take(big), take(big), take(big),
+                             take(big), take(big), take(big), take(big), take(big), take(big), take(big), hull, best},
+                     &eps_list, grad_x, grad_y};
+    const bool wide = wide_lanes_allowed() && lanes::wide_lanes_available();
+    if (p == 2)
+        wide ? run_schedule_avx512<2>(st) : run_schedule_default<2>(st);
+    else
+        wide ? run_schedule_avx512<1>(st) : run_schedule_default<1>(st);
+    const double *ft = st.ft, *gt = st.gt, *pt = st.pt, *qt = st.qt;
     const double a = 1.0 / n, b = 1.0 / m;
-
-    // Init at eps_0 = d^p with the plain log-weights: the update formulas with zero potentials.
-    const double eps0 = eps_list.front();
-    std::fill(f, f + n, 0.0);
-    std::fill(g, g + m, 0.0);
-    std::fill(pp, pp + n, 0.0);
-    std::fill(q, q + m, 0.0);
-    pair_update(eps0, cxy, n, m, f, g, alpha, beta, ft, gt, Z, s, nullptr);
-    std::copy(ft, ft + n, f);
-    std::copy(gt, gt + m, g);
-    if (debias) {
-        self_update(eps0, cxx, n, pp, alpha, pt, Z, s, nullptr);
-        self_update(eps0, cyy, m, q, beta, qt, Z, s, nullptr);
-        std::copy(pt, pt + n, pp);
-        std::copy(qt, qt + m, q);
-    }
-
-    // L averaged, symmetric, parallel updates: every right-hand side uses the old potentials.
-    // No convergence test: geomloss runs exactly this many, and its value depends on it.
-    for (double eps : eps_list) {
-        pair_update(eps, cxy, n, m, f, g, alpha, beta, ft, gt, Z, s, nullptr);
-        if (debias) {
-            self_update(eps, cxx, n, pp, alpha, pt, Z, s, nullptr);
-            self_update(eps, cyy, m, q, beta, qt, Z, s, nullptr);
-        }
-        for (int i = 0; i < n; ++i) f[i] = 0.5 * (f[i] + ft[i]);
-        for (int j = 0; j < m; ++j) g[j] = 0.5 * (g[j] + gt[j]);
-        if (debias) {
-            for (int i = 0; i < n; ++i) pp[i] = 0.5 * (pp[i] + pt[i]);
-            for (int j = 0; j < m; ++j) q[j] = 0.5 * (q[j] + qt[j]);
-        }
-    }
-
-    // The last extrapolation: one plain (not averaged) update at eps = blur^p with frozen
-    // inputs. Only this step is differentiated (§4), and the gradient falls out of its plans
-    // pi (the row- or column-softmax of Z):
-    //   dS/dx_i = a [ sum_j pi^xy_ij dC(x_i,y_j) - sum_k pi^xx_ik dC(x_i,x_k) ]
-    //   dS/dy_j = b [ sum_i pi^yx_ji dC(y_j,x_i) - sum_l pi^yy_jl dC(y_j,y_l) ]
-    // (each soft-min grows with its costs, d softmin_i / d C_ij = pi_ij, so the +f*, +g* and
-    // -p*, -q* terms of S give these signs; for p = 2, dS/dy_j = b (sum_l pi^yy y_l - sum_i pi^yx x_i).)
-    const double eps = eps_list.back();
-    if (grad_x) std::fill(grad_x, grad_x + n, 0.0);
-    if (grad_y) std::fill(grad_y, grad_y + m, 0.0);
-    const PlanGrad pg{x, y, p, a, grad_x, b, grad_y};
-    pair_update(eps, cxy, n, m, f, g, alpha, beta, ft, gt, Z, s, grad_x || grad_y ? &pg : nullptr);
-    if (debias) {
-        const PlanGrad px{x, x, p, -a, grad_x, 0.0, nullptr}, py{y, y, p, -b, grad_y, 0.0, nullptr};
-        self_update(eps, cxx, n, pp, alpha, pt, Z, s, grad_x ? &px : nullptr);
-        self_update(eps, cyy, m, q, beta, qt, Z, s, grad_y ? &py : nullptr);
-    }
 
     // S = <a, f* - p*> + <b, g* - q*>  (= OT(a,b) - OT(a,a)/2 - OT(b,b)/2); <a, f*> + <b, g*> unbiased.
     double sx = 0.0, sy = 0.0;

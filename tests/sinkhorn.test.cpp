@@ -334,3 +334,59 @@ TEST_CASE("sinkhorn: large clouds agree with the plain two-loop recipe") {
         }
     }
 }
+
+TEST_CASE("sinkhorn: the AVX-512 and AVX2 copies of the solver give the same bits") {
+    // lanes.hpp: the schedule is compiled twice and the CPU picks; both must agree exactly, or a
+    // result would depend on the machine. (On a CPU without AVX-512 both runs take one copy.)
+    ad::Rng rng(11);
+    for (int p : {2, 1}) {
+        for (int n : {1, 7, 8, 9, 300}) {
+            CAPTURE(p);
+            CAPTURE(n);
+            const Eigen::VectorXd x = rng.normal_matrix(n, 1).col(0), y = rng.uniform_matrix(n + 3, 1, -1, 1).col(0);
+            SinkhornOptions o;
+            o.p = p;
+            const metaloss::SinkhornResult wide = metaloss::sinkhorn(x, y, o);
+            metaloss::detail::wide_lanes_allowed() = false;
+            const metaloss::SinkhornResult narrow = metaloss::sinkhorn(x, y, o);
+            metaloss::detail::wide_lanes_allowed() = true;
+            CHECK(wide.value == narrow.value);
+            CHECK(wide.grad_x == narrow.grad_x);
+            CHECK(wide.grad_y == narrow.grad_y);
+            CHECK(wide.F == narrow.F);
+        }
+    }
+}
+
+TEST_CASE("sinkhorn: the upper envelope of lines finds the highest line at every point") {
+    // envelope_argmax against brute force, with parallel lines, lines through one point, and
+    // query points repeated and outside the lines' crossings.
+    ad::Rng rng(5);
+    for (int trial = 0; trial < 50; ++trial) {
+        const int lines = 1 + trial % 17, queries = 1 + (trial * 7) % 23;
+        std::vector<double> slope(lines), icept(lines), t(queries);
+        for (int l = 0; l < lines; ++l) {
+            if (trial % 2) {  // few distinct slopes (parallel lines); all through one point when trial % 3 == 1
+                slope[l] = std::round(4 * rng.uniform()) - 2;
+                icept[l] = trial % 3 == 1 ? -slope[l] * 0.5 : std::round(8 * rng.uniform());
+            } else {
+                slope[l] = 4 * rng.uniform() - 2, icept[l] = 4 * rng.uniform();
+            }
+        }
+        for (int q = 0; q < queries; ++q) t[q] = q % 4 == 0 ? 0.5 : 6 * rng.uniform() - 3;
+        std::vector<int> lo(lines), qo(queries), hull(lines), best(queries);
+        for (int l = 0; l < lines; ++l) lo[l] = l;
+        for (int q = 0; q < queries; ++q) qo[q] = q;
+        std::sort(lo.begin(), lo.end(), [&](int a, int b) { return slope[a] < slope[b]; });
+        std::sort(qo.begin(), qo.end(), [&](int a, int b) { return t[a] < t[b]; });
+        metaloss::detail::envelope_argmax(slope.data(), icept.data(), lo.data(), lines, t.data(), qo.data(), queries,
+                                          hull.data(), best.data());
+        for (int q = 0; q < queries; ++q) {
+            double top = -1e300;
+            for (int l = 0; l < lines; ++l) top = std::max(top, icept[l] + slope[l] * t[q]);
+            CAPTURE(trial);
+            CAPTURE(q);
+            CHECK(icept[best[q]] + slope[best[q]] * t[q] == doctest::Approx(top).epsilon(1e-12));
+        }
+    }
+}

@@ -1,0 +1,230 @@
+// What this file teaches: a block of eight doubles as one value, written once and compiled two
+// ways (two 256-bit AVX2 halves, or one AVX-512 register, chosen at run time with the same bits),
+// and an exp accurate to an ulp in about twenty multiply-adds.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+// GCC warns (-Wpsabi) that functions passing 8-double vectors change ABI with AVX-512; ours are
+// all inlined, so the ABI never applies. GCC reports it at the end of the translation unit,
+// so the warning stays off from here on (a push/pop around this header would not reach it).
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+// Clang fuses a * b + c only inside one expression by default, GCC also across the inlined
+// operators below; fusing everywhere makes the two block types (and the two compilers' copies)
+// do the same operations. Scoped to this header's kernels by push/pop.
+#if defined(__clang__)
+#pragma float_control(push)
+#pragma clang fp contract(fast)
+#endif
+
+namespace occam::metaloss::lanes {
+
+// ---- Four lanes -------------------------------------------------------------------------------
+// GCC and Clang's vector extensions; any other compiler (or OCCAM_PORTABLE_LANES) gets the same
+// operations on a plain array.
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(OCCAM_PORTABLE_LANES)
+#define OCCAM_LANES_INLINE [[gnu::always_inline]] inline
+#define OCCAM_VECTOR_EXTENSIONS 1
+typedef double V4 __attribute__((vector_size(32)));
+typedef long long M4 __attribute__((vector_size(32)));  ///< all bits set where true
+typedef double V8 __attribute__((vector_size(64)));
+typedef long long M8 __attribute__((vector_size(64)));
+#else
+#define OCCAM_LANES_INLINE inline
+struct V4 {
+    double v[4];
+    double operator[](int l) const { return v[l]; }
+    double& operator[](int l) { return v[l]; }
+};
+struct M4 {
+    bool v[4];
+};
+#define OCCAM_LANES_OP(op)                                             \
+    inline V4 operator op(V4 a, V4 b) {                                \
+        for (int l = 0; l < 4; ++l) a.v[l] = a.v[l] op b.v[l];         \
+        return a;                                                      \
+    }                                                                  \
+    inline V4 operator op(V4 a, double b) {                            \
+        for (int l = 0; l < 4; ++l) a.v[l] = a.v[l] op b;              \
+        return a;                                                      \
+    }                                                                  \
+    inline V4 operator op(double a, V4 b) {                            \
+        for (int l = 0; l < 4; ++l) b.v[l] = a op b.v[l];              \
+        return b;                                                      \
+    }
+OCCAM_LANES_OP(+)
+OCCAM_LANES_OP(-)
+OCCAM_LANES_OP(*)
+OCCAM_LANES_OP(/)
+#undef OCCAM_LANES_OP
+inline M4 operator>(V4 a, V4 b) {
+    M4 m;
+    for (int l = 0; l < 4; ++l) m.v[l] = a.v[l] > b.v[l];
+    return m;
+}
+#endif
+
+/// exp(x) lane by lane for x in [-700, 700]: exp(x) = 2^k e^r, k = round(x / ln 2), |r| <= ln(2)/2,
+/// e^r by its Taylor polynomial of degree 12 (relative error below 5e-16), 2^k written straight
+/// into the exponent bits. V is a vector type and M the integer vector of its width.
+template <class V, class M>
+OCCAM_LANES_INLINE V exp_lanes(V x) {
+#if defined(OCCAM_VECTOR_EXTENSIONS) && !defined(__FAST_MATH__)
+    // Adding 1.5 * 2^52 + 1023 rounds to an integer and leaves k + 1023 in the low mantissa
+    // bits, so shifting those bits into the exponent field gives the double 2^k directly.
+    constexpr double shifter = 6755399441055744.0 + 1023.0;
+    const V t = x * 1.4426950408889634 + shifter;
+    const V k = t - shifter;                                                            // round(x / ln 2)
+    const V r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;  // ln 2 = hi + lo
+    // Estrin's scheme: the same polynomial as Horner's rule, but in four short levels instead
+    // of one chain of twelve, so consecutive lanes overlap (twice as fast).
+    const V r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    const V p01 = 1.0 + r, p23 = 1.0 / 2 + r * (1.0 / 6), p45 = 1.0 / 24 + r * (1.0 / 120);
+    const V p67 = 1.0 / 720 + r * (1.0 / 5040), p89 = 1.0 / 40320 + r * (1.0 / 362880);
+    const V p1011 = 1.0 / 3628800 + r * (1.0 / 39916800);
+    const V q0 = p01 + r2 * p23, q1 = p45 + r2 * p67, q2 = p89 + r2 * p1011;
+    const V s0 = q0 + r4 * q1, s1 = q2 + r4 * (1.0 / 479001600);
+    return (s0 + r8 * s1) * (V)((M)t << 52);
+#else
+    // -ffast-math may fold away the rounding trick; other compilers have no vector types.
+    for (int l = 0; l < int(sizeof(V) / sizeof(double)); ++l) x[l] = std::exp(x[l]);
+    return x;
+#endif
+}
+
+// ---- Eight lanes, two ways --------------------------------------------------------------------
+// Block<B> gives the operations the kernels use on a block B of eight doubles: B = Split (two
+// four-lane halves, for AVX2) or B = V8 (one AVX-512 register). Every lane does the same
+// operations either way, and sum() adds the lanes in one fixed order, so the two agree to the bit.
+struct Split {
+    V4 lo, hi;
+};
+struct SplitMask {
+    M4 lo, hi;
+};
+OCCAM_LANES_INLINE Split operator+(Split a, Split b) { return {a.lo + b.lo, a.hi + b.hi}; }
+OCCAM_LANES_INLINE Split operator-(Split a, Split b) { return {a.lo - b.lo, a.hi - b.hi}; }
+OCCAM_LANES_INLINE Split operator*(Split a, Split b) { return {a.lo * b.lo, a.hi * b.hi}; }
+OCCAM_LANES_INLINE Split operator/(Split a, Split b) { return {a.lo / b.lo, a.hi / b.hi}; }
+OCCAM_LANES_INLINE Split operator+(Split a, double b) { return {a.lo + b, a.hi + b}; }
+OCCAM_LANES_INLINE Split operator-(Split a, double b) { return {a.lo - b, a.hi - b}; }
+OCCAM_LANES_INLINE Split operator*(Split a, double b) { return {a.lo * b, a.hi * b}; }
+OCCAM_LANES_INLINE Split operator+(double a, Split b) { return {a + b.lo, a + b.hi}; }
+OCCAM_LANES_INLINE Split operator-(double a, Split b) { return {a - b.lo, a - b.hi}; }
+OCCAM_LANES_INLINE Split operator*(double a, Split b) { return {a * b.lo, a * b.hi}; }
+OCCAM_LANES_INLINE SplitMask operator>(Split a, Split b) { return {a.lo > b.lo, a.hi > b.hi}; }
+
+template <class B>
+struct Block;
+
+template <>
+struct Block<Split> {
+    OCCAM_LANES_INLINE static Split load(const double* p) {
+        Split v;
+        std::memcpy(&v.lo, p, sizeof v.lo);
+        std::memcpy(&v.hi, p + 4, sizeof v.hi);
+        return v;
+    }
+    OCCAM_LANES_INLINE static void store(double* p, Split v) {
+        std::memcpy(p, &v.lo, sizeof v.lo);
+        std::memcpy(p + 4, &v.hi, sizeof v.hi);
+    }
+    OCCAM_LANES_INLINE static Split splat(double x) {
+        Split v;
+        for (int l = 0; l < 4; ++l) v.lo[l] = x, v.hi[l] = x;
+        return v;
+    }
+    OCCAM_LANES_INLINE static Split select(SplitMask m, Split a, Split b) { return {pick(m.lo, a.lo, b.lo), pick(m.hi, a.hi, b.hi)}; }
+    /// Lanes l < limit (limit in 0..8).
+    OCCAM_LANES_INLINE static SplitMask first(int limit) {
+        const Split lane_index{{0, 1, 2, 3}, {4, 5, 6, 7}};
+        return splat(double(limit)) > lane_index;
+    }
+    OCCAM_LANES_INLINE static double lane(Split v, int l) { return l < 4 ? v.lo[l] : v.hi[l - 4]; }
+    OCCAM_LANES_INLINE static Split exp(Split x) { return {exp_lanes<V4, M4>(x.lo), exp_lanes<V4, M4>(x.hi)}; }
+
+  private:
+    OCCAM_LANES_INLINE static V4 pick(M4 m, V4 a, V4 b) {
+#ifdef OCCAM_VECTOR_EXTENSIONS
+        return (V4)(((M4)a & m) | ((M4)b & ~m));
+#else
+        for (int l = 0; l < 4; ++l) a[l] = m.v[l] ? a[l] : b[l];
+        return a;
+#endif
+    }
+};
+
+#ifdef OCCAM_VECTOR_EXTENSIONS
+template <>
+struct Block<V8> {
+    OCCAM_LANES_INLINE static V8 load(const double* p) {
+        V8 v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    OCCAM_LANES_INLINE static void store(double* p, V8 v) { std::memcpy(p, &v, sizeof v); }
+    OCCAM_LANES_INLINE static V8 splat(double x) { return V8{} + x; }
+    OCCAM_LANES_INLINE static V8 select(M8 m, V8 a, V8 b) { return (V8)(((M8)a & m) | ((M8)b & ~m)); }
+    OCCAM_LANES_INLINE static M8 first(int limit) { return M8{0, 1, 2, 3, 4, 5, 6, 7} < (long long)limit; }
+    OCCAM_LANES_INLINE static double lane(V8 v, int l) { return v[l]; }
+    OCCAM_LANES_INLINE static V8 exp(V8 x) { return exp_lanes<V8, M8>(x); }
+};
+#endif
+
+/// Operations every block type shares.
+template <class B>
+struct Ops : Block<B> {
+    using Block<B>::select;
+    using Block<B>::lane;
+    OCCAM_LANES_INLINE static B max(B a, B b) { return select(a > b, a, b); }
+    /// The lanes' sum, always in this order.
+    OCCAM_LANES_INLINE static double sum(B v) {
+        return ((lane(v, 0) + lane(v, 4)) + (lane(v, 2) + lane(v, 6))) +
+               ((lane(v, 1) + lane(v, 5)) + (lane(v, 3) + lane(v, 7)));
+    }
+    OCCAM_LANES_INLINE static double max_lane(B v) {
+        double m = lane(v, 0);
+        for (int l = 1; l < 8; ++l) m = std::max(m, lane(v, l));
+        return m;
+    }
+};
+
+// ---- Choosing the width at run time ---------------------------------------------------------
+// A default build targets AVX2 + FMA (x86-64-v3); on a CPU that also has AVX-512 the hot
+// kernels are worth compiling a second time for it. OCCAM_AVX512_CLONE marks that second copy
+// (a function whose always-inline callees are compiled again with AVX-512 on), and
+// wide_lanes_available() says at run time whether to call it. Both copies contract the same
+// products into fused multiply-adds, so they agree to the bit (tests/sinkhorn.test.cpp compares).
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__) && defined(__FMA__) && !defined(__AVX512F__)
+#define OCCAM_AVX512_CLONE __attribute__((target("avx512f")))
+inline bool wide_lanes_available() {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+#elif defined(OCCAM_VECTOR_EXTENSIONS) && defined(__AVX512F__)
+#define OCCAM_AVX512_CLONE
+inline bool wide_lanes_available() { return true; }  // built for AVX-512: V8 is native
+#else
+#define OCCAM_AVX512_CLONE
+inline bool wide_lanes_available() { return false; }
+#endif
+
+/// The block type of the AVX-512 copy: V8 where it can run, else Split (never called then).
+#if defined(OCCAM_VECTOR_EXTENSIONS) && (defined(__AVX512F__) || (defined(__x86_64__) && defined(__FMA__)))
+using Wide = V8;
+#else
+using Wide = Split;
+#endif
+
+}  // namespace occam::metaloss::lanes
+
+#if defined(__clang__)
+#pragma float_control(pop)
+#endif

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "../autodiff/autodiff.hpp"
-#include "lanes.hpp"
+#include "../autodiff/core/lanes.hpp"
 
 namespace occam::metaloss {
 
@@ -84,7 +84,7 @@ inline std::vector<double> epsilon_schedule(int p, double diameter, double blur,
 
 namespace detail {
 
-// Fuse multiply-adds across statements in Clang as GCC does (see lanes.hpp), so that the two
+// Fuse multiply-adds across statements in Clang as GCC does (see autodiff/core/lanes.hpp), so that the two
 // block types give the same bits with either compiler.
 #if defined(__clang__)
 #pragma float_control(push)
@@ -112,7 +112,7 @@ namespace detail {
 //  3. Z is never stored. Each pass recomputes its entries from vectors that stay in the L1
 //     cache (one multiply-add for p = 2, see QuadraticColumns), so a 300 x 300 problem reads
 //     kilobytes, not megabytes of cost and exponent matrices.
-//  4. Each pass is one loop over blocks of eight rows (lanes.hpp) that computes the exponent,
+//  4. Each pass is one loop over blocks of eight rows (autodiff/core/lanes.hpp) that computes the exponent,
 //     its exp and every sum it feeds while the block sits in registers; the whole schedule is
 //     compiled twice, for AVX2 and AVX-512, and the CPU picks (same bits either way).
 constexpr double kSpread = 400.0;
@@ -166,7 +166,7 @@ struct Problem {
 
 /// Scratch vectors of padded(max(n, m)) entries for one update.
 struct Scratch {
-    double *M, *N, *half_m, *half_n, *row_scale, *col_scale, *S, *T, *acc, *col_acc, *row_lse, *col_lse;
+    double *M, *N, *row_shift, *col_shift, *row_scale, *col_scale, *S, *T, *acc, *col_acc, *row_lse, *col_lse;
     double *za, *zb, *zw;  ///< the vectors QuadraticColumns builds Z from
     int *hull, *best;      ///< envelope_argmax's stack and answers
 };
@@ -192,6 +192,12 @@ struct QuadraticColumns {
         }
     };
     OCCAM_LANES_INLINE Column column(int j) const { return {a, u, b[j], w[j], v[j]}; }
+    /// The exponents less (M_i + N_j)/2, folded into the vectors: a_i - M_i/2 and b_j - N_j/2.
+    QuadraticColumns shifted(const double* M, const double* N, int rows, int cols, double* ra, double* cb) const {
+        for (int i = 0; i < rows; ++i) ra[i] = a[i] - 0.5 * M[i];
+        for (int j = 0; j < cols; ++j) cb[j] = b[j] - 0.5 * N[j];
+        return {ra, u, cb, w, v};
+    }
 };
 
 /// p = 1: Z_ij = (f_i + g_j - C_ij)/eps from the stored cost matrix.
@@ -219,6 +225,13 @@ struct DistanceColumns {
     };
     OCCAM_LANES_INLINE Column column(int j) const {
         return {f, u, C + std::size_t(j) * ld, g[j], v[j], inv};
+    }
+    /// The exponents less (M_i + N_j)/2, folded into the potentials: f_i - eps M_i/2, g_j - eps N_j/2.
+    DistanceColumns shifted(const double* M, const double* N, int rows, int cols, double* rf, double* cg) const {
+        const double eps = 1.0 / inv;
+        for (int i = 0; i < rows; ++i) rf[i] = f[i] - 0.5 * eps * M[i];
+        for (int j = 0; j < cols; ++j) cg[j] = g[j] - 0.5 * eps * N[j];
+        return {rf, u, C, ld, cg, v, inv};
     }
 };
 
@@ -312,24 +325,24 @@ OCCAM_LANES_INLINE void exponent_maxima(const Columns& Z, int rows, int cols, do
     }
 }
 
-/// The one-exp pass. E_ij = exp(max(Z_ij - hm_i - hn_j, kFloor)); adds S_i += sum_j E_ij cs_j
+/// The one-exp pass over the shifted exponents Z_ij - (M_i + N_j)/2 (see shifted()).
+/// E_ij = exp(max(Z_ij - (M_i + N_j)/2, kFloor)); adds S_i += sum_j E_ij cs_j
 /// (row sums) and, for each column, sum_i E_ij rs_i: into T_j, or with Upper (the mirror
 /// entries of a symmetric Z, diagonal excluded) into S_j. With Grad also the plan-weighted
 /// cost derivatives d_ij = dC(u_i, v_j)/du_i: acc_i += sum_j E_ij cs_j d_ij, and
 /// col_acc_j = sum_i E_ij rs_i d_ij (with Upper: acc_j -= that, as dC(v_j, u_i) = -d_ij).
 template <class B, bool Grad, bool Upper, class Columns>
-OCCAM_LANES_INLINE void one_exp_sums(const Columns& Z, int rows, int cols, const double* hm, const double* hn,
-                                     const double* rs, const double* cs, double* S, double* T, double* acc,
-                                     double* col_acc) {
+OCCAM_LANES_INLINE void one_exp_sums(const Columns& E, int rows, int cols, const double* rs, const double* cs,
+                                     double* S, double* T, double* acc, double* col_acc) {
     using L = lanes::Ops<B>;
     const B zero = L::splat(0.0), floor = L::splat(kFloor);
     for (int j = 0; j < cols; ++j) {
-        const auto col = Z.column(j);
+        const auto col = E.column(j);
         const int len = Upper ? j + 1 : rows, full = Upper ? j & ~7 : rows & ~7;
-        const double hj = hn[j], cj = cs[j];
+        const double cj = cs[j];
         B t = zero, tg = zero;
         for (int i = 0; i < len; i += 8) {
-            B e = L::exp(L::max(col.template z<B>(i) - L::load(hm + i) - hj, floor));
+            B e = L::exp(L::max(col.template z<B>(i), floor));
             B mirror = e;
             if (i == full) {
                 e = L::select(L::first(len - full), e, zero);
@@ -402,18 +415,15 @@ struct PlanGrad {
 
 inline void zero(double* v, int n) { std::fill(v, v + padded(n), 0.0); }
 
-/// half[i] = M_i / 2 and scale[i] = exp((M_i - c)/2) for i < n, zero in the padding. (The
-/// block exp, not libm's: a libm call from AVX-512 code costs more than the exp itself.)
+/// scale[i] = exp((M_i - c)/2) for i < n, zero in the padding. (The block exp, not libm's: a
+/// libm call from AVX-512 code costs more than the exp itself.)
 template <class B>
-OCCAM_LANES_INLINE void halves_and_scales(const double* M, int n, double c, double* half, double* scale) {
+OCCAM_LANES_INLINE void half_scales(const double* M, int n, double c, double* scale) {
     using L = lanes::Ops<B>;
     const int full = n & ~7;
     for (int i = 0; i < n; i += 8) {
-        B m = L::load(M + i);
-        if (i == full) m = L::select(L::first(n - full), m, L::splat(c));
-        B h = m * 0.5, e = L::exp((m - c) * 0.5);
-        if (i == full) h = L::select(L::first(n - full), h, L::splat(0.0)), e = L::select(L::first(n - full), e, L::splat(0.0));
-        L::store(half + i, h);
+        B e = L::exp((L::load(M + i) - c) * 0.5);
+        if (i == full) e = L::select(L::first(n - full), e, L::splat(0.0));
         L::store(scale + i, e);
     }
 }
@@ -439,14 +449,13 @@ OCCAM_LANES_INLINE void pair_update(double eps, const Problem& pr, const double*
         // E_ij = exp(Z_ij - (M_i + N_j)/2); rows weigh it by u_j = exp((N_j - c)/2), columns by
         // v_i = exp((M_i - c)/2): S_i = sum_j E_ij u_j, T_j = sum_i E_ij v_i.
         const double c = 0.5 * (lo + hi);
-        halves_and_scales<B>(s.M, n, c, s.half_m, s.row_scale);
-        halves_and_scales<B>(s.N, m, c, s.half_n, s.col_scale);
+        half_scales<B>(s.M, n, c, s.row_scale);
+        half_scales<B>(s.N, m, c, s.col_scale);
+        const auto E = Z.shifted(s.M, s.N, n, m, s.row_shift, s.col_shift);
         if (pg)
-            one_exp_sums<B, true, false>(Z, n, m, s.half_m, s.half_n, s.row_scale, s.col_scale, s.S, s.T, s.acc,
-                                      s.col_acc);
+            one_exp_sums<B, true, false>(E, n, m, s.row_scale, s.col_scale, s.S, s.T, s.acc, s.col_acc);
         else
-            one_exp_sums<B, false, false>(Z, n, m, s.half_m, s.half_n, s.row_scale, s.col_scale, s.S, s.T, s.acc,
-                                       s.col_acc);
+            one_exp_sums<B, false, false>(E, n, m, s.row_scale, s.col_scale, s.S, s.T, s.acc, s.col_acc);
         for (int i = 0; i < n; ++i) s.row_lse[i] = 0.5 * (s.M[i] + c) + std::log(s.S[i]);  // M_i + log(S_i / v_i)
         for (int j = 0; j < m; ++j) s.col_lse[j] = 0.5 * (s.N[j] + c) + std::log(s.T[j]);  // N_j + log(T_j / u_j)
     } else {
@@ -485,13 +494,12 @@ OCCAM_LANES_INLINE void self_update(double eps, const Problem& pr, const double*
         // Entry (i, k), i <= k, stands for itself and its mirror (k, i): it adds E_ik u_k to
         // row i and E_ik u_i to row k (the diagonal once).
         const double c = 0.5 * (lo + hi);
-        halves_and_scales<B>(s.M, n, c, s.half_m, s.row_scale);
+        half_scales<B>(s.M, n, c, s.row_scale);
+        const auto E = Z.shifted(s.M, s.M, n, n, s.row_shift, s.col_shift);
         if (pg)
-            one_exp_sums<B, true, true>(Z, n, n, s.half_m, s.half_m, s.row_scale, s.row_scale, s.S, nullptr, s.acc,
-                                     nullptr);
+            one_exp_sums<B, true, true>(E, n, n, s.row_scale, s.row_scale, s.S, nullptr, s.acc, nullptr);
         else
-            one_exp_sums<B, false, true>(Z, n, n, s.half_m, s.half_m, s.row_scale, s.row_scale, s.S, nullptr, s.acc,
-                                      nullptr);
+            one_exp_sums<B, false, true>(E, n, n, s.row_scale, s.row_scale, s.S, nullptr, s.acc, nullptr);
         for (int i = 0; i < n; ++i) s.row_lse[i] = 0.5 * (s.M[i] + c) + std::log(s.S[i]);
     } else {
         if constexpr (P != 2) exponent_maxima<B, false>(Z, n, n, s.M, nullptr);  // the full symmetric Z's
@@ -577,7 +585,7 @@ OCCAM_LANES_INLINE void run_schedule(SinkhornState& st) {
     }
 }
 
-// The schedule compiled for the build's target, and once more with AVX-512 (lanes.hpp).
+// The schedule compiled for the build's target, and once more with AVX-512 (autodiff/core/lanes.hpp).
 template <int P>
 void run_schedule_default(SinkhornState& st) {
     run_schedule<lanes::Split, P>(st);
@@ -585,13 +593,6 @@ void run_schedule_default(SinkhornState& st) {
 template <int P>
 OCCAM_AVX512_CLONE void run_schedule_avx512(SinkhornState& st) {
     run_schedule<lanes::Wide, P>(st);
-}
-
-/// Whether this thread may use the AVX-512 copy when the CPU has it (a test switches it off to
-/// compare the two copies).
-inline bool& wide_lanes_allowed() {
-    thread_local bool allowed = true;
-    return allowed;
 }
 
 #if defined(__clang__)
@@ -663,7 +664,7 @@ inline double sinkhorn_core(const double* x, int n, const double* y, int m, cons
                      Scratch{take(big), take(big), take(big), take(big), take(big), take(big), take(big), take(big),
                              take(big), take(big), take(big), take(big), take(big), take(big), take(big), hull, best},
                      &eps_list, grad_x, grad_y};
-    const bool wide = wide_lanes_allowed() && lanes::wide_lanes_available();
+    const bool wide = lanes::use_wide();
     if (p == 2)
         wide ? run_schedule_avx512<2>(st) : run_schedule_default<2>(st);
     else

@@ -347,9 +347,9 @@ TEST_CASE("sinkhorn: the AVX-512 and AVX2 copies of the solver give the same bit
             SinkhornOptions o;
             o.p = p;
             const metaloss::SinkhornResult wide = metaloss::sinkhorn(x, y, o);
-            metaloss::detail::wide_lanes_allowed() = false;
+            lanes::wide_allowed() = false;
             const metaloss::SinkhornResult narrow = metaloss::sinkhorn(x, y, o);
-            metaloss::detail::wide_lanes_allowed() = true;
+            lanes::wide_allowed() = true;
             CHECK(wide.value == narrow.value);
             CHECK(wide.grad_x == narrow.grad_x);
             CHECK(wide.grad_y == narrow.grad_y);

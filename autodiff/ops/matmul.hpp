@@ -3,6 +3,7 @@
 // products free of materialised transposes, which is where small-matrix time goes.
 #pragma once
 
+#include "../core/gemm.hpp"
 #include "elementwise.hpp"
 
 namespace occam::ad {
@@ -42,6 +43,10 @@ inline Var matmul_flags(const Var& a, const Var& b, int flags) {
     auto A = a.value();
     auto B = b.value();
     auto C = node->mutable_value();
+    if (long(m) * n * ka >= gemm_min_work()) {  // the register-blocked kernel (core/gemm.hpp)
+        gemm(ta, tb, m, n, ka, A.data(), A.rows(), B.data(), B.rows(), C.data());
+        return Var(node);
+    }
     switch (flags) {
         case 0: C.noalias() = A * B; break;
         case 1: C.noalias() = A.transpose() * B; break;

@@ -24,7 +24,7 @@
 #pragma clang fp contract(fast)
 #endif
 
-namespace occam::metaloss::lanes {
+namespace occam::lanes {
 
 // ---- Four lanes -------------------------------------------------------------------------------
 // GCC and Clang's vector extensions; any other compiler (or OCCAM_PORTABLE_LANES) gets the same
@@ -201,7 +201,7 @@ struct Ops : Block<B> {
 // kernels are worth compiling a second time for it. OCCAM_AVX512_CLONE marks that second copy
 // (a function whose always-inline callees are compiled again with AVX-512 on), and
 // wide_lanes_available() says at run time whether to call it. Both copies contract the same
-// products into fused multiply-adds, so they agree to the bit (tests/sinkhorn.test.cpp compares).
+// products into fused multiply-adds, so they agree to the bit (tests/sinkhorn.test.cpp and tests/ops.test.cpp compare).
 #if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__) && defined(__FMA__) && !defined(__AVX512F__)
 #define OCCAM_AVX512_CLONE __attribute__((target("avx512f")))
 inline bool wide_lanes_available() {
@@ -216,6 +216,15 @@ inline bool wide_lanes_available() { return true; }  // built for AVX-512: V8 is
 inline bool wide_lanes_available() { return false; }
 #endif
 
+/// Whether this thread may use the AVX-512 copies when the CPU has them (tests switch it off to
+/// compare the two copies).
+inline bool& wide_allowed() {
+    thread_local bool allowed = true;
+    return allowed;
+}
+/// Whether to call the AVX-512 copies now.
+inline bool use_wide() { return wide_allowed() && wide_lanes_available(); }
+
 /// The block type of the AVX-512 copy: V8 where it can run, else Split (never called then).
 #if defined(OCCAM_VECTOR_EXTENSIONS) && (defined(__AVX512F__) || (defined(__x86_64__) && defined(__FMA__)))
 using Wide = V8;
@@ -223,7 +232,7 @@ using Wide = V8;
 using Wide = Split;
 #endif
 
-}  // namespace occam::metaloss::lanes
+}  // namespace occam::lanes
 
 #if defined(__clang__)
 #pragma float_control(pop)

@@ -1,0 +1,149 @@
+// What this file teaches: a matrix product as a register-blocked kernel (a tile of C stays in
+// registers while k runs), written once over eight-lane blocks and compiled for AVX2 and for
+// AVX-512; every entry of C is summed over k in order, so both copies give the same bits.
+#pragma once
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "lanes.hpp"
+
+#if defined(__clang__)
+#pragma float_control(push)
+#pragma clang fp contract(fast)
+#endif
+
+namespace occam::ad::detail {
+
+/// Products with fewer multiply-adds than this go to Eigen (whose small-product path wins there).
+constexpr long kGemmMinWork = 32 * 1024;
+/// The threshold in force on this thread (GemmThreshold changes it for a scope).
+inline long& gemm_min_work() {
+    thread_local long work = kGemmMinWork;
+    return work;
+}
+/// Sends products of at least `work` multiply-adds to the kernel while it lives (the gradient
+/// checks use it to run the kernel on matrices small enough for exact finite differences).
+struct GemmThreshold {
+    long saved;
+    explicit GemmThreshold(long work) : saved(gemm_min_work()) { gemm_min_work() = work; }
+    ~GemmThreshold() { gemm_min_work() = saved; }
+    GemmThreshold(const GemmThreshold&) = delete;
+    GemmThreshold& operator=(const GemmThreshold&) = delete;
+};
+
+/// A strided view of op(B): element (k, j) at b[k * step_k + j * step_j].
+struct StridedB {
+    const double* b;
+    long step_k, step_j;
+};
+
+using PackBuffer = std::vector<double, Eigen::aligned_allocator<double>>;
+
+/// One tile of C: RB blocks of 8 rows from row i by the NR columns of one packed panel of op(B)
+/// (bp[kk * NR + c] = op(B)(kk, j + c)); only the first `cols` columns and m - i rows are
+/// stored. Ap is op(A) packed column-major with `lda` rows (zeros beyond m). Every C_ij is
+/// sum_k op(A)_ik op(B)_kj in order of k, one fused multiply-add per step.
+template <class B, int RB, int NR>
+OCCAM_LANES_INLINE void gemm_tile(int i, int j, int cols, int m, int k, const double* Ap, long lda, const double* bp,
+                                  double* C, long ldc) {
+    using L = lanes::Ops<B>;
+    B acc[RB][NR];
+    for (int r = 0; r < RB; ++r)
+        for (int c = 0; c < NR; ++c) acc[r][c] = L::splat(0.0);
+    const double* a = Ap + i;
+    for (int kk = 0; kk < k; ++kk, a += lda, bp += NR) {
+        B ar[RB];
+        for (int r = 0; r < RB; ++r) ar[r] = L::load(a + 8 * r);
+        for (int c = 0; c < NR; ++c)
+            for (int r = 0; r < RB; ++r) acc[r][c] = acc[r][c] + ar[r] * bp[c];
+    }
+    double* out = C + long(j) * ldc + i;
+    const int rows = std::min(8 * RB, m - i);
+    for (int c = 0; c < cols; ++c, out += ldc) {
+        if (rows == 8 * RB) {
+            for (int r = 0; r < RB; ++r) L::store(out + 8 * r, acc[r][c]);
+        } else {
+            alignas(64) double tmp[8 * RB];
+            for (int r = 0; r < RB; ++r) L::store(tmp + 8 * r, acc[r][c]);
+            std::copy(tmp, tmp + rows, out);
+        }
+    }
+}
+
+/// One stripe of RB blocks of 8 rows from row i, across every panel of op(B).
+template <class B, int RB, int NR>
+OCCAM_LANES_INLINE void gemm_stripe(int i, int m, int n, int k, const double* Ap, long lda, const double* panels,
+                                    double* C) {
+    for (int j = 0; j < n; j += NR)
+        gemm_tile<B, RB, NR>(i, j, std::min(NR, n - j), m, k, Ap, lda, panels + std::size_t(j) * k, C, m);
+}
+
+/// C (m x n) = Ap (m x k, packed) times op(B): op(B) is packed in panels of NR columns (the
+/// last one padded with zeros), then C is computed in stripes of RB blocks of 8 rows, the last
+/// rows taking as few blocks as they need. (No lambdas here: they would not be compiled again
+/// for AVX-512 with their caller.)
+template <class B, int RB, int NR>
+OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
+    thread_local PackBuffer panels;
+    const int np = (n + NR - 1) / NR;
+    panels.assign(std::size_t(np) * NR * std::size_t(std::max(k, 1)), 0.0);
+    for (int jb = 0; jb < np; ++jb)
+        for (int kk = 0; kk < k; ++kk)
+            for (int c = 0; c < NR && jb * NR + c < n; ++c)
+                panels[(std::size_t(jb) * k + kk) * NR + c] = bv.b[kk * bv.step_k + long(jb * NR + c) * bv.step_j];
+    int i = 0;
+    for (; i + 8 * RB <= m; i += 8 * RB) gemm_stripe<B, RB, NR>(i, m, n, k, Ap, lda, panels.data(), C);
+    while (i < m) {
+        if constexpr (RB >= 3) {
+            if (m - i > 8) {
+                gemm_stripe<B, 2, NR>(i, m, n, k, Ap, lda, panels.data(), C);
+                i += 16;
+                continue;
+            }
+        }
+        gemm_stripe<B, 1, NR>(i, m, n, k, Ap, lda, panels.data(), C);
+        i += 8;
+    }
+}
+
+// AVX2: one block of 8 rows (two 4-lane halves) by 6 columns: 12 accumulators, 2 loads, 1
+// broadcast (15 of 16 registers). AVX-512: 3 blocks (24 rows) by 8 columns: 24 accumulators.
+inline void gemm_narrow(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
+    gemm_blocks<lanes::Split, 1, 6>(m, n, k, Ap, lda, bv, C);
+}
+OCCAM_AVX512_CLONE inline void gemm_wide(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
+    gemm_blocks<lanes::Wide, 3, 8>(m, n, k, Ap, lda, bv, C);
+}
+
+/// C = op(A) op(B) for column-major A (rows_a x cols_a) and B, ta / tb saying which are
+/// transposed; C is m x n and must not overlap A or B. op(A) is first copied, padded to whole
+/// blocks of 8 rows, into a per-thread buffer (O(m k), against O(m n k) for the product).
+inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long lda_in, const double* Bm, long ldb,
+                 double* C) {
+    thread_local PackBuffer pack;
+    const long lda = (m + 7) / 8 * 8;
+    pack.assign(std::size_t(lda) * std::size_t(std::max(k, 1)), 0.0);
+    for (int kk = 0; kk < k; ++kk) {
+        double* col = pack.data() + long(kk) * lda;
+        if (!ta)
+            std::copy(A + long(kk) * lda_in, A + long(kk) * lda_in + m, col);
+        else
+            for (int i = 0; i < m; ++i) col[i] = A[kk + long(i) * lda_in];
+    }
+    // op(B)(kk, j): B(kk, j) = Bm[kk + j ldb], or B^T: B(j, kk) = Bm[j + kk ldb].
+    const StridedB bv = tb ? StridedB{Bm, ldb, 1} : StridedB{Bm, 1, ldb};
+    if (lanes::use_wide())
+        gemm_wide(m, n, k, pack.data(), lda, bv, C);
+    else
+        gemm_narrow(m, n, k, pack.data(), lda, bv, C);
+}
+
+}  // namespace occam::ad::detail
+
+#if defined(__clang__)
+#pragma float_control(pop)
+#endif

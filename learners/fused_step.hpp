@@ -66,13 +66,19 @@ struct FusedSgdStep {
         for (int l = L - 1; l >= 0; --l) {
             s.gW[l] = s.delta[l].transpose() * s.a[l];
             s.gb[l] = s.delta[l].colwise().sum();
-            if (l > 0) s.delta[l - 1] = (s.delta[l] * s.W[l]).cwiseProduct(relu_mask(s.z[l - 1]));
+            if (l > 0) s.delta[l - 1] = relu_gate(s.delta[l] * s.W[l], s.z[l - 1]);
         }
         if (mask.size()) s.gW[0] = s.gW[0].cwiseProduct(mask);
         return s;
     }
 
-    static Eigen::MatrixXd relu_mask(const Eigen::MatrixXd& z) { return (z.array() > 0.0).cast<double>(); }
+    /// x where z > 0, else 0 (x .* relu'(z)), without a mask matrix.
+    template <class X>
+    static Eigen::MatrixXd relu_gate(const X& x, const Eigen::MatrixXd& z) {
+        Eigen::MatrixXd out = x;
+        out = (z.array() > 0.0).select(out.array(), 0.0).matrix();
+        return out;
+    }
 
     /// p - lr g, then |W0| if positive.
     Eigen::VectorXd step(const Eigen::VectorXd& p, const Pass& s) const {
@@ -124,23 +130,27 @@ struct FusedSgdStep {
             Vb[l] = Eigen::Map<const Eigen::RowVectorXd>(V.data() + at, out);
             at += out;
         }
+        // R a_0 = 0 (the inputs are constants), so layer 0 skips the terms with R a_0.
         std::vector<Eigen::MatrixXd> Ra(static_cast<std::size_t>(L + 1));
-        Ra[0] = Eigen::MatrixXd::Zero(x.rows(), x.cols());
         Eigen::MatrixXd Rz;
         for (int l = 0; l < L; ++l) {
-            Rz = ((Ra[l] * s.W[l].transpose() + s.a[l] * VW[l].transpose()).rowwise() + Vb[l]);
-            if (l + 1 < L) Ra[l + 1] = Rz.cwiseProduct(relu_mask(s.z[l]));
+            if (l == 0)
+                Rz = (s.a[0] * VW[0].transpose()).rowwise() + Vb[0];
+            else
+                Rz = ((Ra[l] * s.W[l].transpose() + s.a[l] * VW[l].transpose()).rowwise() + Vb[l]);
+            if (l + 1 < L) Ra[l + 1] = relu_gate(Rz, s.z[l]);
         }
         const double n = double(x.rows());
         Eigen::MatrixXd Rdelta = (2.0 / n) * Rz;
         p_bar = V;
         for (int l = L - 1; l >= 0; --l) {
-            Eigen::MatrixXd RgW = Rdelta.transpose() * s.a[l] + s.delta[l].transpose() * Ra[l];
+            Eigen::MatrixXd RgW = Rdelta.transpose() * s.a[l];
+            if (l > 0) RgW += s.delta[l].transpose() * Ra[l];
             if (l == 0 && mask.size()) RgW = RgW.cwiseProduct(mask);
             const Eigen::Index nw = RgW.size();
             p_bar.segment(offs[l], nw) -= lr * Eigen::Map<const Eigen::VectorXd>(RgW.data(), nw);
             p_bar.segment(offs[l] + nw, RgW.rows()) -= lr * Rdelta.colwise().sum().transpose();
-            if (l > 0) Rdelta = (Rdelta * s.W[l] + s.delta[l] * VW[l]).cwiseProduct(relu_mask(s.z[l - 1]));
+            if (l > 0) Rdelta = relu_gate(Rdelta * s.W[l] + s.delta[l] * VW[l], s.z[l - 1]);
         }
         // Rz still holds R out (the last layer's).
         const Eigen::VectorXd yb = (2.0 * lr / n) * Rz.col(0);

@@ -90,11 +90,12 @@ template <class B, int RB, int NR>
 OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
     thread_local PackBuffer panels;
     const int np = (n + NR - 1) / NR;
-    panels.assign(std::size_t(np) * NR * std::size_t(std::max(k, 1)), 0.0);
+    panels.resize(std::size_t(np) * NR * std::size_t(std::max(k, 1)));
     for (int jb = 0; jb < np; ++jb)
         for (int kk = 0; kk < k; ++kk)
-            for (int c = 0; c < NR && jb * NR + c < n; ++c)
-                panels[(std::size_t(jb) * k + kk) * NR + c] = bv.b[kk * bv.step_k + long(jb * NR + c) * bv.step_j];
+            for (int c = 0; c < NR; ++c)
+                panels[(std::size_t(jb) * k + kk) * NR + c] =
+                    jb * NR + c < n ? bv.b[kk * bv.step_k + long(jb * NR + c) * bv.step_j] : 0.0;
     int i = 0;
     for (; i + 8 * RB <= m; i += 8 * RB) gemm_stripe<B, RB, NR>(i, m, n, k, Ap, lda, panels.data(), C);
     while (i < m) {
@@ -126,13 +127,14 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long ld
                  double* C) {
     thread_local PackBuffer pack;
     const long lda = (m + 7) / 8 * 8;
-    pack.assign(std::size_t(lda) * std::size_t(std::max(k, 1)), 0.0);
+    pack.resize(std::size_t(lda) * std::size_t(std::max(k, 1)));
     for (int kk = 0; kk < k; ++kk) {
         double* col = pack.data() + long(kk) * lda;
         if (!ta)
             std::copy(A + long(kk) * lda_in, A + long(kk) * lda_in + m, col);
         else
             for (int i = 0; i < m; ++i) col[i] = A[kk + long(i) * lda_in];
+        std::fill(col + m, col + lda, 0.0);
     }
     // op(B)(kk, j): B(kk, j) = Bm[kk + j ldb], or B^T: B(j, kk) = Bm[j + kk ldb].
     const StridedB bv = tb ? StridedB{Bm, ldb, 1} : StridedB{Bm, 1, ldb};

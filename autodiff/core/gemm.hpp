@@ -42,6 +42,10 @@ struct StridedB {
 };
 
 using PackBuffer = std::vector<double, Eigen::aligned_allocator<double>>;
+/// Makes room for n values; never shrinks (a resize down and up again would zero the memory).
+inline void grow(PackBuffer& b, std::size_t n) {
+    if (b.size() < n) b.resize(n);
+}
 
 /// One tile of C: RB blocks of 8 rows from row i by the NR columns of one packed panel of op(B)
 /// (bp[kk * NR + c] = op(B)(kk, j + c)); only the first `cols` columns and m - i rows are
@@ -90,7 +94,7 @@ template <class B, int RB, int NR>
 OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
     thread_local PackBuffer panels;
     const int np = (n + NR - 1) / NR;
-    panels.resize(std::size_t(np) * NR * std::size_t(std::max(k, 1)));
+    grow(panels, std::size_t(np) * NR * std::size_t(std::max(k, 1)));
     for (int jb = 0; jb < np; ++jb)
         for (int kk = 0; kk < k; ++kk)
             for (int c = 0; c < NR; ++c)
@@ -127,7 +131,7 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long ld
                  double* C) {
     thread_local PackBuffer pack;
     const long lda = (m + 7) / 8 * 8;
-    pack.resize(std::size_t(lda) * std::size_t(std::max(k, 1)));
+    grow(pack, std::size_t(lda) * std::size_t(std::max(k, 1)));
     for (int kk = 0; kk < k; ++kk) {
         double* col = pack.data() + long(kk) * lda;
         if (!ta)

@@ -91,17 +91,22 @@ nlohmann::json tape_workload(int repeats) {
             {"node_backward_ns", bs[bs.size() / 2] / chain * 1e9}};
 }
 
-/// The vector instructions this binary was compiled for (OCCAM_ARCH decides; timings depend on it).
-const char* compiled_for() {
+/// The vector instructions this binary was compiled for (OCCAM_ARCH decides; timings depend on
+/// it), and whether the AVX-512 copies of the hot kernels (autodiff/core/lanes.hpp) run here.
+std::string compiled_for() {
 #if defined(__AVX512F__)
-    return "AVX-512 + FMA";
+    std::string isa = "AVX-512 + FMA";
 #elif defined(__AVX2__) && defined(__FMA__)
-    return "AVX2 + FMA";
+    std::string isa = "AVX2 + FMA";
 #elif defined(__SSE2__)
-    return "SSE2";
+    std::string isa = "SSE2";
 #else
-    return "the compiler's default";
+    std::string isa = "the compiler's default";
 #endif
+#if !defined(__AVX512F__)
+    if (lanes::wide_lanes_available()) isa += ", AVX-512 kernels at run time";
+#endif
+    return isa;
 }
 
 /// This process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB).

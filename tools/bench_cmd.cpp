@@ -104,7 +104,7 @@ std::string compiled_for() {
     std::string isa = "the compiler's default";
 #endif
 #if !defined(__AVX512F__)
-    if (lanes::wide_lanes_available()) isa += ", AVX-512 kernels at run time";
+    if (lanes::use_wide()) isa += ", AVX-512 kernels at run time";
 #endif
     return isa;
 }
@@ -149,10 +149,12 @@ int bench(int argc, char** argv) {
     options.add_options()("workload", "Workload to time", cxxopts::value<std::string>()->default_value("tape"))(
         "repeats", "Timed repetitions (the median is reported)", cxxopts::value<int>()->default_value("200"))(
         "threads", "Threads inside a step (the evolution workload's population)", cxxopts::value<int>()->default_value("1"))(
-        "json", "Print JSON instead of key=value lines");
+        "no-avx512", "Run the AVX2 copies of the hot kernels even on an AVX-512 CPU (what a CPU without "
+                     "AVX-512 runs; the same results)")("json", "Print JSON instead of key=value lines");
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
+    if (args.count("no-avx512")) lanes::wide_allowed() = false;
     const std::string workload = args["workload"].as<std::string>();
     const int repeats = args["repeats"].as<int>();
     if (repeats < 1) {

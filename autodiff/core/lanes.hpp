@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -216,14 +217,14 @@ inline bool wide_lanes_available() { return true; }  // built for AVX-512: V8 is
 inline bool wide_lanes_available() { return false; }
 #endif
 
-/// Whether this thread may use the AVX-512 copies when the CPU has them (tests switch it off to
-/// compare the two copies).
-inline bool& wide_allowed() {
-    thread_local bool allowed = true;
+/// Whether the AVX-512 copies may run when the CPU has them (the tests switch them off to compare
+/// the two copies, `occam bench --no-avx512` to time what a CPU without AVX-512 runs).
+inline std::atomic<bool>& wide_allowed() {
+    static std::atomic<bool> allowed{true};
     return allowed;
 }
 /// Whether to call the AVX-512 copies now.
-inline bool use_wide() { return wide_allowed() && wide_lanes_available(); }
+inline bool use_wide() { return wide_allowed().load(std::memory_order_relaxed) && wide_lanes_available(); }
 
 /// The block type of the AVX-512 copy: V8 where it can run, else Split (never called then).
 #if defined(OCCAM_VECTOR_EXTENSIONS) && (defined(__AVX512F__) || (defined(__x86_64__) && defined(__FMA__)))

@@ -30,6 +30,27 @@ TEST_CASE("experiment: the same seed gives bit-identical parameters") {
     CHECK(other.step().loss != experiment::MetaTrainer(small_kernel_config()).step().loss);
 }
 
+TEST_CASE("experiment: the AVX2 and AVX-512 copies of the kernels give the same run") {
+    // A CPU without AVX-512 runs the AVX2 copies (autodiff/core/lanes.hpp); a run must not
+    // depend on which. fig2c (blocked GEMM, Sinkhorn 100 x 100) and fig7 (Sinkhorn 300 x 300,
+    // masked inner training), a few meta-steps each, parameters compared bit for bit.
+    for (const char* preset : {"fig2c-kernel", "fig7-grouped"}) {
+        CAPTURE(preset);
+        experiment::Config c = experiment::find_preset(preset).config;
+        experiment::MetaTrainer wide(c);
+        lanes::wide_allowed() = false;
+        experiment::MetaTrainer narrow(c);
+        for (int s = 0; s < 4; ++s) {
+            lanes::wide_allowed() = true;
+            const double lw = wide.step().loss;
+            lanes::wide_allowed() = false;
+            CHECK(lw == narrow.step().loss);
+        }
+        lanes::wide_allowed() = true;
+        for (std::size_t k = 0; k < wide.params().size(); ++k) CHECK(wide.params()[k] == narrow.params()[k]);
+    }
+}
+
 TEST_CASE("experiment: a restored checkpoint continues exactly as an uninterrupted run") {
     for (const char* opt : {"adagrad", "adam", "sgd"}) {
         CAPTURE(opt);

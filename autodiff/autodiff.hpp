@@ -1,6 +1,7 @@
 // occam's reverse-mode automatic differentiation, in one include.
-// What it teaches, file by file: core/ (the tape, scopes, the backward loop), ops/ (every op
-// with its backward formula beside it), check/ (how to test a gradient), optim.hpp, nn.hpp.
+// What it teaches, file by file: core/ (the tape, scopes, the backward loop, the vector
+// kernels behind matmul), ops/ (every op with its backward formula beside it), check/ (how to
+// test a gradient), optim.hpp, nn.hpp.
 // Needs only Eigen. Namespace occam::ad.
 #pragma once
 

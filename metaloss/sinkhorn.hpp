@@ -84,8 +84,8 @@ inline std::vector<double> epsilon_schedule(int p, double diameter, double blur,
 
 namespace detail {
 
-// Fuse multiply-adds across statements in Clang as GCC does (see autodiff/core/lanes.hpp), so that the two
-// block types give the same bits with either compiler.
+// Fuse multiply-adds across statements in Clang as GCC does (see autodiff/core/lanes.hpp), so
+// that the two block types give the same bits with either compiler.
 #if defined(__clang__)
 #pragma float_control(push)
 #pragma clang fp contract(fast)
@@ -112,25 +112,24 @@ namespace detail {
 //  3. Z is never stored. Each pass recomputes its entries from vectors that stay in the L1
 //     cache (one multiply-add for p = 2, see QuadraticColumns), so a 300 x 300 problem reads
 //     kilobytes, not megabytes of cost and exponent matrices.
-//  4. Each pass is one loop over blocks of eight rows (autodiff/core/lanes.hpp) that computes the exponent,
-//     its exp and every sum it feeds while the block sits in registers; the whole schedule is
-//     compiled twice, for AVX2 and AVX-512, and the CPU picks (same bits either way).
+//  4. Each pass is one loop over blocks of eight rows (autodiff/core/lanes.hpp) that computes
+//     the exponent, its exp and every sum it feeds while the block sits in registers; the whole
+//     schedule is compiled twice, for AVX2 and AVX-512, and the CPU picks (same bits either way).
 constexpr double kSpread = 400.0;
 /// Exponents are floored here before exp: e^-300 is negligible beside the row's largest term
 /// (at least e^-100 after the u, v scales), and it keeps exp and the products away from
 /// subnormal numbers, which are very slow.
 constexpr double kFloor = -300.0;
 
-
 /// Row buffers are padded to whole blocks of eight; the padding lanes are masked out of
 /// every maximum and sum.
-inline int padded(int n) { return (n + 7) & ~7; }
+using lanes::padded;
 
 /// geomloss's p = 1 ground cost, from the *expanded* squared distance s = u u - 2 u v + v v.
 inline double distance_cost(double u, double v) { return std::sqrt(std::max(u * u - 2.0 * u * v + v * v, 1e-8)); }
 
-/// Storage aligned as Eigen aligns its own matrices (32 bytes for AVX, 64 for AVX-512), so
-/// that any Eigen map over it sums in the same order whatever malloc returned.
+/// Storage aligned as Eigen aligns its own matrices (32 bytes for AVX, 64 for AVX-512), so the
+/// blocks of eight the kernels load start on a vector boundary.
 using AlignedVector = std::vector<double, Eigen::aligned_allocator<double>>;
 
 /// C_ij = C(u_i, v_j) for p = 1, column-major with padded(nu) rows (the padding holds 1, so
@@ -161,7 +160,7 @@ struct Problem {
     const double* v;
     int cols;
     const double* C;
-    const int *u_order, *v_order;  ///< the indices of u and of v in increasing order
+    const int *u_order, *v_order;  ///< p = 2: the indices of u and of v in increasing order
 };
 
 /// Scratch vectors of padded(max(n, m)) entries for one update.
@@ -502,7 +501,9 @@ OCCAM_LANES_INLINE void self_update(double eps, const Problem& pr, const double*
             one_exp_sums<B, false, true>(E, n, n, s.row_scale, s.row_scale, s.S, nullptr, s.acc, nullptr);
         for (int i = 0; i < n; ++i) s.row_lse[i] = 0.5 * (s.M[i] + c) + std::log(s.S[i]);
     } else {
-        if constexpr (P != 2) exponent_maxima<B, false>(Z, n, n, s.M, nullptr);  // the full symmetric Z's
+        // The direct pass needs each row's maximum over the whole symmetric Z: p = 2's envelope
+        // maxima already are; p = 1's came from the upper triangle only.
+        if constexpr (P != 2) exponent_maxima<B, false>(Z, n, n, s.M, nullptr);
         if (pg)
             two_exp_sums<B, true>(Z, n, n, s.M, nullptr, s.S, nullptr, s.acc, nullptr);
         else
@@ -650,12 +651,15 @@ inline double sinkhorn_core(const double* x, int n, const double* y, int m, cons
             fill_distance_cost(y, m, y, m, w.cyy);
         }
     }
+    // p = 2's envelope maxima visit the points in increasing order.
     w.order.resize(std::size_t(n + m + 2 * std::max(n, m)));
     int *xo = w.order.data(), *yo = xo + n, *hull = yo + m, *best = hull + std::max(n, m);
-    for (int i = 0; i < n; ++i) xo[i] = i;
-    for (int j = 0; j < m; ++j) yo[j] = j;
-    std::sort(xo, xo + n, [x](int i, int k) { return x[i] < x[k] || (x[i] == x[k] && i < k); });
-    std::sort(yo, yo + m, [y](int j, int l) { return y[j] < y[l] || (y[j] == y[l] && j < l); });
+    if (p == 2) {
+        for (int i = 0; i < n; ++i) xo[i] = i;
+        for (int j = 0; j < m; ++j) yo[j] = j;
+        std::sort(xo, xo + n, [x](int i, int k) { return x[i] < x[k] || (x[i] == x[k] && i < k); });
+        std::sort(yo, yo + m, [y](int j, int l) { return y[j] < y[l] || (y[j] == y[l] && j < l); });
+    }
     const double* none = nullptr;
     SinkhornState st{n, m, debias, {xs, n, ys, m, p == 1 ? w.cxy.data() : none, xo, yo},
                      {xs, n, xs, n, p == 1 ? w.cxx.data() : none, xo, xo},

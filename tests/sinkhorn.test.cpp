@@ -336,7 +336,7 @@ TEST_CASE("sinkhorn: large clouds agree with the plain two-loop recipe") {
 }
 
 TEST_CASE("sinkhorn: the AVX-512 and AVX2 copies of the solver give the same bits") {
-    // lanes.hpp: the schedule is compiled twice and the CPU picks; both must agree exactly, or a
+    // autodiff/core/lanes.hpp: the schedule is compiled twice and the CPU picks; both must agree exactly, or a
     // result would depend on the machine. (On a CPU without AVX-512 both runs take one copy.)
     ad::Rng rng(11);
     for (int p : {2, 1}) {

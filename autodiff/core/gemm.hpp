@@ -6,7 +6,6 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cstddef>
-#include <type_traits>
 #include <vector>
 
 #include "lanes.hpp"
@@ -130,7 +129,7 @@ OCCAM_AVX512_CLONE inline void gemm_wide(int m, int n, int k, const double* Ap, 
 inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long lda_in, const double* Bm, long ldb,
                  double* C) {
     thread_local PackBuffer pack;
-    const long lda = (m + 7) / 8 * 8;
+    const long lda = lanes::padded(m);
     grow(pack, std::size_t(lda) * std::size_t(std::max(k, 1)));
     for (int kk = 0; kk < k; ++kk) {
         double* col = pack.data() + long(kk) * lda;

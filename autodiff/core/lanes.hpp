@@ -179,6 +179,9 @@ struct Block<V8> {
 };
 #endif
 
+/// n rounded up to whole blocks of eight (buffers the kernels read a block at a time).
+inline int padded(int n) { return (n + 7) & ~7; }
+
 /// Operations every block type shares.
 template <class B>
 struct Ops : Block<B> {
@@ -202,7 +205,7 @@ struct Ops : Block<B> {
 // kernels are worth compiling a second time for it. OCCAM_AVX512_CLONE marks that second copy
 // (a function whose always-inline callees are compiled again with AVX-512 on), and
 // wide_lanes_available() says at run time whether to call it. Both copies contract the same
-// products into fused multiply-adds, so they agree to the bit (tests/sinkhorn.test.cpp and tests/ops.test.cpp compare).
+// products into fused multiply-adds, so they agree to the bit (the tests compare them).
 #if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__) && defined(__FMA__) && !defined(__AVX512F__)
 #define OCCAM_AVX512_CLONE __attribute__((target("avx512f")))
 inline bool wide_lanes_available() {

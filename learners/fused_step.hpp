@@ -2,195 +2,366 @@
 // whose backward pass is written by hand. The vector-Jacobian product of p' = p - lr grad L(p)
 // needs a Hessian-vector product, computed with Pearlmutter's R-operator (a forward-mode pass
 // through the network's forward and backward passes) instead of recording ~100 small nodes.
+// The small products run as loops over blocks of eight examples (autodiff/core/lanes.hpp).
 #pragma once
 
 #include <Eigen/Dense>
-#include <string>
+#include <algorithm>
+#include <stdexcept>
 #include <vector>
 
 #include "../autodiff/autodiff.hpp"
+#include "../autodiff/core/lanes.hpp"
+
+#if defined(__clang__)
+#pragma float_control(push)
+#pragma clang fp contract(fast)
+#endif
 
 namespace occam::learners {
 
-/// One full-batch or minibatch SGD step of a ReLU MLP (identity output) on the mean squared
-/// error, with an optional 0/1 mask on the first layer's weights and an optional |W0| projection
-/// after the step. Parameters are packed in one column: W0, b0, W1, b1, ... each column-major.
-struct FusedSgdStep {
+/// What every step of one inner training shares: a ReLU MLP (identity output, one output)
+/// trained by plain SGD on the mean squared error, with an optional 0/1 mask on the first
+/// layer's weights (masked weights stay zero) and an optional |W0| projection after each step.
+/// Parameters are packed in one column: W0, b0, W1, b1, ... each column-major.
+struct FusedSgdNet {
     std::vector<int> widths;
-    Eigen::MatrixXd mask;  ///< empty: dense first layer
-    bool positive = false;
     double lr = 0.0;
-    Eigen::MatrixXd x;      ///< the step's (batch of) inputs
-    std::vector<int> rows;  ///< which label rows the batch uses (empty: all, in order)
+    bool positive = false;
+    /// The first layer's connections as compressed rows: unit o reads the inputs
+    /// first_inputs[first_start[o] .. first_start[o + 1]). Empty: every input.
+    std::vector<int> first_start, first_inputs;
+    std::vector<Eigen::Index> w_at, b_at;  ///< where W_l and b_l start in the packed parameters
+    std::vector<int> width_sum;            ///< width_sum[l] = widths[0] + ... + widths[l - 1]
+
+    FusedSgdNet(std::vector<int> w, const Eigen::MatrixXd& mask, bool positive_, double lr_)
+        : widths(std::move(w)), lr(lr_), positive(positive_) {
+        if (widths.size() < 2 || widths.back() != 1)
+            throw std::invalid_argument("fused SGD step: needs at least one layer and one output");
+        Eigen::Index at = 0;
+        width_sum.assign(widths.size() + 1, 0);
+        for (std::size_t l = 0; l < widths.size(); ++l) width_sum[l + 1] = width_sum[l] + widths[l];
+        for (int l = 0; l < layers(); ++l) {
+            w_at.push_back(at);
+            at += Eigen::Index(widths[std::size_t(l + 1)]) * widths[std::size_t(l)];
+            b_at.push_back(at);
+            at += widths[std::size_t(l + 1)];
+        }
+        if (mask.size() == 0) return;
+        if (mask.rows() != widths[1] || mask.cols() != widths[0])
+            throw std::invalid_argument("fused SGD step: the mask must be hidden x inputs");
+        first_start.push_back(0);
+        for (int o = 0; o < widths[1]; ++o) {
+            for (int k = 0; k < widths[0]; ++k) {
+                if (mask(o, k) != 0.0 && mask(o, k) != 1.0)
+                    throw std::invalid_argument("fused SGD step: the mask must hold 0 and 1 only");
+                if (mask(o, k) == 1.0) first_inputs.push_back(k);
+            }
+            first_start.push_back(int(first_inputs.size()));
+        }
+    }
 
     int layers() const { return int(widths.size()) - 1; }
+    Eigen::Index packed_size() const { return b_at.back() + 1; }
+};
 
-    /// The values the forward and the backward pass share.
-    struct Pass {
-        std::vector<Eigen::MatrixXd> W, a, z;  ///< effective weights, activations a_l, pre-activations z_l
-        std::vector<Eigen::MatrixXd> delta;    ///< dL/dz_l
-        std::vector<Eigen::MatrixXd> gW;       ///< dL/dW_l (masked for l = 0)
-        std::vector<Eigen::RowVectorXd> gb;
-    };
+namespace fused_detail {
 
-    /// Forward and backward pass of the loss at packed parameters p with batch labels y.
-    ///   z_l = a_l W_l^T + b_l,  a_{l+1} = relu(z_l),  out = z_{L-1},  L = mean((out - y)^2)
-    ///   delta_{L-1} = 2 (out - y) / n,  gW_l = delta_l^T a_l,  gb_l = colsum(delta_l),
-    ///   delta_{l-1} = (delta_l W_l) .* [z_{l-1} > 0]
-    Pass run(const Eigen::VectorXd& p, const Eigen::VectorXd& y) const {
-        const int L = layers();
-        Pass s;
-        s.W.resize(L);
-        s.a.resize(L + 1);
-        s.z.resize(L);
-        s.delta.resize(L);
-        s.gW.resize(L);
-        s.gb.resize(L);
-        Eigen::Index at = 0;
-        std::vector<Eigen::RowVectorXd> b(static_cast<std::size_t>(L));
-        for (int l = 0; l < L; ++l) {
-            const int out = widths[std::size_t(l + 1)], in = widths[std::size_t(l)];
-            s.W[l] = Eigen::Map<const Eigen::MatrixXd>(p.data() + at, out, in);
-            at += Eigen::Index(out) * in;
-            b[l] = Eigen::Map<const Eigen::RowVectorXd>(p.data() + at, out);
-            at += out;
-            if (l == 0 && mask.size()) s.W[0] = s.W[0].cwiseProduct(mask);
-        }
-        s.a[0] = x;
-        for (int l = 0; l < L; ++l) {
-            s.z[l] = (s.a[l] * s.W[l].transpose()).rowwise() + b[l];
-            if (l + 1 < L) s.a[l + 1] = s.z[l].cwiseMax(0.0);
-        }
-        const double n = double(x.rows());
-        s.delta[L - 1] = (2.0 / n) * (s.z[L - 1] - y);
-        for (int l = L - 1; l >= 0; --l) {
-            s.gW[l] = s.delta[l].transpose() * s.a[l];
-            s.gb[l] = s.delta[l].colwise().sum();
-            if (l > 0) s.delta[l - 1] = relu_gate(s.delta[l] * s.W[l], s.z[l - 1]);
-        }
-        if (mask.size()) s.gW[0] = s.gW[0].cwiseProduct(mask);
-        return s;
-    }
+// The step's activations are stored example-major: a matrix with `ld` rows (the batch rounded
+// up to whole blocks of 8, the extra rows kept harmless: their deltas are zero) and one column
+// per unit, so every column is a run of blocks.
 
-    /// x where z > 0, else 0 (x .* relu'(z)), without a mask matrix.
-    template <class X>
-    static Eigen::MatrixXd relu_gate(const X& x, const Eigen::MatrixXd& z) {
-        Eigen::MatrixXd out = x;
-        out = (z.array() > 0.0).select(out.array(), 0.0).matrix();
-        return out;
-    }
+/// One term of a column combination: columns k of A (ld apart) weighted by M(j, k) = m[j sj + k sk].
+struct Term {
+    const double* A;
+    const double* m;
+    long sj, sk;
+};
+/// What a combination writes: its sums, relu of them, or them where gate > 0 (else zero).
+enum class Finish { sum, relu, gate };
 
-    /// p - lr g, then |W0| if positive.
-    Eigen::VectorXd step(const Eigen::VectorXd& p, const Pass& s) const {
-        Eigen::VectorXd q = p;
-        Eigen::Index at = 0;
-        for (int l = 0; l < layers(); ++l) {
-            const Eigen::Index nw = s.gW[l].size(), nb = s.gb[l].size();
-            q.segment(at, nw) -= lr * Eigen::Map<const Eigen::VectorXd>(s.gW[l].data(), nw);
-            if (l == 0 && positive) q.segment(at, nw) = q.segment(at, nw).cwiseAbs();
-            at += nw;
-            q.segment(at, nb) -= lr * s.gb[l].transpose();
-            at += nb;
-        }
-        return q;
-    }
-
-    /// The batch labels from all labels.
-    Eigen::VectorXd batch_labels(const Eigen::VectorXd& y) const { return rows.empty() ? y : Eigen::VectorXd(y(rows)); }
-
-    /// The vector-Jacobian product for the adjoint v of p'. With R{.} the derivative along
-    /// the direction V (v, after the |.| projection's sign for W0):
-    ///   R z_l = R a_l W_l^T + a_l V_Wl^T + V_bl,  R a_{l+1} = R z_l .* [z_l > 0]
-    ///   R delta_{L-1} = 2 R out / n
-    ///   R gW_l = R delta_l^T a_l + delta_l^T R a_l,  R gb_l = colsum(R delta_l)
-    ///   R delta_{l-1} = (R delta_l W_l + delta_l V_Wl) .* [z_{l-1} > 0]
-    /// Then  p_bar = V - lr (R gW, R gb)  (= V - lr H V, H the loss's Hessian) and
-    ///       y_bar = (2 lr / n) R out     (from d grad / d y = -(2/n) d out / d p).
-    /// `s` is run(p, batch labels) from the forward pass, kept rather than recomputed.
-    void vjp(const Eigen::VectorXd& p, const Pass& s, const Eigen::VectorXd& v, Eigen::VectorXd& p_bar,
-             Eigen::VectorXd& y_bar, Eigen::Index n_labels) const {
-        const int L = layers();
-        std::vector<Eigen::MatrixXd> VW(static_cast<std::size_t>(L));
-        std::vector<Eigen::RowVectorXd> Vb(static_cast<std::size_t>(L));
-        std::vector<Eigen::Index> offs(static_cast<std::size_t>(L));  ///< where layer l's W starts in p
-        Eigen::VectorXd V = v;
-        Eigen::Index at = 0;
-        for (int l = 0; l < L; ++l) {
-            const int out = widths[std::size_t(l + 1)], in = widths[std::size_t(l)];
-            const Eigen::Index nw = Eigen::Index(out) * in;
-            offs[std::size_t(l)] = at;
-            if (l == 0 && positive) {  // d|u|/du = sign(u) at the pre-projection weights
-                const Eigen::VectorXd pre =
-                    p.segment(0, nw) - lr * Eigen::Map<const Eigen::VectorXd>(s.gW[0].data(), nw);
-                V.segment(0, nw) = V.segment(0, nw).cwiseProduct(pre.cwiseSign());
+/// out[:, j] = bias_j + sum over terms of sum_k M(j, k) A[:, k] for j < cols, the k in turn (all
+/// `in` of them, or unit j's list in the compressed rows `start`/`index`), for RB blocks of 8
+/// rows from block r0. The RB blocks stay in registers while k runs.
+template <class B, int RB>
+OCCAM_LANES_INLINE void combine_blocks(int r0, long ld, int cols, int in, const Term* terms, int n_terms,
+                                       const double* bias, const int* start, const int* index, Finish finish,
+                                       const double* gate, double* out) {
+    using L = lanes::Ops<B>;
+    const long row = long(r0) * 8;
+    for (int j = 0; j < cols; ++j) {
+        B acc[RB];
+        for (int r = 0; r < RB; ++r) acc[r] = L::splat(bias ? bias[j] : 0.0);
+        for (int t = 0; t < n_terms; ++t) {
+            const Term& T = terms[t];
+            const int k0 = start ? start[j] : 0, k1 = start ? start[j + 1] : in;
+            for (int kk = k0; kk < k1; ++kk) {
+                const int k = start ? index[kk] : kk;
+                const double w = T.m[j * T.sj + k * T.sk];
+                const double* a = T.A + k * ld + row;
+                for (int r = 0; r < RB; ++r) acc[r] = acc[r] + L::load(a + 8 * r) * w;
             }
-            VW[l] = Eigen::Map<const Eigen::MatrixXd>(V.data() + at, out, in);
-            if (l == 0 && mask.size()) VW[0] = VW[0].cwiseProduct(mask);
-            at += nw;
-            Vb[l] = Eigen::Map<const Eigen::RowVectorXd>(V.data() + at, out);
-            at += out;
         }
-        // R a_0 = 0 (the inputs are constants), so layer 0 skips the terms with R a_0.
-        std::vector<Eigen::MatrixXd> Ra(static_cast<std::size_t>(L + 1));
-        Eigen::MatrixXd Rz;
-        for (int l = 0; l < L; ++l) {
-            if (l == 0)
-                Rz = (s.a[0] * VW[0].transpose()).rowwise() + Vb[0];
-            else
-                Rz = ((Ra[l] * s.W[l].transpose() + s.a[l] * VW[l].transpose()).rowwise() + Vb[l]);
-            if (l + 1 < L) Ra[l + 1] = relu_gate(Rz, s.z[l]);
+        double* o = out + j * ld + row;
+        for (int r = 0; r < RB; ++r) {
+            B v = acc[r];
+            if (finish == Finish::relu) v = L::max(v, L::splat(0.0));
+            if (finish == Finish::gate) v = L::select(L::load(gate + j * ld + row + 8 * r) > L::splat(0.0), v, L::splat(0.0));
+            L::store(o + 8 * r, v);
         }
-        const double n = double(x.rows());
-        Eigen::MatrixXd Rdelta = (2.0 / n) * Rz;
-        p_bar = V;
-        for (int l = L - 1; l >= 0; --l) {
-            Eigen::MatrixXd RgW = Rdelta.transpose() * s.a[l];
-            if (l > 0) RgW += s.delta[l].transpose() * Ra[l];
-            if (l == 0 && mask.size()) RgW = RgW.cwiseProduct(mask);
-            const Eigen::Index nw = RgW.size();
-            p_bar.segment(offs[l], nw) -= lr * Eigen::Map<const Eigen::VectorXd>(RgW.data(), nw);
-            p_bar.segment(offs[l] + nw, RgW.rows()) -= lr * Rdelta.colwise().sum().transpose();
-            if (l > 0) Rdelta = relu_gate(Rdelta * s.W[l] + s.delta[l] * VW[l], s.z[l - 1]);
+    }
+}
+
+template <class B>
+OCCAM_LANES_INLINE void combine(long ld, int cols, int in, const Term* terms, int n_terms, const double* bias,
+                                const int* start, const int* index, Finish finish, const double* gate, double* out) {
+    const int blocks = int(ld / 8);
+    int r = 0;
+    for (; r + 4 <= blocks; r += 4)
+        combine_blocks<B, 4>(r, ld, cols, in, terms, n_terms, bias, start, index, finish, gate, out);
+    for (; r < blocks; ++r) combine_blocks<B, 1>(r, ld, cols, in, terms, n_terms, bias, start, index, finish, gate, out);
+}
+
+/// target[j + k cols] += scale sum_i (D1[i, j] A1[i, k] + D2[i, j] A2[i, k]) (D2 may be null)
+/// for j < cols and k over all `in` inputs or unit j's list, then
+/// target_b[j] += scale sum_i D1[i, j]. Each sum runs over the blocks in order, then the lanes.
+template <class B>
+OCCAM_LANES_INLINE void outer_sums(long ld, int cols, int in, const double* D1, const double* A1, const double* D2,
+                                   const double* A2, const int* start, const int* index, double scale, double* target,
+                                   double* target_b) {
+    using L = lanes::Ops<B>;
+    const int blocks = int(ld / 8);
+    for (int j = 0; j < cols; ++j) {
+        const double* d1 = D1 + j * ld;
+        const double* d2 = D2 ? D2 + j * ld : nullptr;
+        const int k0 = start ? start[j] : 0, k1 = start ? start[j + 1] : in;
+        for (int kk = k0; kk < k1; ++kk) {
+            const int k = start ? index[kk] : kk;
+            const double* a1 = A1 + k * ld;
+            B acc = L::splat(0.0);
+            for (int r = 0; r < blocks; ++r) acc = acc + L::load(d1 + 8 * r) * L::load(a1 + 8 * r);
+            if (d2) {
+                const double* a2 = A2 + k * ld;
+                for (int r = 0; r < blocks; ++r) acc = acc + L::load(d2 + 8 * r) * L::load(a2 + 8 * r);
+            }
+            target[j + long(k) * cols] += scale * L::sum(acc);
         }
-        // Rz still holds R out (the last layer's).
-        const Eigen::VectorXd yb = (2.0 * lr / n) * Rz.col(0);
-        y_bar = Eigen::VectorXd::Zero(n_labels);
-        if (rows.empty())
-            y_bar = yb;
-        else
-            for (std::size_t k = 0; k < rows.size(); ++k) y_bar[rows[k]] += yb[Eigen::Index(k)];
+        B acc = L::splat(0.0);
+        for (int r = 0; r < blocks; ++r) acc = acc + L::load(d1 + 8 * r);
+        target_b[j] += scale * L::sum(acc);
+    }
+}
+
+/// Where the step's kept values sit (offsets in doubles into one buffer of `ld` rows):
+/// a_0 (the batch) .. a_{L-1}, then delta_0 .. delta_{L-1}, then W0 before the projection.
+struct KeptLayout {
+    long ld;
+    long a(const FusedSgdNet& net, int l) const { return ld * net.width_sum[std::size_t(l)]; }
+    long delta(const FusedSgdNet& net, int l) const {
+        return ld * (net.width_sum[std::size_t(net.layers())] + net.width_sum[std::size_t(l + 1)] - net.widths[0]);
+    }
+    long pre_projection(const FusedSgdNet& net) const { return delta(net, net.layers()); }
+    long size(const FusedSgdNet& net) const {
+        return pre_projection(net) + (net.positive ? long(net.widths[1]) * net.widths[0] : 0);
     }
 };
 
-/// p' = step(p; y) as one node; first-order gradients for p and y (the step's inputs x are
-/// constants of the task). The node keeps the step's forward pass (activations, deltas: a few
-/// times the parameters' size) for its backward, so the backward does not run it again.
-inline ad::Var fused_sgd_step(FusedSgdStep step, const ad::Var& packed, const ad::Var& y) {
-    struct Kept : ad::Owned {  // released with the tape scope
-        FusedSgdStep step;
-        FusedSgdStep::Pass pass;
+/// The forward pass and the gradient step. `kept` holds the batch in a_0 on entry and the
+/// activations and deltas on return; q holds p on entry and p - lr grad L(p) (then |W0|) on return.
+///   z_l = a_l W_l^T + b_l,  a_{l+1} = relu(z_l),  out = z_{L-1},  L = mean((out - y)^2)
+///   delta_{L-1} = 2 (out - y) / n,  gW_l = delta_l^T a_l,  gb_l = colsum(delta_l),
+///   delta_{l-1} = (delta_l W_l) .* [a_l > 0]   ([a_l > 0] = [z_{l-1} > 0])
+template <class B>
+OCCAM_LANES_INLINE void step_forward(const FusedSgdNet& net, int n, long ld, const double* p, const double* y,
+                                     double* kept, double* q) {
+    const int L = net.layers();
+    const KeptLayout at{ld};
+    const int* start = net.first_start.empty() ? nullptr : net.first_start.data();
+    const int* index = net.first_inputs.data();
+    for (int l = 0; l < L; ++l) {
+        const int in = net.widths[std::size_t(l)], out = net.widths[std::size_t(l + 1)];
+        const Term t{kept + at.a(net, l), p + net.w_at[std::size_t(l)], 1, out};
+        const bool last = l + 1 == L;
+        combine<B>(ld, out, in, &t, 1, p + net.b_at[std::size_t(l)], l == 0 ? start : nullptr, index,
+                   last ? Finish::sum : Finish::relu, nullptr, kept + (last ? at.delta(net, L - 1) : at.a(net, l + 1)));
+    }
+    double* d = kept + at.delta(net, L - 1);  // holds out
+    for (int i = 0; i < n; ++i) d[i] = (2.0 / n) * (d[i] - y[i]);
+    std::fill(d + n, d + ld, 0.0);  // the padding rows contribute nothing below
+    for (int l = L - 1; l >= 0; --l) {
+        const int in = net.widths[std::size_t(l)], out = net.widths[std::size_t(l + 1)];
+        const double* delta = kept + at.delta(net, l);
+        const double* W = p + net.w_at[std::size_t(l)];
+        if (l > 0) {
+            const Term t{delta, W, out, 1};
+            combine<B>(ld, in, out, &t, 1, nullptr, nullptr, nullptr, Finish::gate, kept + at.a(net, l),
+                       kept + at.delta(net, l - 1));
+        }
+        outer_sums<B>(ld, out, in, delta, kept + at.a(net, l), nullptr, nullptr, l == 0 ? start : nullptr, index, -net.lr,
+                      q + net.w_at[std::size_t(l)], q + net.b_at[std::size_t(l)]);
+    }
+    if (net.positive) {
+        double* w0 = q + net.w_at[0];
+        const long nw = long(net.widths[1]) * net.widths[0];
+        std::copy(w0, w0 + nw, kept + at.pre_projection(net));
+        for (long i = 0; i < nw; ++i) w0[i] = std::abs(w0[i]);
+    }
+}
+
+/// The vector-Jacobian product for the adjoint v of p'. With R{.} the derivative along
+/// the direction V (v, after the |.| projection's sign for W0):
+///   R z_l = R a_l W_l^T + a_l V_Wl^T + V_bl,  R a_{l+1} = R z_l .* [z_l > 0],  R a_0 = 0
+///   R delta_{L-1} = 2 R out / n
+///   R gW_l = R delta_l^T a_l + delta_l^T R a_l,  R gb_l = colsum(R delta_l)
+///   R delta_{l-1} = (R delta_l W_l + delta_l V_Wl) .* [z_{l-1} > 0]
+/// Then  p_bar = V - lr (R gW, R gb)  (= V - lr H V, H the loss's Hessian) and
+///       y_bar = (2 lr / n) R out     (from d grad / d y = -(2/n) d out / d p).
+/// p_bar holds v on entry. `work`: ld (widths[1] + ... + widths[L] + 2 max width) doubles.
+template <class B>
+OCCAM_LANES_INLINE void step_backward(const FusedSgdNet& net, int n, long ld, const double* p, const double* kept,
+                                      double* p_bar, double* y_bar, double* work) {
+    const int L = net.layers();
+    const KeptLayout at{ld};
+    const int* start = net.first_start.empty() ? nullptr : net.first_start.data();
+    const int* index = net.first_inputs.data();
+    if (net.positive) {  // d|u|/du = sign(u) at the pre-projection weights
+        const double* pre = kept + at.pre_projection(net);
+        const long nw = long(net.widths[1]) * net.widths[0];
+        for (long i = 0; i < nw; ++i) p_bar[i] *= double((pre[i] > 0) - (pre[i] < 0));
+    }
+    // work: R a_l at ld (width_sum[l] - widths[0]) for l = 1..L-1, R out after them, then two
+    // buffers for R delta. V is read from p_bar, whose layer l changes only after its last use.
+    const int widest = *std::max_element(net.widths.begin() + 1, net.widths.end());
+    auto Ra = [&](int l) { return work + ld * (net.width_sum[std::size_t(l)] - net.widths[0]); };
+    double* Rout = Ra(L);
+    double* Rd[2] = {Rout + ld, Rout + ld + ld * widest};
+    const double* V = p_bar;
+    for (int l = 0; l < L; ++l) {
+        const int in = net.widths[std::size_t(l)], out = net.widths[std::size_t(l + 1)];
+        const double* VW = V + net.w_at[std::size_t(l)];
+        const Term terms[2] = {{kept + at.a(net, l), VW, 1, out}, {l > 0 ? Ra(l) : nullptr, p + net.w_at[std::size_t(l)], 1, out}};
+        const bool last = l + 1 == L;
+        combine<B>(ld, out, in, terms, l > 0 ? 2 : 1, V + net.b_at[std::size_t(l)], l == 0 ? start : nullptr, index,
+                   last ? Finish::sum : Finish::gate, last ? nullptr : kept + at.a(net, l + 1), last ? Rout : Ra(l + 1));
+    }
+    for (int i = 0; i < n; ++i) y_bar[i] = (2.0 * net.lr / n) * Rout[i];
+    double* Rdelta = Rd[0];
+    for (int i = 0; i < n; ++i) Rdelta[i] = (2.0 / n) * Rout[i];
+    std::fill(Rdelta + n, Rdelta + ld, 0.0);
+    for (int l = L - 1; l >= 0; --l) {
+        const int in = net.widths[std::size_t(l)], out = net.widths[std::size_t(l + 1)];
+        const double* delta = kept + at.delta(net, l);
+        double* VW = p_bar + net.w_at[std::size_t(l)];
+        double* next = Rdelta == Rd[0] ? Rd[1] : Rd[0];
+        if (l > 0) {  // before p_bar's layer l changes: it still holds V_Wl
+            const Term terms[2] = {{Rdelta, p + net.w_at[std::size_t(l)], out, 1}, {delta, VW, out, 1}};
+            combine<B>(ld, in, out, terms, 2, nullptr, nullptr, nullptr, Finish::gate, kept + at.a(net, l), next);
+        }
+        outer_sums<B>(ld, out, in, Rdelta, kept + at.a(net, l), l > 0 ? delta : nullptr, l > 0 ? Ra(l) : nullptr,
+                      l == 0 ? start : nullptr, index, -net.lr, VW, p_bar + net.b_at[std::size_t(l)]);
+        Rdelta = next;
+    }
+}
+
+// The two copies of the kernels: AVX2 blocks, and AVX-512 where the CPU has it (same bits).
+inline void step_forward_default(const FusedSgdNet& net, int n, long ld, const double* p, const double* y,
+                                 double* kept, double* q) {
+    step_forward<lanes::Split>(net, n, ld, p, y, kept, q);
+}
+OCCAM_AVX512_CLONE inline void step_forward_avx512(const FusedSgdNet& net, int n, long ld, const double* p,
+                                                   const double* y, double* kept, double* q) {
+    step_forward<lanes::Wide>(net, n, ld, p, y, kept, q);
+}
+inline void step_backward_default(const FusedSgdNet& net, int n, long ld, const double* p, const double* kept,
+                                  double* p_bar, double* y_bar, double* work) {
+    step_backward<lanes::Split>(net, n, ld, p, kept, p_bar, y_bar, work);
+}
+OCCAM_AVX512_CLONE inline void step_backward_avx512(const FusedSgdNet& net, int n, long ld, const double* p,
+                                                    const double* kept, double* p_bar, double* y_bar, double* work) {
+    step_backward<lanes::Wide>(net, n, ld, p, kept, p_bar, y_bar, work);
+}
+
+/// What the node keeps for its backward pass; lives in the tape's arena (trivially destructible).
+struct Kept {
+    const FusedSgdNet* net;
+    int n;
+    long ld;
+    const int* rows;  ///< the batch's label rows (null: all, in order)
+    double* values;   ///< KeptLayout
+};
+
+}  // namespace fused_detail
+
+/// A FusedSgdNet owned by the tape (released with the TapeScope open now, after every node
+/// of the training that uses it).
+inline const FusedSgdNet& fused_sgd_net(std::vector<int> widths, const Eigen::MatrixXd& mask, bool positive, double lr) {
+    struct Held : ad::Owned {
+        FusedSgdNet net;
+        Held(std::vector<int> w, const Eigen::MatrixXd& m, bool pos, double rate) : net(std::move(w), m, pos, rate) {}
     };
+    return ad::tape().own<Held>(std::move(widths), mask, positive, lr)->net;
+}
+
+/// p' = one SGD step from packed parameters p on the examples `rows` of (x, y) (empty: all),
+/// as one node; first-order gradients for p and y (x is a constant of the task). `net` must
+/// live as long as the tape holds the node (fused_sgd_net makes one the tape owns). The node
+/// keeps the step's activations and deltas (a few times the batch by the widths) in the arena.
+inline ad::Var fused_sgd_step(const FusedSgdNet& net, const Eigen::Ref<const Eigen::MatrixXd>& x, const std::vector<int>& rows,
+                              const ad::Var& packed, const ad::Var& y) {
+    using namespace fused_detail;
+    const int n = rows.empty() ? int(x.rows()) : int(rows.size());
+    if (packed.rows() != net.packed_size() || packed.cols() != 1 || x.cols() != net.widths[0] || y.cols() != 1)
+        throw ad::ShapeError("fused_sgd_step: parameters, inputs or labels do not fit the network");
     ad::Tape& t = ad::tape();
-    auto* s = t.own<Kept>();
-    s->step = std::move(step);
-    const Eigen::VectorXd p = packed.value();
-    s->pass = s->step.run(p, s->step.batch_labels(Eigen::VectorXd(y.value())));
-    const Eigen::VectorXd q = s->step.step(p, s->pass);
-    ad::Node* n = t.push(
-        "fused_sgd_step", int(q.size()), 1,
+    const long ld = lanes::padded(n);
+    auto* kept = t.arena.allocate_array<Kept>(1);
+    double* values = t.arena.allocate_array<double>(std::size_t(KeptLayout{ld}.size(net)));
+    int* kept_rows = rows.empty() ? nullptr : t.arena.allocate_array<int>(rows.size());
+    *kept = Kept{&net, n, ld, kept_rows, values};
+    // The batch (a_0) and its labels, zero-padded to whole blocks.
+    Eigen::VectorXd yb(n);
+    for (int k = 0; k < x.cols(); ++k) {
+        double* col = values + ld * k;
+        for (int i = 0; i < n; ++i) col[i] = x(rows.empty() ? i : rows[std::size_t(i)], k);
+        std::fill(col + n, col + ld, 0.0);
+    }
+    for (int i = 0; i < n; ++i) {
+        const int r = rows.empty() ? i : rows[std::size_t(i)];
+        if (kept_rows) kept_rows[i] = r;
+        yb[i] = y.value()(r, 0);
+    }
+    ad::Node* node = t.push(
+        "fused_sgd_step", packed.rows(), 1,
         [](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
             if (ad::grad_enabled())
                 throw ad::Error("fused_sgd_step gives first-order gradients only; do not pass create_graph through it");
-            const auto* st = static_cast<const Kept*>(self.ptr);
-            Eigen::VectorXd p_bar, y_bar;
-            st->step.vjp(self.inputs[0]->value(), st->pass, g.value(), p_bar, y_bar, self.inputs[1]->rows);
-            if (self.inputs[0]->requires_grad) grads[0] = ad::constant(Eigen::MatrixXd(p_bar));
-            if (self.inputs[1]->requires_grad) grads[1] = ad::constant(Eigen::MatrixXd(y_bar));
+            const auto* k = static_cast<const Kept*>(self.ptr);
+            const FusedSgdNet& nt = *k->net;
+            thread_local std::vector<double> work;  // grows, never shrinks: no allocation per step
+            const int widest = *std::max_element(nt.widths.begin() + 1, nt.widths.end());
+            const std::size_t need = std::size_t(k->ld) * std::size_t(nt.width_sum.back() - nt.widths[0] + 2 * widest);
+            if (work.size() < need) work.resize(need);
+            Eigen::MatrixXd p_bar = g.value();
+            Eigen::VectorXd y_bar_batch(k->n);
+            (lanes::use_wide() ? step_backward_avx512 : step_backward_default)(
+                nt, k->n, k->ld, self.inputs[0]->data, k->values, p_bar.data(), y_bar_batch.data(), work.data());
+            if (self.inputs[0]->requires_grad) grads[0] = ad::constant(p_bar);
+            if (self.inputs[1]->requires_grad) {
+                Eigen::MatrixXd y_bar = Eigen::MatrixXd::Zero(self.inputs[1]->rows, 1);
+                for (int i = 0; i < k->n; ++i) y_bar(k->rows ? k->rows[i] : i, 0) += y_bar_batch[i];
+                grads[1] = ad::constant(y_bar);
+            }
         },
         {packed.node(), y.node()});
-    n->mutable_value() = q;
-    n->ptr = s;
-    return ad::Var(n);
+    node->mutable_value() = packed.value();
+    (lanes::use_wide() ? step_forward_avx512 : step_forward_default)(net, n, ld, packed.node()->data, yb.data(), values,
+                                                                     node->data);
+    node->ptr = kept;
+    return ad::Var(node);
 }
 
 }  // namespace occam::learners
+
+#if defined(__clang__)
+#pragma float_control(pop)
+#endif

@@ -149,6 +149,7 @@ public:
         const int n = x.rows();
         const int first_recorded = train_.truncate > 0 ? std::max(0, train_.steps - train_.truncate) : 0;
         ad::Var packed;  // checkpointing: parameters and optimiser state of the current step
+        const FusedSgdNet* fused = nullptr;  // fused steps: the network they share (tape-owned)
         for (int t = 0; t < train_.steps; ++t) {
             if (t == first_recorded && t > 0) {  // truncation: earlier steps are constants
                 for (ad::Var& v : p) v = ad::param(Eigen::MatrixXd(v.value()));
@@ -158,15 +159,12 @@ public:
             if (train_.batch > 0 && train_.batch < n) idx = batches.sample_without_replacement(n, train_.batch);
             const bool record = meta && t >= first_recorded;
             if (record && train_.fused && !x.requires_grad()) {
-                if (!packed.defined()) packed = pack(p, {});
-                FusedSgdStep s;
-                s.widths = net_.widths;
-                if (conn_.scheme != "dense") s.mask = mask_;
-                s.positive = conn_.positive;
-                s.lr = train_.lr;
-                s.x = idx.empty() ? Eigen::MatrixXd(x.value()) : Eigen::MatrixXd(x.value()(idx, Eigen::all));
-                s.rows = idx;
-                packed = fused_sgd_step(std::move(s), packed, y);
+                if (!packed.defined()) {
+                    packed = pack(p, {});
+                    fused = &fused_sgd_net(net_.widths, conn_.scheme != "dense" ? mask_ : Eigen::MatrixXd(),
+                                           conn_.positive, train_.lr);
+                }
+                packed = fused_sgd_step(*fused, x.value(), idx, packed, y);
                 continue;
             }
             if (record && train_.checkpoint) {

@@ -32,9 +32,10 @@ TEST_CASE("experiment: the same seed gives bit-identical parameters") {
 
 TEST_CASE("experiment: the AVX2 and AVX-512 copies of the kernels give the same run") {
     // A CPU without AVX-512 runs the AVX2 copies (autodiff/core/lanes.hpp); a run must not
-    // depend on which. fig2c (blocked GEMM, Sinkhorn 100 x 100) and fig7 (Sinkhorn 300 x 300,
-    // masked inner training), a few meta-steps each, parameters compared bit for bit.
-    for (const char* preset : {"fig2c-kernel", "fig7-grouped"}) {
+    // depend on which. fig2c (blocked GEMM, Sinkhorn 100 x 100), fig7 (Sinkhorn 300 x 300,
+    // masked fused inner steps) and fig9 (fused steps with two hidden layers), a few meta-steps
+    // each, parameters compared bit for bit.
+    for (const char* preset : {"fig2c-kernel", "fig7-grouped", "fig9-mlp"}) {
         CAPTURE(preset);
         experiment::Config c = experiment::find_preset(preset).config;
         experiment::MetaTrainer wide(c);

@@ -172,7 +172,8 @@ struct StepLog {
     double tape_mb = 0;        ///< peak tape (arena) memory of the step, in MB
 };
 
-/// The outer optimiser chosen by --meta-optimizer.
+/// The gradient-based outer optimiser chosen by --meta-optimizer (evolution strategies are
+/// metaloss::EvolutionStrategy).
 class OuterOptimizer {
 public:
     OuterOptimizer(const std::string& name, double lr) {
@@ -180,8 +181,10 @@ public:
             opt_ = ad::optim::Adam({.lr = lr});
         else if (name == "sgd")
             opt_ = ad::optim::SGD({.lr = lr});
-        else
+        else if (name == "adagrad")
             opt_ = ad::optim::Adagrad({.lr = lr});
+        else
+            throw std::invalid_argument("OuterOptimizer: unknown optimiser '" + name + "'");
     }
     void step(std::vector<Eigen::MatrixXd>& p, const std::vector<ad::Var>& g) {
         std::visit([&](auto& o) { o.step(p, g); }, opt_);
@@ -222,8 +225,9 @@ struct FrozenFunction {
 ///    orthogonality every restart finds the same function.
 class MetaTrainer {
 public:
-    explicit MetaTrainer(const Config& c) : cfg_(c), optimizer_(c.meta_optimizer, c.lr) {
+    explicit MetaTrainer(const Config& c) : cfg_(c) {
         validate(cfg_);
+        if (!metaloss::is_es_method(cfg_.meta_optimizer)) optimizer_.emplace(cfg_.meta_optimizer, cfg_.lr);
         inputs_ = make_inputs(cfg_.inputs);
         const auto specs = learner_specs(cfg_);
         for (std::size_t i = 0; i < specs.size(); ++i)
@@ -310,7 +314,7 @@ public:
     const std::vector<FrozenFunction>& frozen() const { return frozen_; }
     /// The optimiser's state; for an evolution strategy, its generation and distribution.
     ad::optim::OptimizerState optimizer_state() const {
-        return es_ ? ad::optim::OptimizerState{es_->generation(), {es_->state()}} : optimizer_.state();
+        return es_ ? ad::optim::OptimizerState{es_->generation(), {es_->state()}} : optimizer_->state();
     }
 
     /// Restores a checkpoint: the frozen functions, the current function's parameters and
@@ -336,7 +340,7 @@ public:
             if (opt.buffers.size() != 1) throw std::invalid_argument("checkpoint: no evolution-strategy state");
             es_->load_state(ad::nn::flatten(params_), opt.buffers[0], opt.steps);
         } else {
-            optimizer_.load_state(opt, params_);
+            optimizer_->load_state(opt, params_);
         }
         step_ = step;
     }
@@ -445,7 +449,7 @@ private:
         for (const ad::Var& gk : g)
             if (!gk.value().allFinite())
                 throw TrainingError(where() + "the meta-gradient is not finite; try a smaller --lr");
-        optimizer_.step(params_, g);
+        optimizer_->step(params_, g);
         return log;
     }
 
@@ -508,7 +512,7 @@ private:
     void start_function() {
         ad::Rng init = rng_for(cfg_.seed, Stream::meta_init, std::uint64_t(function_index()));
         params_ = net_.init(init);
-        optimizer_.reset();
+        if (optimizer_) optimizer_->reset();
         step_ = 0;
         shapes_.clear();
         for (const auto& p : params_) shapes_.emplace_back(int(p.rows()), int(p.cols()));
@@ -570,7 +574,7 @@ private:
     ad::nn::MLP net_;
     std::vector<Eigen::MatrixXd> params_;
     std::vector<std::pair<int, int>> shapes_;  ///< the meta-learner's parameter shapes
-    OuterOptimizer optimizer_;
+    std::optional<OuterOptimizer> optimizer_;  ///< set unless --meta-optimizer is an evolution strategy
     std::optional<metaloss::EvolutionStrategy> es_;  ///< set when --meta-optimizer is an evolution strategy
     std::vector<FrozenFunction> frozen_;
     Eigen::MatrixXd orth_x_, orth_f_;

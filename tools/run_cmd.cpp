@@ -15,6 +15,7 @@
 #include "plot.hpp"
 #include "run_experiment.hpp"
 #include "run_files.hpp"
+#include "settings.hpp"
 #include "summary.hpp"
 #include "sweep.hpp"
 
@@ -25,141 +26,27 @@ using nlohmann::json;
 
 namespace {
 
-/// One experiment flag: its name, the Config field it sets, and its help. The help shows the
-/// field's default from Config itself, and resolve_config copies a given flag into its field,
-/// so a setting is listed here once (run_files.cpp lists the fields once more, for config.json).
-struct ExperimentFlag {
-    const char* name;
-    std::variant<std::string Config::*, int Config::*, double Config::*, bool Config::*, std::uint64_t Config::*> field;
-    const char* help;
-};
-
-const std::vector<ExperimentFlag>& experiment_flags() {
-    static const std::vector<ExperimentFlag> flags = {
-        {"inputs", &Config::inputs,
-         "Input distribution: disk, sphere:D, cube:D, gaussian:D or file:PATH.csv"},
-        {"learner", &Config::learner,
-         "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge), mlp (trained by unrolled SGD), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run once per member and task; needs an evolution strategy)"},
-        {"exec-timeout", &Config::exec_timeout,
-         "exec learner: seconds allowed per call"},
-        {"ridge", &Config::ridge,
-         "The learner's ridge parameter lambda"},
-        {"bias", &Config::bias,
-         "Ridge learner: fit an unpenalised intercept"},
-        {"redraw-features", &Config::redraw_features,
-         "Kernel learner: draw new random features every meta-step"},
-        {"learner-hidden", &Config::learner_hidden,
-         "mlp learner: hidden widths, e.g. 20,20"},
-        {"learner-activation", &Config::learner_activation,
-         "mlp learner: activation"},
-        {"inner-optimizer", &Config::inner_optimizer,
-         "mlp learner: sgd, momentum or adam"},
-        {"inner-lr", &Config::inner_lr,
-         "mlp learner: learning rate"},
-        {"inner-steps", &Config::inner_steps,
-         "mlp learner: training steps (all differentiated through)"},
-        {"inner-batch", &Config::inner_batch,
-         "mlp learner: minibatch size (0: full batch)"},
-        {"truncate", &Config::truncate,
-         "mlp learner: meta-gradient through the last K steps only (0: all)"},
-        {"fused-steps", &Config::fused_steps,
-         "mlp learner (sgd, ReLU): each inner step one node with a hand-written Hessian-vector backward (faster, half the tape; same meta-gradient to rounding); on by default where it applies, --fused-steps=false for the op-by-op unroll"},
-        {"step-checkpointing", &Config::step_checkpointing,
-         "mlp learner: keep only each inner step's parameters and recompute the step in the backward pass (tape memory flat in the step's activations, ~1.5x time)"},
-        {"connectivity", &Config::connectivity,
-         "mlp learner: dense, random, biased:p0,p1,... or grouped (2 inputs per hidden unit, redrawn every step)"},
-        {"positive", &Config::positive,
-         "mlp learner: keep input weights positive"},
-        {"groups", &Config::groups,
-         "Input groups, e.g. 0,1;2,3,4 (grouped connectivity; group-mean analysis)"},
-        {"group-weights", &Config::group_weights,
-         "grouped connectivity: same,other weight per group"},
-        {"train", &Config::n_train,
-         "Training points per task"},
-        {"test", &Config::n_test,
-         "Test points per task"},
-        {"divergence", &Config::divergence,
-         "Label-distribution term: sinkhorn, energy, mmd, w2 (exact, to U[-1,1]) or variance ((std-1)^2)"},
-        {"div-weight", &Config::div_weight,
-         "Weight of the label-distribution term"},
-        {"div-on", &Config::div_on,
-         "all: one term on all labels; split: one on the training and one on the test labels; test: test labels only"},
-        {"blur", &Config::blur,
-         "Sinkhorn / MMD blur"},
-        {"scaling", &Config::scaling,
-         "Sinkhorn epsilon-scaling factor"},
-        {"mse-weight", &Config::mse_weight,
-         "Weight of the learner's test MSE"},
-        {"functions", &Config::functions,
-         "Meta-learners trained in sequence, each orthogonal to the earlier ones"},
-        {"orthogonality", &Config::orthogonality,
-         "project (labels minus their projection on earlier functions), penalty (normalised overlap penalty) or none"},
-        {"orth-weight", &Config::orth_weight,
-         "Weight of the overlap penalty (--orthogonality penalty)"},
-        {"orth-constant", &Config::orth_constant,
-         "Keep every function orthogonal to the constant too: adds mean(labels)^2 to the meta-loss (needed when the label term ignores the mean, e.g. --divergence variance)"},
-        {"chosen", &Config::chosen,
-         "Students game: the learner that must generalise well (e.g. kernel:features=20)"},
-        {"neglected", &Config::neglected,
-         "Students game: the learner that must generalise badly (e.g. ridge or ridge:bias=1)"},
-        {"students-loss", &Config::students_loss,
-         "Students game: difference (MSE_chosen - MSE_neglected, the paper's) or log-ratio (log MSE_chosen - log MSE_neglected)"},
-        {"cooperative", &Config::cooperative,
-         "Comma-separated learners that must all generalise well"},
-        {"meta-hidden", &Config::meta_hidden,
-         "Meta-learner hidden width"},
-        {"meta-depth", &Config::meta_depth,
-         "Meta-learner hidden layers"},
-        {"meta-activation", &Config::meta_activation,
-         "Meta-learner activation: relu, tanh, sigmoid, relu6, identity"},
-        {"meta-output", &Config::meta_output,
-         "Meta-learner output map: identity, cos, tanh, relu6/6"},
-        {"meta-optimizer", &Config::meta_optimizer,
-         "Outer optimiser: adagrad, adam, sgd, or an evolution strategy (no gradients; any learner): des, snes, openai-es, sep-cma-es"},
-        {"lr", &Config::lr,
-         "Outer learning rate (openai-es: Adam's on the mean)"},
-        {"population", &Config::population,
-         "Evolution strategies: members per generation (one --steps is one generation)"},
-        {"sigma", &Config::sigma,
-         "Evolution strategies: initial std of every meta-learner weight"},
-        {"steps", &Config::steps,
-         "Meta-steps"},
-        {"seed", &Config::seed,
-         "Random seed (the run is bit-identical for a given seed)"},
-        {"threads", &Config::threads,
-         "Threads: a sweep's runs, or an evolution strategy's members, at once (results do not depend on it)"},
-        {"sweep", &Config::sweep,
-         "One run per value of a setting, e.g. meta_depth=0,1,2 or ridge=0.001,0.1 (config.json's names; each run in DIR/SETTING=VALUE, one combined figure)"},
-        {"probe", &Config::probe,
-         "Probe points for the analysis and figures"},
-        {"eval-tasks", &Config::eval_tasks,
-         "Fresh tasks averaged for the reported test MSE"},
-        {"checkpoint-every", &Config::checkpoint_every,
-         "Steps between checkpoints"},
-    };
-    return flags;
-}
-
 void add_experiment_flags(cxxopts::Options& o) {
     const Config d;
     auto add = o.add_options("experiment");
     add("preset", "Start from a preset (see occam presets); later flags override it", cxxopts::value<std::string>());
     add("features", "Random features K, or MIN:MAX to redraw K every step",
         cxxopts::value<std::string>()->default_value(std::to_string(d.features_min)));
-    for (const ExperimentFlag& f : experiment_flags()) {
+    for (const Setting& f : settings()) {
+        if (!f.flag) continue;
         std::visit(
             [&](auto member) {
                 using T = std::remove_cvref_t<decltype(d.*member)>;
                 const T& def = d.*member;
                 if constexpr (std::is_same_v<T, std::string>) {
                     if (def.empty())
-                        add(f.name, f.help, cxxopts::value<T>());  // optional, no default
+                        add(f.flag, f.help, cxxopts::value<T>());  // optional, no default
                     else
-                        add(f.name, f.help, cxxopts::value<T>()->default_value(def));
+                        add(f.flag, f.help, cxxopts::value<T>()->default_value(def));
                 } else if constexpr (std::is_same_v<T, bool>) {
-                    add(f.name, f.help, cxxopts::value<T>()->default_value(def ? "true" : "false"));
+                    add(f.flag, f.help, cxxopts::value<T>()->default_value(def ? "true" : "false"));
                 } else {
-                    add(f.name, f.help, cxxopts::value<T>()->default_value(fmt::format("{}", def)));
+                    add(f.flag, f.help, cxxopts::value<T>()->default_value(fmt::format("{}", def)));
                 }
             },
             f.field);
@@ -192,12 +79,12 @@ void parse_features(const std::string& s, Config& c) {
 Config resolve_config(const cxxopts::ParseResult& a) {
     Config c = a.count("preset") ? experiment::find_preset(a["preset"].as<std::string>()).config : Config{};
     if (a.count("features")) parse_features(a["features"].as<std::string>(), c);
-    for (const ExperimentFlag& f : experiment_flags()) {
-        if (!a.count(f.name)) continue;
+    for (const Setting& f : settings()) {
+        if (!f.flag || !a.count(f.flag)) continue;
         std::visit(
             [&](auto member) {
                 using T = std::remove_cvref_t<decltype(c.*member)>;
-                c.*member = a[f.name].as<T>();
+                c.*member = a[f.flag].as<T>();
             },
             f.field);
     }

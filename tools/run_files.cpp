@@ -2,29 +2,21 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
+#include "settings.hpp"
+
 namespace occam::cli {
 
 using nlohmann::json;
 
-// The fields of Config, listed once for both directions of the conversion.
-#define OCCAM_CONFIG_FIELDS(X)                                                                        \
-    X(preset) X(inputs) X(learner) X(exec_timeout) X(learner_hidden) X(learner_activation) X(inner_optimizer) X(inner_lr)      \
-    X(inner_steps) X(inner_batch) X(truncate) X(step_checkpointing) X(fused_steps) X(connectivity) X(positive) X(groups) X(group_weights) X(features_min) X(features_max) X(ridge) X(bias) X(redraw_features) \
-    X(n_train) X(n_test) X(divergence) X(div_weight) X(div_on) X(blur) X(scaling) X(mse_weight)        \
-    X(functions) X(orthogonality) X(orth_weight) X(orth_constant) X(chosen) X(neglected) X(students_loss) X(cooperative)                 \
-    X(meta_hidden) X(meta_depth) X(meta_activation) X(meta_output) X(meta_optimizer) X(population) X(sigma) X(lr) X(steps)    \
-    X(sweep) X(seed) X(threads) X(probe) X(eval_tasks) X(checkpoint_every)
-
 json to_json(const experiment::Config& c) {
     json j;
-#define X(f) j[#f] = c.f;
-    OCCAM_CONFIG_FIELDS(X)
-#undef X
+    for (const Setting& s : settings()) std::visit([&](auto member) { j[s.key] = c.*member; }, s.field);
     return j;
 }
 
@@ -33,15 +25,9 @@ experiment::Config config_from_json(const json& j) {
     for (auto it = j.begin(); it != j.end(); ++it) {
         const std::string& key = it.key();
         if (key.rfind("occam_", 0) == 0) continue;  // provenance (occam_version), not settings
-        bool known = false;
-#define X(f)                          \
-    if (key == #f) {                  \
-        it.value().get_to(c.f);       \
-        known = true;                 \
-    }
-        OCCAM_CONFIG_FIELDS(X)
-#undef X
-        if (!known) throw std::runtime_error("unknown configuration key '" + key + "'");
+        const auto s = std::find_if(settings().begin(), settings().end(), [&](const Setting& x) { return key == x.key; });
+        if (s == settings().end()) throw std::runtime_error("unknown configuration key '" + key + "'");
+        std::visit([&](auto member) { it.value().get_to(c.*member); }, s->field);
     }
     return c;
 }

@@ -437,7 +437,7 @@ private:
     StepLog descend(const Task& task) {
         std::vector<ad::Var> P = ad::params(params_);
         ad::Var h = net_(P, ad::constant(task.X));
-        if (!h.value().allFinite())
+        if (!ad::all_finite(h))
             throw TrainingError(where() +
                                 "the meta-learner's labels are not finite (its weights diverged); try a "
                                 "smaller --lr");
@@ -447,7 +447,7 @@ private:
         StepLog log = make_log(t);
         std::vector<ad::Var> g = ad::grad(t.loss, P);
         for (const ad::Var& gk : g)
-            if (!gk.value().allFinite())
+            if (!ad::all_finite(gk))
                 throw TrainingError(where() + "the meta-gradient is not finite; try a smaller --lr");
         optimizer_->step(params_, g);
         return log;

@@ -23,7 +23,7 @@ inline void check_column(const char* fn, const char* what, const ad::Var& v) {
     if (v.cols() != 1 || v.rows() < 1)
         throw ad::ShapeError(std::string(fn) + ": " + what + " is " + ad::shape_str(v) +
                              "; expected a non-empty n x 1 column vector");
-    if (!v.value().allFinite()) throw std::domain_error(std::string(fn) + ": " + what + " contain NaN or inf");
+    if (!ad::all_finite(v)) throw std::domain_error(std::string(fn) + ": " + what + " contain NaN or inf");
 }
 inline void check_vector(const char* fn, const char* what, const Eigen::VectorXd& v) {
     if (v.size() < 1) throw std::invalid_argument(std::string(fn) + ": " + what + " are empty");

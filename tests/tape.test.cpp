@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "autodiff/autodiff.hpp"
 
@@ -211,4 +212,20 @@ TEST_CASE("tape: a checkpointed block gives the plain block's gradient and refus
     CHECK((ckpt - plain).norm() <= 1e-13 * plain.norm());
     CHECK_THROWS_WITH_AS(ad::grad(loss, {y}, {.create_graph = true}), doctest::Contains("first-order"), ad::Error);
     CHECK_THROWS_AS(ad::checkpoint(ad::CheckFn([](const std::vector<ad::Var>& in) { return in[0]; }), {}), ad::Error);
+}
+
+TEST_CASE("tape: all_finite finds a NaN or an infinity anywhere, in the blocks and in the tail") {
+    ad::TapeScope scope;
+    for (int n : {0, 1, 7, 8, 9, 23, 64}) {
+        CAPTURE(n);
+        Eigen::MatrixXd m = Eigen::MatrixXd::Constant(n, 1, -1e308);
+        CHECK(ad::all_finite(ad::constant(m)));
+        for (int at = 0; at < n; ++at)
+            for (double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                               -std::numeric_limits<double>::infinity()}) {
+                Eigen::MatrixXd b = m;
+                b(at, 0) = bad;
+                CHECK_FALSE(ad::all_finite(ad::constant(b)));
+            }
+    }
 }

@@ -263,6 +263,22 @@ void set_value(const Var& leaf, const Eigen::MatrixBase<Derived>& m) {
     n->mutable_value() = m;
 }
 
+/// Whether every entry of v's value is finite. One pass that vectorises (x * 0 is 0 for a
+/// finite x and NaN for inf or NaN; eight independent sums), where Eigen's allFinite() runs
+/// a scalar loop: the meta-gradient check on 23 k weights took 3% of a fig2c meta-step.
+inline bool all_finite(const Var& v) {
+    const double* x = v.node()->data;
+    const Eigen::Index n = v.size();
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    Eigen::Index i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += x[i + l] * 0.0;
+    for (; i < n; ++i) acc[0] += x[i] * 0.0;
+    double all = 0.0;
+    for (double a : acc) all += a;
+    return all == 0.0;
+}
+
 /// Copies the values of a list of Vars (e.g. the result of grad) into plain matrices.
 inline std::vector<Eigen::MatrixXd> values(const std::vector<Var>& xs) {
     std::vector<Eigen::MatrixXd> out;

@@ -106,7 +106,8 @@ OCCAM_LANES_INLINE void combine_blocks(int r0, long ld, int cols, int in, const 
         for (int r = 0; r < RB; ++r) {
             B v = acc[r];
             if (finish == Finish::relu) v = L::max(v, L::splat(0.0));
-            if (finish == Finish::gate) v = L::select(L::load(gate + j * ld + row + 8 * r) > L::splat(0.0), v, L::splat(0.0));
+            if (finish == Finish::gate)
+                v = L::select(L::load(gate + j * ld + row + 8 * r) > L::splat(0.0), v, L::splat(0.0));
             L::store(o + 8 * r, v);
         }
     }
@@ -119,7 +120,8 @@ OCCAM_LANES_INLINE void combine(long ld, int cols, int in, const Term* terms, in
     int r = 0;
     for (; r + 4 <= blocks; r += 4)
         combine_blocks<B, 4>(r, ld, cols, in, terms, n_terms, bias, start, index, finish, gate, out);
-    for (; r < blocks; ++r) combine_blocks<B, 1>(r, ld, cols, in, terms, n_terms, bias, start, index, finish, gate, out);
+    for (; r < blocks; ++r)
+        combine_blocks<B, 1>(r, ld, cols, in, terms, n_terms, bias, start, index, finish, gate, out);
 }
 
 /// target[j + k cols] += scale sum_i (D1[i, j] A1[i, k] + D2[i, j] A2[i, k]) (D2 may be null)
@@ -197,8 +199,8 @@ OCCAM_LANES_INLINE void step_forward(const FusedSgdNet& net, int n, long ld, con
             combine<B>(ld, in, out, &t, 1, nullptr, nullptr, nullptr, Finish::gate, kept + at.a(net, l),
                        kept + at.delta(net, l - 1));
         }
-        outer_sums<B>(ld, out, in, delta, kept + at.a(net, l), nullptr, nullptr, l == 0 ? start : nullptr, index, -net.lr,
-                      q + net.w_at[std::size_t(l)], q + net.b_at[std::size_t(l)]);
+        outer_sums<B>(ld, out, in, delta, kept + at.a(net, l), nullptr, nullptr, l == 0 ? start : nullptr, index,
+                      -net.lr, q + net.w_at[std::size_t(l)], q + net.b_at[std::size_t(l)]);
     }
     if (net.positive) {
         double* w0 = q + net.w_at[0];
@@ -239,10 +241,12 @@ OCCAM_LANES_INLINE void step_backward(const FusedSgdNet& net, int n, long ld, co
     for (int l = 0; l < L; ++l) {
         const int in = net.widths[std::size_t(l)], out = net.widths[std::size_t(l + 1)];
         const double* VW = V + net.w_at[std::size_t(l)];
-        const Term terms[2] = {{kept + at.a(net, l), VW, 1, out}, {l > 0 ? Ra(l) : nullptr, p + net.w_at[std::size_t(l)], 1, out}};
+        const Term terms[2] = {{kept + at.a(net, l), VW, 1, out},
+                               {l > 0 ? Ra(l) : nullptr, p + net.w_at[std::size_t(l)], 1, out}};
         const bool last = l + 1 == L;
         combine<B>(ld, out, in, terms, l > 0 ? 2 : 1, V + net.b_at[std::size_t(l)], l == 0 ? start : nullptr, index,
-                   last ? Finish::sum : Finish::gate, last ? nullptr : kept + at.a(net, l + 1), last ? Rout : Ra(l + 1));
+                   last ? Finish::sum : Finish::gate, last ? nullptr : kept + at.a(net, l + 1),
+                   last ? Rout : Ra(l + 1));
     }
     for (int i = 0; i < n; ++i) y_bar[i] = (2.0 * net.lr / n) * Rout[i];
     double* Rdelta = Rd[0];
@@ -264,8 +268,8 @@ OCCAM_LANES_INLINE void step_backward(const FusedSgdNet& net, int n, long ld, co
 }
 
 // The two copies of the kernels: AVX2 blocks, and AVX-512 where the CPU has it (same bits).
-inline void step_forward_default(const FusedSgdNet& net, int n, long ld, const double* p, const double* y,
-                                 double* kept, double* q) {
+inline void step_forward_default(const FusedSgdNet& net, int n, long ld, const double* p, const double* y, double* kept,
+                                 double* q) {
     step_forward<lanes::Split>(net, n, ld, p, y, kept, q);
 }
 OCCAM_AVX512_CLONE inline void step_forward_avx512(const FusedSgdNet& net, int n, long ld, const double* p,
@@ -294,7 +298,8 @@ struct Kept {
 
 /// A FusedSgdNet owned by the tape (released with the TapeScope open now, after every node
 /// of the training that uses it).
-inline const FusedSgdNet& fused_sgd_net(std::vector<int> widths, const Eigen::MatrixXd& mask, bool positive, double lr) {
+inline const FusedSgdNet& fused_sgd_net(std::vector<int> widths, const Eigen::MatrixXd& mask, bool positive,
+                                        double lr) {
     struct Held : ad::Owned {
         FusedSgdNet net;
         Held(std::vector<int> w, const Eigen::MatrixXd& m, bool pos, double rate) : net(std::move(w), m, pos, rate) {}
@@ -306,8 +311,8 @@ inline const FusedSgdNet& fused_sgd_net(std::vector<int> widths, const Eigen::Ma
 /// as one node; first-order gradients for p and y (x is a constant of the task). `net` must
 /// live as long as the tape holds the node (fused_sgd_net makes one the tape owns). The node
 /// keeps the step's activations and deltas (a few times the batch by the widths) in the arena.
-inline ad::Var fused_sgd_step(const FusedSgdNet& net, const Eigen::Ref<const Eigen::MatrixXd>& x, const std::vector<int>& rows,
-                              const ad::Var& packed, const ad::Var& y) {
+inline ad::Var fused_sgd_step(const FusedSgdNet& net, const Eigen::Ref<const Eigen::MatrixXd>& x,
+                              const std::vector<int>& rows, const ad::Var& packed, const ad::Var& y) {
     using namespace fused_detail;
     const int n = rows.empty() ? int(x.rows()) : int(rows.size());
     if (packed.rows() != net.packed_size() || packed.cols() != 1 || x.cols() != net.widths[0] || y.cols() != 1)

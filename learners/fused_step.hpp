@@ -33,6 +33,7 @@ struct FusedSgdNet {
     std::vector<int> first_start, first_inputs;
     std::vector<Eigen::Index> w_at, b_at;  ///< where W_l and b_l start in the packed parameters
     std::vector<int> width_sum;            ///< width_sum[l] = widths[0] + ... + widths[l - 1]
+    int widest = 0;                        ///< max(widths[1..L])
 
     FusedSgdNet(std::vector<int> w, const Eigen::MatrixXd& mask, bool positive_, double lr_)
         : widths(std::move(w)), lr(lr_), positive(positive_) {
@@ -41,6 +42,7 @@ struct FusedSgdNet {
         Eigen::Index at = 0;
         width_sum.assign(widths.size() + 1, 0);
         for (std::size_t l = 0; l < widths.size(); ++l) width_sum[l + 1] = width_sum[l] + widths[l];
+        widest = *std::max_element(widths.begin() + 1, widths.end());
         for (int l = 0; l < layers(); ++l) {
             w_at.push_back(at);
             at += Eigen::Index(widths[std::size_t(l + 1)]) * widths[std::size_t(l)];
@@ -168,6 +170,18 @@ struct KeptLayout {
     }
 };
 
+/// The backward pass's scratch, laid out the same way: R a_1 .. R a_{L-1} and R out
+/// (Ra(L)), two buffers for R delta, then the batch's y_bar.
+struct WorkLayout {
+    long ld;
+    long Ra(const FusedSgdNet& net, int l) const { return ld * (net.width_sum[std::size_t(l)] - net.widths[0]); }
+    long Rdelta(const FusedSgdNet& net, int buffer) const {
+        return Ra(net, net.layers() + 1) + buffer * ld * net.widest;
+    }
+    long y_bar(const FusedSgdNet& net) const { return Rdelta(net, 2); }
+    long size(const FusedSgdNet& net) const { return y_bar(net) + ld; }
+};
+
 /// The forward pass and the gradient step. `kept` holds the batch in a_0 on entry and the
 /// activations and deltas on return; q holds p on entry and p - lr grad L(p) (then |W0|) on return.
 ///   z_l = a_l W_l^T + b_l,  a_{l+1} = relu(z_l),  out = z_{L-1},  L = mean((out - y)^2)
@@ -218,10 +232,10 @@ OCCAM_LANES_INLINE void step_forward(const FusedSgdNet& net, int n, long ld, con
 ///   R delta_{l-1} = (R delta_l W_l + delta_l V_Wl) .* [z_{l-1} > 0]
 /// Then  p_bar = V - lr (R gW, R gb)  (= V - lr H V, H the loss's Hessian) and
 ///       y_bar = (2 lr / n) R out     (from d grad / d y = -(2/n) d out / d p).
-/// p_bar holds v on entry. `work`: ld (widths[1] + ... + widths[L] + 2 max width) doubles.
+/// p_bar holds v on entry; `work` has WorkLayout{ld}.size(net) doubles, y_bar at its y_bar().
 template <class B>
 OCCAM_LANES_INLINE void step_backward(const FusedSgdNet& net, int n, long ld, const double* p, const double* kept,
-                                      double* p_bar, double* y_bar, double* work) {
+                                      double* p_bar, double* work) {
     const int L = net.layers();
     const KeptLayout at{ld};
     const int* start = net.first_start.empty() ? nullptr : net.first_start.data();
@@ -231,12 +245,12 @@ OCCAM_LANES_INLINE void step_backward(const FusedSgdNet& net, int n, long ld, co
         const long nw = long(net.widths[1]) * net.widths[0];
         for (long i = 0; i < nw; ++i) p_bar[i] *= double((pre[i] > 0) - (pre[i] < 0));
     }
-    // work: R a_l at ld (width_sum[l] - widths[0]) for l = 1..L-1, R out after them, then two
-    // buffers for R delta. V is read from p_bar, whose layer l changes only after its last use.
-    const int widest = *std::max_element(net.widths.begin() + 1, net.widths.end());
-    auto Ra = [&](int l) { return work + ld * (net.width_sum[std::size_t(l)] - net.widths[0]); };
+    // V is read from p_bar, whose layer l changes only after its last use.
+    const WorkLayout w{ld};
+    auto Ra = [&](int l) { return work + w.Ra(net, l); };
     double* Rout = Ra(L);
-    double* Rd[2] = {Rout + ld, Rout + ld + ld * widest};
+    double* Rd[2] = {work + w.Rdelta(net, 0), work + w.Rdelta(net, 1)};
+    double* y_bar = work + w.y_bar(net);
     const double* V = p_bar;
     for (int l = 0; l < L; ++l) {
         const int in = net.widths[std::size_t(l)], out = net.widths[std::size_t(l + 1)];
@@ -277,12 +291,12 @@ OCCAM_AVX512_CLONE inline void step_forward_avx512(const FusedSgdNet& net, int n
     step_forward<lanes::Wide>(net, n, ld, p, y, kept, q);
 }
 inline void step_backward_default(const FusedSgdNet& net, int n, long ld, const double* p, const double* kept,
-                                  double* p_bar, double* y_bar, double* work) {
-    step_backward<lanes::Split>(net, n, ld, p, kept, p_bar, y_bar, work);
+                                  double* p_bar, double* work) {
+    step_backward<lanes::Split>(net, n, ld, p, kept, p_bar, work);
 }
 OCCAM_AVX512_CLONE inline void step_backward_avx512(const FusedSgdNet& net, int n, long ld, const double* p,
-                                                    const double* kept, double* p_bar, double* y_bar, double* work) {
-    step_backward<lanes::Wide>(net, n, ld, p, kept, p_bar, y_bar, work);
+                                                    const double* kept, double* p_bar, double* work) {
+    step_backward<lanes::Wide>(net, n, ld, p, kept, p_bar, work);
 }
 
 /// What the node keeps for its backward pass; lives in the tape's arena (trivially destructible).
@@ -323,8 +337,9 @@ inline ad::Var fused_sgd_step(const FusedSgdNet& net, const Eigen::Ref<const Eig
     double* values = t.arena.allocate_array<double>(std::size_t(KeptLayout{ld}.size(net)));
     int* kept_rows = rows.empty() ? nullptr : t.arena.allocate_array<int>(rows.size());
     *kept = Kept{&net, n, ld, kept_rows, values};
-    // The batch (a_0) and its labels, zero-padded to whole blocks.
-    Eigen::VectorXd yb(n);
+    // The batch (a_0), zero-padded to whole blocks, and its labels.
+    thread_local ad::detail::PackBuffer yb;  // grows, never shrinks: no allocation per step
+    ad::detail::grow(yb, std::size_t(n));
     for (int k = 0; k < x.cols(); ++k) {
         double* col = values + ld * k;
         for (int i = 0; i < n; ++i) col[i] = x(rows.empty() ? i : rows[std::size_t(i)], k);
@@ -342,19 +357,18 @@ inline ad::Var fused_sgd_step(const FusedSgdNet& net, const Eigen::Ref<const Eig
                 throw ad::Error("fused_sgd_step gives first-order gradients only; do not pass create_graph through it");
             const auto* k = static_cast<const Kept*>(self.ptr);
             const FusedSgdNet& nt = *k->net;
-            thread_local std::vector<double> work;  // grows, never shrinks: no allocation per step
-            const int widest = *std::max_element(nt.widths.begin() + 1, nt.widths.end());
-            const std::size_t need = std::size_t(k->ld) * std::size_t(nt.width_sum.back() - nt.widths[0] + 2 * widest);
-            if (work.size() < need) work.resize(need);
-            Eigen::MatrixXd p_bar = g.value();
-            Eigen::VectorXd y_bar_batch(k->n);
+            const WorkLayout w{k->ld};
+            thread_local ad::detail::PackBuffer work;  // grows, never shrinks: no allocation per step
+            ad::detail::grow(work, std::size_t(w.size(nt)));
+            const ad::Var p_bar = ad::constant(g.value());  // the backward writes into its storage
             (lanes::use_wide() ? step_backward_avx512 : step_backward_default)(
-                nt, k->n, k->ld, self.inputs[0]->data, k->values, p_bar.data(), y_bar_batch.data(), work.data());
-            if (self.inputs[0]->requires_grad) grads[0] = ad::constant(p_bar);
+                nt, k->n, k->ld, self.inputs[0]->data, k->values, p_bar.node()->data, work.data());
+            if (self.inputs[0]->requires_grad) grads[0] = p_bar;
             if (self.inputs[1]->requires_grad) {
-                Eigen::MatrixXd y_bar = Eigen::MatrixXd::Zero(self.inputs[1]->rows, 1);
-                for (int i = 0; i < k->n; ++i) y_bar(k->rows ? k->rows[i] : i, 0) += y_bar_batch[i];
-                grads[1] = ad::constant(y_bar);
+                const ad::Var y_bar = ad::zeros(self.inputs[1]->rows, 1);
+                const double* batch = work.data() + w.y_bar(nt);
+                for (int i = 0; i < k->n; ++i) y_bar.node()->data[k->rows ? k->rows[i] : i] += batch[i];
+                grads[1] = y_bar;
             }
         },
         {packed.node(), y.node()});

@@ -21,6 +21,27 @@ learners::UnrolledMLP make(const std::string& opt, int steps, int batch, learner
     return learners::UnrolledMLP(ad::nn::MLP{{3, 6, 1}, act, ad::nn::OutputMap::identity}, t, std::move(conn));
 }
 
+/// A ReLU net (identity output) trained by plain SGD, with fused steps or op by op.
+learners::UnrolledMLP relu_sgd(std::vector<int> widths, double lr, int steps, int batch, bool fused,
+                               learners::Connectivity conn = {}, int truncate = 0) {
+    learners::InnerTraining t;
+    t.lr = lr;
+    t.steps = steps;
+    t.batch = batch;
+    t.truncate = truncate;
+    t.fused = fused;
+    return learners::UnrolledMLP(ad::nn::MLP{std::move(widths), ad::nn::Activation::relu, ad::nn::OutputMap::identity},
+                                 t, std::move(conn));
+}
+
+/// Two random inputs per hidden unit with positive weights (the connectome's constraints).
+learners::Connectivity masked_positive() {
+    learners::Connectivity c;
+    c.scheme = "random";
+    c.positive = true;
+    return c;
+}
+
 struct Task {
     Eigen::MatrixXd x, xt, y, target;
 };
@@ -98,20 +119,11 @@ TEST_CASE("mlp: meta-gradients through fused SGD steps match central differences
     // The fused step's hand-written backward checked on its own (not only against the unroll):
     // ReLU is piecewise linear, so central differences with h = 1e-6 are exact away from kinks.
     const Task T = make_task();
-    learners::Connectivity positive;
-    positive.scheme = "random";
-    positive.positive = true;
     for (int batch : {0, 5}) {
         for (bool masked : {false, true}) {
             CAPTURE(batch);
             CAPTURE(masked);
-            learners::InnerTraining t;
-            t.lr = 0.2;
-            t.steps = 4;
-            t.batch = batch;
-            t.fused = true;
-            learners::UnrolledMLP l(ad::nn::MLP{{3, 6, 5, 1}, ad::nn::Activation::relu, ad::nn::OutputMap::identity}, t,
-                                    masked ? positive : learners::Connectivity{});
+            auto l = relu_sgd({3, 6, 5, 1}, 0.2, 4, batch, true, masked ? masked_positive() : learners::Connectivity{});
             ad::Rng task(3, 1);
             l.new_task(task);
             ad::CheckReport r = ad::gradcheck(meta_loss(l, T), {T.y});
@@ -142,9 +154,7 @@ TEST_CASE("mlp: truncating at every step equals the full unroll and shorter trun
 
 TEST_CASE("mlp: step checkpointing gives the full unroll's predictions and meta-gradient with a short tape") {
     const Task T = make_task();
-    learners::Connectivity positive;
-    positive.scheme = "random";
-    positive.positive = true;
+    const learners::Connectivity positive = masked_positive();
     auto run = [&](const std::string& opt, int batch, const learners::Connectivity& conn, int truncate,
                    bool checkpoint) {
         auto l = make(opt, 12, batch, conn, truncate, ad::nn::Activation::relu, checkpoint);
@@ -179,9 +189,7 @@ TEST_CASE("mlp: step checkpointing gives the full unroll's predictions and meta-
 
 TEST_CASE("mlp: fused SGD steps (hand-written Hessian-vector backward) give the full unroll's meta-gradient") {
     const Task T = make_task();
-    learners::Connectivity positive;
-    positive.scheme = "random";
-    positive.positive = true;
+    const learners::Connectivity positive = masked_positive();
     struct Case {
         const char* name;
         int batch;
@@ -194,14 +202,7 @@ TEST_CASE("mlp: fused SGD steps (hand-written Hessian-vector backward) give the 
     for (const Case& c : cases) {
         CAPTURE(c.name);
         auto run = [&](bool fused) {
-            learners::InnerTraining t;
-            t.lr = 0.2;
-            t.steps = 12;
-            t.batch = c.batch;
-            t.truncate = c.truncate;
-            t.fused = fused;
-            learners::UnrolledMLP l(ad::nn::MLP{{3, 6, 5, 1}, ad::nn::Activation::relu, ad::nn::OutputMap::identity}, t,
-                                    c.conn);
+            auto l = relu_sgd({3, 6, 5, 1}, 0.2, 12, c.batch, fused, c.conn, c.truncate);
             return meta_run(l, T);
         };
         const MetaRun full = run(false), fused = run(true);
@@ -220,19 +221,10 @@ TEST_CASE("mlp: fused steps give the same bits with the AVX2 and the AVX-512 ker
     // a masked positive first layer and two hidden layers; also against the full unroll.
     ad::Rng rng(12, 0);
     const Task T{rng.normal_matrix(21, 5), rng.normal_matrix(9, 5), rng.normal_matrix(21, 1), rng.normal_matrix(9, 1)};
-    learners::Connectivity positive;
-    positive.scheme = "random";
-    positive.positive = true;
     for (int batch : {0, 13}) {
         CAPTURE(batch);
         auto run = [&](bool fused) {
-            learners::InnerTraining t;
-            t.lr = 0.1;
-            t.steps = 7;
-            t.batch = batch;
-            t.fused = fused;
-            learners::UnrolledMLP l(ad::nn::MLP{{5, 7, 4, 1}, ad::nn::Activation::relu, ad::nn::OutputMap::identity}, t,
-                                    positive);
+            auto l = relu_sgd({5, 7, 4, 1}, 0.1, 7, batch, fused, masked_positive());
             return meta_run(l, T);
         };
         const MetaRun wide = run(true);

@@ -45,8 +45,6 @@ struct SGDOptions {
 
 namespace detail {
 
-inline std::string dims(Eigen::Index r, Eigen::Index c) { return std::to_string(r) + "x" + std::to_string(c); }
-
 /// The value of a gradient, whether it is held as a matrix or as a Var (a view, no copy).
 inline const Eigen::MatrixXd& grad_value(const Eigen::MatrixXd& g) { return g; }
 inline Eigen::Map<const Eigen::MatrixXd> grad_value(const Var& g) { return g.value(); }
@@ -72,8 +70,8 @@ public:
                 std::to_string(params.size()) + " parameters but " + std::to_string(grads.size()) + " gradients");
         for (std::size_t k = 0; k < params.size(); ++k)
             require(rows_of(params[k]) == rows_of(grads[k]) && cols_of(params[k]) == cols_of(grads[k]), w,
-                    "parameter " + std::to_string(k) + " is " + dims(rows_of(params[k]), cols_of(params[k])) +
-                        " but its gradient is " + dims(rows_of(grads[k]), cols_of(grads[k])));
+                    "parameter " + std::to_string(k) + " is " + shape_str(rows_of(params[k]), cols_of(params[k])) +
+                        " but its gradient is " + shape_str(rows_of(grads[k]), cols_of(grads[k])));
         if (!sized_) {
             shapes_.clear();
             shapes_.reserve(params.size());
@@ -86,8 +84,8 @@ public:
                     std::to_string(shapes_.size()) + " on the first step (call reset() to start over)");
         for (std::size_t k = 0; k < params.size(); ++k)
             require(rows_of(params[k]) == shapes_[k].first && cols_of(params[k]) == shapes_[k].second, w,
-                    "parameter " + std::to_string(k) + " is " + dims(rows_of(params[k]), cols_of(params[k])) +
-                        ", but the state was sized for " + dims(shapes_[k].first, shapes_[k].second) +
+                    "parameter " + std::to_string(k) + " is " + shape_str(rows_of(params[k]), cols_of(params[k])) +
+                        ", but the state was sized for " + shape_str(shapes_[k].first, shapes_[k].second) +
                         " on the first step (call reset() to start over)");
         return false;
     }

@@ -153,8 +153,8 @@ inline double energy_core(const double* x, int n, const double* y, int m, double
 inline ad::Var energy_distance(const ad::Var& x, const ad::Var& y) {
     detail::check_column("energy_distance", "labels", x);
     detail::check_column("energy_distance", "target samples", y);
-    // The gradient is piecewise constant (counts), so the frozen-gradient node is exact to any order.
-    return detail::frozen_gradient_node("energy_distance", x, y, detail::energy_core);
+    // The gradient is piecewise constant (counts), so the kept gradient is exact to any order.
+    return detail::loss_with_kept_gradient("energy_distance", x, y, ad::Derivatives::any_order, detail::energy_core);
 }
 
 /// Value-only energy_distance.

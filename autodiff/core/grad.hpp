@@ -26,6 +26,7 @@ namespace detail {
 /// A deque, so a nested call adding a level never moves an outer call's buffer.
 struct GradSlots {
     std::deque<std::vector<Node*>> pool;
+    std::deque<std::vector<Var>> in_grads;  ///< one node's input gradients, per depth
     int depth = 0;
 };
 inline GradSlots& grad_slots() {
@@ -60,8 +61,12 @@ inline std::vector<Var> grad(const Var& y, const std::vector<Var>& xs, GradOptio
         if (x.requires_grad()) lo = std::min(lo, x.node()->id);
 
     auto& slots_pool = detail::grad_slots();
-    if (int(slots_pool.pool.size()) <= slots_pool.depth) slots_pool.pool.emplace_back();
+    if (int(slots_pool.pool.size()) <= slots_pool.depth) {
+        slots_pool.pool.emplace_back();
+        slots_pool.in_grads.emplace_back();
+    }
     std::vector<Node*>& slot = slots_pool.pool[slots_pool.depth];
+    std::vector<Var>& in_grads = slots_pool.in_grads[slots_pool.depth];
     struct DepthGuard {
         int& d;
         ~DepthGuard() { --d; }
@@ -77,9 +82,12 @@ inline std::vector<Var> grad(const Var& y, const std::vector<Var>& xs, GradOptio
             Node* n = t.nodes[i];
             Node* g = slot[i - lo];
             if (!g || !n->backward) continue;
-            Var in_grads[3];
-            n->backward(*n, Var(g), in_grads);
-            for (int k = 0; k < n->n_inputs; ++k) {
+            if (opts.create_graph && n->derivatives == Derivatives::first_order)
+                throw Error(std::string("ad::grad: create_graph through ") + n->op +
+                            ", whose backward is hand-written and gives first-order gradients only");
+            in_grads.assign(n->n_inputs, Var());
+            n->backward(*n, Var(g), in_grads.data());
+            for (std::uint32_t k = 0; k < n->n_inputs; ++k) {
                 Node* p = n->inputs[k];
                 if (!in_grads[k].defined() || !p->requires_grad || p->id < lo) continue;
                 Node* gk = in_grads[k].node();

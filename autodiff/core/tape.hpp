@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "arena.hpp"
@@ -36,32 +38,52 @@ struct Node;
 class Var;
 
 /// A backward formula: given the gradient `g` flowing into `self`, write the gradient for each
-/// input k that needs one into grads[k]. It is written with differentiable ops on Var, so with
+/// input k that needs one into grads[k] (self.n_inputs slots, all undefined on entry; leave a
+/// slot undefined for "no gradient"). Written with differentiable ops on Var, so with
 /// create_graph the formula itself is recorded and can be differentiated again.
 using BackwardFn = void (*)(const Node& self, const Var& g, Var* grads);
 
+/// What a node's backward formula supports. The engine never guesses: a backward that computes
+/// raw numbers by hand says so, and ad::grad with create_graph through it is an error instead
+/// of a silently wrong (usually zero) second derivative.
+enum class Derivatives : std::uint8_t {
+    /// The backward is written with differentiable ops (or switches to them when
+    /// ad::grad_enabled() is true, as a fast hand-written path's fallback): create_graph
+    /// records it, so gradients of gradients are right.
+    any_order,
+    /// The backward writes numbers by hand: first-order gradients only. ad::grad with
+    /// create_graph through the node raises ad::Error naming the op.
+    first_order,
+};
+
 /// One tape entry: a whole column-major matrix value plus what the backward pass needs.
-/// Nodes live in the arena and are trivially destructible; whatever needs a destructor (a
-/// matrix factorisation) is owned by the tape's `owned` list, released with the scope.
+/// Nodes live in the arena and are trivially destructible; an op's state with a destructor
+/// (a factorisation, a std::function) is owned by the tape's `owned` list, released with the scope.
 struct Node {
     double* data = nullptr;
     int rows = 0;
     int cols = 0;
     std::uint32_t id = 0;          ///< position on the tape
+    std::uint32_t n_inputs = 0;    ///< inputs recorded (0 unless the node needs a gradient)
     std::uint64_t serial = 0;      ///< unique over the thread's lifetime: tells a reused slot from the original
-    std::uint8_t n_inputs = 0;
     bool requires_grad = false;
-    const char* op = "";           ///< op name, for messages
+    Derivatives derivatives = Derivatives::any_order;
+    const char* op = "";           ///< op name, for messages and ad::print_tape
     BackwardFn backward = nullptr; ///< null for leaves and for nodes that need no gradient
-    Node* inputs[3] = {nullptr, nullptr, nullptr};
-    // Op-specific constants kept for the backward formula.
-    double scalar = 0.0;
-    int iarg[4] = {0, 0, 0, 0};
-    const void* ptr = nullptr;
+    Node** inputs = nullptr;       ///< n_inputs entries, stored right after the node in the arena
+    /// The op's state (its backward closure's captures), stored by Tape::push and read back
+    /// only by the function that push generated for that closure type: ops never cast it.
+    const void* closure = nullptr;
 
     Eigen::Map<const Eigen::MatrixXd> value() const { return {data, rows, cols}; }
     Eigen::Map<Eigen::MatrixXd> mutable_value() { return {data, rows, cols}; }
     Eigen::Index size() const { return Eigen::Index(rows) * cols; }
+    /// Whether input k takes a gradient (the backward may skip the work for the others).
+    bool needs(int k) const;
+    /// Input k as a Var (for a backward formula written with ops).
+    Var input(int k) const;
+    /// This node as a Var: the op's output y, for backward formulas such as d e^x = g e^x.
+    Var output() const;
 };
 
 /// A handle to a tape node. Cheap to copy (one pointer). A Var is valid until the TapeScope
@@ -94,6 +116,10 @@ private:
     std::uint64_t serial_ = 0;
 };
 
+inline bool Node::needs(int k) const { return k < int(n_inputs) && inputs[k]->requires_grad; }
+inline Var Node::input(int k) const { return Var(inputs[k]); }
+inline Var Node::output() const { return Var(const_cast<Node*>(this)); }
+
 /// Anything with a destructor that a node needs to keep alive (e.g. a factorisation).
 struct Owned {
     virtual ~Owned() = default;
@@ -117,35 +143,67 @@ public:
     /// block happened to start.
     static constexpr std::size_t kValueAlign = EIGEN_MAX_ALIGN_BYTES > 16 ? EIGEN_MAX_ALIGN_BYTES : 16;
 
-    /// Appends a node of the given shape. Storage comes from the arena unless `alias` is given
-    /// (reshape and detach share their input's storage). Inputs and the backward formula are
-    /// recorded only when gradients are on and at least one input needs a gradient.
-    Node* push(const char* op, int rows, int cols, BackwardFn backward, std::initializer_list<Node*> inputs,
-               double* alias = nullptr) {
-        Node* n = static_cast<Node*>(arena.allocate(sizeof(Node), alignof(Node)));
-        new (n) Node();
+    /// Appends a node of the given shape: the one way every op, built-in or custom, gets onto
+    /// the tape. Storage comes from the arena unless `alias` is given (reshape and detach share
+    /// their input's storage). `inputs` is any list of Node* or Var, of any length. The inputs
+    /// and the backward formula are recorded only when gradients are on and at least one input
+    /// needs a gradient.
+    ///
+    /// `backward` is a BackwardFn, a lambda (capturing the op's state: an index list, a scalar,
+    /// a pointer to a factorisation; the captures ARE the node's typed state), or nullptr for a
+    /// node that carries no gradient. A capturing lambda is stored beside the node, in the arena
+    /// when it is trivially destructible, else on the `owned` list, and called through a
+    /// function generated for its type, so no op ever casts untyped state.
+    template <class Backward, class Inputs>
+    Node* push(const char* op, int rows, int cols, const Backward& backward, const Inputs& inputs,
+               Derivatives derivatives = Derivatives::any_order, double* alias = nullptr) {
+        bool needs = false;
+        std::size_t n_in = 0;
+        if constexpr (!std::is_same_v<Backward, std::nullptr_t>) {
+            for (const auto& in : inputs) {
+                const Node* p = node_of(in);
+                needs = needs || (p && p->requires_grad);
+                ++n_in;
+            }
+            needs = needs && grad_enabled;
+        }
+        // One allocation: the node, then its input list when it records one.
+        const std::size_t n_slots = needs ? n_in : 0;
+        void* mem = arena.allocate(sizeof(Node) + n_slots * sizeof(Node*), alignof(Node));
+        Node* n = new (mem) Node();
         n->op = op;
         n->rows = rows;
         n->cols = cols;
         n->id = static_cast<std::uint32_t>(nodes.size());
         n->serial = next_serial++;
+        n->derivatives = derivatives;
         n->data = alias ? alias
                         : static_cast<double*>(arena.allocate(sizeof(double) * (std::size_t(rows) * cols + 1), kValueAlign));
-        bool needs = false;
-        if (grad_enabled && backward)
-            for (Node* in : inputs) needs = needs || (in && in->requires_grad);
         if (needs) {
             n->requires_grad = true;
-            n->backward = backward;
-            for (Node* in : inputs) n->inputs[n->n_inputs++] = in;
+            n->inputs = reinterpret_cast<Node**>(n + 1);
+            for (const auto& in : inputs) n->inputs[n->n_inputs++] = node_of(in);
+            if constexpr (std::is_convertible_v<Backward, BackwardFn>) {
+                n->backward = backward;  // a function, or a lambda that captures nothing
+            } else {
+                n->closure = store(backward);
+                n->backward = [](const Node& self, const Var& g, Var* grads) {
+                    (*static_cast<const Backward*>(self.closure))(self, g, grads);
+                };
+            }
         }
         nodes.push_back(n);
         return n;
     }
+    template <class Backward>
+    Node* push(const char* op, int rows, int cols, const Backward& backward, std::initializer_list<Node*> inputs,
+               Derivatives derivatives = Derivatives::any_order, double* alias = nullptr) {
+        return push<Backward, std::initializer_list<Node*>>(op, rows, cols, backward, inputs, derivatives, alias);
+    }
 
     /// A leaf: a parameter (requires_grad) or a constant.
     Node* leaf(const char* op, int rows, int cols, bool requires_grad) {
-        Node* n = push(op, rows, cols, nullptr, {});
+        Node* n = push(op, rows, cols, nullptr, std::initializer_list<Node*>{});
         n->requires_grad = requires_grad;
         return n;
     }
@@ -158,6 +216,24 @@ public:
         return raw;
     }
 
+  private:
+    template <class F>
+    struct OwnedClosure : Owned {
+        explicit OwnedClosure(const F& f) : fn(f) {}
+        F fn;
+    };
+    /// A copy of a backward closure that lives as long as its node.
+    template <class F>
+    const F* store(const F& f) {
+        if constexpr (std::is_trivially_destructible_v<F>)
+            return new (arena.allocate(sizeof(F), alignof(F))) F(f);
+        else
+            return &own<OwnedClosure<F>>(f)->fn;
+    }
+    static Node* node_of(Node* n) { return n; }
+    static Node* node_of(const Var& v);
+
+  public:
     /// Drops every node, owned object and arena byte created after the given marks.
     void rewind(std::size_t n_nodes, const Arena::Mark& mark, std::size_t n_owned) {
         nodes.resize(n_nodes);
@@ -170,6 +246,29 @@ public:
 inline Tape& tape() {
     thread_local Tape t;
     return t;
+}
+
+inline Node* Tape::node_of(const Var& v) { return v.node(); }
+
+/// Defines a node from outside the engine, the way every op in autodiff/ops is defined:
+/// a name, the output's shape, any number of inputs, and a backward formula whose captures
+/// are the op's state (the tape keeps a copy as long as the node lives). Write the value into
+/// the returned node's mutable_value(), then hand out Var(node).
+///
+/// Derivatives::any_order (the default) promises that the backward is written with
+/// differentiable ops whenever ad::grad_enabled() is true, so create_graph gives the right
+/// second derivative; a backward that fills gradients by hand passes Derivatives::first_order,
+/// and ad::grad with create_graph through the node raises ad::Error naming it.
+/// examples/04_custom_node.cpp and docs/autodiff.md walk through one.
+template <class Backward>
+Node* custom_node(const char* op, int rows, int cols, std::span<const Var> inputs, const Backward& backward,
+                  Derivatives derivatives = Derivatives::any_order) {
+    return tape().push(op, rows, cols, backward, inputs, derivatives);
+}
+template <class Backward>
+Node* custom_node(const char* op, int rows, int cols, std::initializer_list<Var> inputs, const Backward& backward,
+                  Derivatives derivatives = Derivatives::any_order) {
+    return tape().push(op, rows, cols, backward, inputs, derivatives);
 }
 
 /// RAII: everything put on the tape inside the scope is released when it closes
@@ -188,18 +287,6 @@ private:
     std::size_t n_owned_;
 };
 
-/// RAII: ops inside record no backward formulas (values only), like torch.no_grad().
-class NoGradGuard {
-public:
-    NoGradGuard() : saved_(tape().grad_enabled) { tape().grad_enabled = false; }
-    ~NoGradGuard() { tape().grad_enabled = saved_; }
-    NoGradGuard(const NoGradGuard&) = delete;
-    NoGradGuard& operator=(const NoGradGuard&) = delete;
-
-private:
-    bool saved_;
-};
-
 /// RAII: sets gradient recording on or off, restoring the previous state on exit.
 class GradModeGuard {
 public:
@@ -210,6 +297,11 @@ public:
 
 private:
     bool saved_;
+};
+
+/// RAII: ops inside record no backward formulas (values only), like torch.no_grad().
+struct NoGradGuard : GradModeGuard {
+    NoGradGuard() : GradModeGuard(false) {}
 };
 
 inline bool grad_enabled() { return tape().grad_enabled; }
@@ -295,7 +387,9 @@ inline std::vector<Var> params(const std::vector<Eigen::MatrixXd>& ms) {
     return out;
 }
 
-inline std::string shape_str(const Node* n) { return std::to_string(n->rows) + "x" + std::to_string(n->cols); }
+/// "rows x cols" as the engine's messages write a shape.
+inline std::string shape_str(long rows, long cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
+inline std::string shape_str(const Node* n) { return shape_str(n->rows, n->cols); }
 inline std::string shape_str(const Var& v) { return shape_str(v.node()); }
 
 }  // namespace occam::ad

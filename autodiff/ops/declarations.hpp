@@ -3,6 +3,7 @@
 // Shapes: every Var is a rows x cols matrix; samples are rows, features are columns.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "../core/tape.hpp"
@@ -61,6 +62,8 @@ Var scatter_rows(const Var& x, const std::vector<int>& index, int n);   ///< out
 Var scatter_cols(const Var& x, const std::vector<int>& index, int n);   ///< out.col(index[k]) += x.col(k)
 Var hcat(const Var& a, const Var& b);  ///< [a b]
 Var vcat(const Var& a, const Var& b);  ///< [a; b]
+Var hcat(std::span<const Var> xs);      ///< [x_0 x_1 ...] as one node
+Var vcat(std::span<const Var> xs);      ///< [x_0; x_1; ...] as one node
 Var hcat(const std::vector<Var>& xs);
 Var vcat(const std::vector<Var>& xs);
 Var broadcast_to(const Var& x, int rows, int cols);  ///< repeat a 1 x c, r x 1 or 1 x 1 value

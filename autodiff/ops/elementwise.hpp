@@ -64,8 +64,6 @@ Var binary(const char* op, const Var& a, const Var& b, BackwardFn backward, F f)
     return Var(n);
 }
 
-inline bool needs(const Node& self, int k) { return k < self.n_inputs && self.inputs[k]->requires_grad; }
-inline Var input(const Node& self, int k) { return Var(self.inputs[k]); }
 /// Reduces a gradient to the shape of input k (undoing any broadcast of that input).
 inline Var to_input_shape(const Node& self, int k, const Var& g) {
     return sum_to(g, self.inputs[k]->rows, self.inputs[k]->cols);
@@ -90,8 +88,8 @@ Var mask(const char* op, const Var& a, const Var& b, F cmp) {
 inline Var add(const Var& a, const Var& b) {
     return detail::binary("add", a, b,
                           [](const Node& self, const Var& g, Var* out) {
-                              if (detail::needs(self, 0)) out[0] = detail::to_input_shape(self, 0, g);
-                              if (detail::needs(self, 1)) out[1] = detail::to_input_shape(self, 1, g);
+                              if (self.needs(0)) out[0] = detail::to_input_shape(self, 0, g);
+                              if (self.needs(1)) out[1] = detail::to_input_shape(self, 1, g);
                           },
                           [](const auto& x, const auto& y) { return x + y; });
 }
@@ -100,8 +98,8 @@ inline Var add(const Var& a, const Var& b) {
 inline Var sub(const Var& a, const Var& b) {
     return detail::binary("sub", a, b,
                           [](const Node& self, const Var& g, Var* out) {
-                              if (detail::needs(self, 0)) out[0] = detail::to_input_shape(self, 0, g);
-                              if (detail::needs(self, 1)) out[1] = detail::to_input_shape(self, 1, neg(g));
+                              if (self.needs(0)) out[0] = detail::to_input_shape(self, 0, g);
+                              if (self.needs(1)) out[1] = detail::to_input_shape(self, 1, neg(g));
                           },
                           [](const auto& x, const auto& y) { return x - y; });
 }
@@ -110,9 +108,9 @@ inline Var sub(const Var& a, const Var& b) {
 inline Var mul(const Var& a, const Var& b) {
     return detail::binary("mul", a, b,
                           [](const Node& self, const Var& g, Var* out) {
-                              Var a = detail::input(self, 0), b = detail::input(self, 1);
-                              if (detail::needs(self, 0)) out[0] = detail::to_input_shape(self, 0, mul(g, b));
-                              if (detail::needs(self, 1)) out[1] = detail::to_input_shape(self, 1, mul(g, a));
+                              Var x = self.input(0), y = self.input(1);
+                              if (self.needs(0)) out[0] = detail::to_input_shape(self, 0, mul(g, y));
+                              if (self.needs(1)) out[1] = detail::to_input_shape(self, 1, mul(g, x));
                           },
                           [](const auto& x, const auto& y) { return x * y; });
 }
@@ -121,11 +119,11 @@ inline Var mul(const Var& a, const Var& b) {
 inline Var div(const Var& a, const Var& b) {
     return detail::binary("div", a, b,
                           [](const Node& self, const Var& g, Var* out) {
-                              Var a = detail::input(self, 0), b = detail::input(self, 1);
-                              Var g_over_b = div(g, b);
-                              if (detail::needs(self, 0)) out[0] = detail::to_input_shape(self, 0, g_over_b);
-                              if (detail::needs(self, 1))
-                                  out[1] = detail::to_input_shape(self, 1, neg(mul(g_over_b, div(a, b))));
+                              Var x = self.input(0), y = self.input(1);
+                              Var g_over_b = div(g, y);
+                              if (self.needs(0)) out[0] = detail::to_input_shape(self, 0, g_over_b);
+                              if (self.needs(1))
+                                  out[1] = detail::to_input_shape(self, 1, neg(mul(g_over_b, div(x, y))));
                           },
                           [](const auto& x, const auto& y) { return x / y; });
 }
@@ -134,7 +132,6 @@ inline Var div(const Var& a, const Var& b) {
 inline Var add_scalar(const Var& x, double s) {
     Node* n = tape().push("add_scalar", x.rows(), x.cols(),
                           [](const Node&, const Var& g, Var* out) { out[0] = g; }, {x.node()});
-    n->scalar = s;
     detail::arr(n) = detail::arr(x.node()) + s;
     return Var(n);
 }
@@ -142,9 +139,7 @@ inline Var add_scalar(const Var& x, double s) {
 // d(s x)/dx = s.
 inline Var mul_scalar(const Var& x, double s) {
     Node* n = tape().push("mul_scalar", x.rows(), x.cols(),
-                          [](const Node& self, const Var& g, Var* out) { out[0] = mul_scalar(g, self.scalar); },
-                          {x.node()});
-    n->scalar = s;
+                          [s](const Node&, const Var& g, Var* out) { out[0] = mul_scalar(g, s); }, {x.node()});
     detail::arr(n) = detail::arr(x.node()) * s;
     return Var(n);
 }
@@ -171,7 +166,8 @@ inline Var sign(const Var& x) {
     return Var(n);
 }
 
-// where(m, a, b): the gradient goes to a where m is 1 and to b where it is 0.
+// where(m, a, b): the gradient goes to a where m is 1 and to b where it is 0. The mask is the
+// node's third input (a constant: it takes no gradient).
 inline Var where(const Var& mask, const Var& a, const Var& b) {
     int r1, c1, r, c;
     detail::broadcast_shape("where", a.node(), b.node(), r1, c1);
@@ -182,13 +178,12 @@ inline Var where(const Var& mask, const Var& a, const Var& b) {
     Node* n = tape().push(
         "where", r, c,
         [](const Node& self, const Var& g, Var* out) {
-            Var m = Var(self.ptr ? static_cast<Node*>(const_cast<void*>(self.ptr)) : nullptr);
+            Var m = self.input(2);
             Var zero = constant(0.0);
-            if (detail::needs(self, 0)) out[0] = detail::to_input_shape(self, 0, where(m, g, zero));
-            if (detail::needs(self, 1)) out[1] = detail::to_input_shape(self, 1, where(m, zero, g));
+            if (self.needs(0)) out[0] = detail::to_input_shape(self, 0, where(m, g, zero));
+            if (self.needs(1)) out[1] = detail::to_input_shape(self, 1, where(m, zero, g));
         },
-        {a.node(), b.node()});
-    n->ptr = mask.node();
+        {a.node(), b.node(), mask.node()});
     detail::Strided sm(mask.node()), sa(a.node()), sb(b.node());
     double* o = n->data;
     for (int j = 0; j < c; ++j)
@@ -207,7 +202,7 @@ inline Var relu_grad(const Var& g, const Var& x) {
     Node* n = tape().push(
         "relu_grad", g.rows(), g.cols(),
         [](const Node& self, const Var& gg, Var* out) {
-            if (detail::needs(self, 0)) out[0] = relu_grad(gg, Var(self.inputs[1]));
+            if (self.needs(0)) out[0] = relu_grad(gg, Var(self.inputs[1]));
         },
         {g.node(), x.node()});
     detail::arr(n) = (detail::arr(x.node()) > 0.0).select(detail::arr(g.node()), 0.0);
@@ -217,7 +212,8 @@ inline Var minimum(const Var& a, const Var& b) { return where(le(a, b), a, b); }
 
 // stop-gradient: shares x's storage, records nothing.
 inline Var detach(const Var& x) {
-    return Var(tape().push("detach", x.rows(), x.cols(), nullptr, {}, x.node()->data));
+    return Var(tape().push("detach", x.rows(), x.cols(), nullptr, std::initializer_list<Node*>{},
+                           Derivatives::any_order, x.node()->data));
 }
 
 }  // namespace occam::ad

@@ -65,20 +65,15 @@ inline Factorization* factorize(const Var& A) {
 inline Var solve_factored(const Factorization* f, const Var& A, const Var& B, bool transposed) {
     Node* n = tape().push(
         "solve", B.rows(), B.cols(),
-        [](const Node& self, const Var& g, Var* out) {
-            const auto* f = static_cast<const Factorization*>(self.ptr);
-            const bool transposed = self.iarg[0];
-            Var A(self.inputs[0]);
-            Var X(const_cast<Node*>(&self));
+        [f, transposed](const Node& self, const Var& g, Var* out) {
+            Var X = self.output();
             // The adjoint system: op(A)^T GB = G, solved with the same factor.
-            Var GB = solve_factored(f, A, g, !transposed);
-            if (needs(self, 1)) out[1] = GB;
-            if (needs(self, 0)) out[0] = transposed ? neg(matmul_nt(X, GB))   // X = A^{-T}B: dA = -X GB^T
-                                                    : neg(matmul_nt(GB, X));  // X = A^{-1}B: dA = -GB X^T
+            Var GB = solve_factored(f, self.input(0), g, !transposed);
+            if (self.needs(1)) out[1] = GB;
+            if (self.needs(0)) out[0] = transposed ? neg(matmul_nt(X, GB))   // X = A^{-T}B: dA = -X GB^T
+                                                   : neg(matmul_nt(GB, X));  // X = A^{-1}B: dA = -GB X^T
         },
         {A.node(), B.node()});
-    n->ptr = f;
-    n->iarg[0] = transposed;
     f->solve(B.value(), transposed, n->mutable_value());
     if (!n->value().allFinite())
         throw SolveError("ad::solve: the solution is not finite (the right-hand side " + shape_str(B) +

@@ -30,7 +30,7 @@ double stable_lse(const V& v) {
 // differentiable ops (and broadcasting g and y back over that axis) so it has a second order.
 inline void lse_backward(const Node& self, const Var& g, Var* out) {
     Var in(self.inputs[0]);
-    Var y(const_cast<Node*>(&self));
+    Var y = self.output();
     out[0] = g * exp(in - y);
 }
 }  // namespace detail

@@ -3,6 +3,7 @@
 // block <-> embed, gather <-> scatter-add, broadcast <-> sum. Pairs of adjoints.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -10,18 +11,14 @@
 
 namespace occam::ad {
 namespace detail {
-inline std::string dims(int r, int c) { return std::to_string(r) + "x" + std::to_string(c); }
-
-/// Copies an index list into the arena so the node can keep it for its backward formula.
-inline const int* keep_index(const std::vector<int>& index) {
+/// Copies an index list into the arena, where a node's backward can keep it (a span is
+/// trivially destructible, so the closure that captures it needs no destructor).
+inline std::span<const int> keep_index(const std::vector<int>& index) {
     int* p = tape().arena.allocate_array<int>(index.size());
     std::copy(index.begin(), index.end(), p);
-    return p;
+    return {p, index.size()};
 }
-inline std::vector<int> index_of(const Node& self) {
-    const int* p = static_cast<const int*>(self.ptr);
-    return std::vector<int>(p, p + self.iarg[0]);
-}
+inline std::vector<int> to_vector(std::span<const int> index) { return {index.begin(), index.end()}; }
 }  // namespace detail
 
 // d(x^T) = (dx)^T, so the gradient is transposed back.
@@ -35,27 +32,24 @@ inline Var transpose(const Var& x) {
 // Column-major reshape shares storage; the gradient is reshaped back.
 inline Var reshape(const Var& x, int rows, int cols) {
     if (Eigen::Index(rows) * cols != x.size())
-        throw ShapeError("ad::reshape: cannot reshape " + shape_str(x) + " to " + detail::dims(rows, cols));
+        throw ShapeError("ad::reshape: cannot reshape " + shape_str(x) + " to " + shape_str(rows, cols));
     return Var(tape().push("reshape", rows, cols,
                            [](const Node& self, const Var& g, Var* out) {
                                out[0] = reshape(g, self.inputs[0]->rows, self.inputs[0]->cols);
                            },
-                           {x.node()}, x.node()->data));
+                           {x.node()}, Derivatives::any_order, x.node()->data));
 }
 
 // The gradient of a block is the incoming gradient embedded in zeros at the same place.
 inline Var block(const Var& x, int row0, int col0, int rows, int cols) {
     if (row0 < 0 || col0 < 0 || rows < 0 || cols < 0 || row0 + rows > x.rows() || col0 + cols > x.cols())
-        throw ShapeError("ad::block: block " + detail::dims(rows, cols) + " at (" + std::to_string(row0) + "," +
+        throw ShapeError("ad::block: block " + shape_str(rows, cols) + " at (" + std::to_string(row0) + "," +
                          std::to_string(col0) + ") does not fit in " + shape_str(x));
     Node* n = tape().push("block", rows, cols,
-                          [](const Node& self, const Var& g, Var* out) {
-                              out[0] = embed(g, self.iarg[0], self.iarg[1], self.inputs[0]->rows,
-                                             self.inputs[0]->cols);
+                          [row0, col0](const Node& self, const Var& g, Var* out) {
+                              out[0] = embed(g, row0, col0, self.inputs[0]->rows, self.inputs[0]->cols);
                           },
                           {x.node()});
-    n->iarg[0] = row0;
-    n->iarg[1] = col0;
     n->mutable_value() = x.value().block(row0, col0, rows, cols);
     return Var(n);
 }
@@ -66,15 +60,12 @@ inline Var cols(const Var& x, int col0, int n) { return block(x, 0, col0, x.rows
 inline Var embed(const Var& x, int row0, int col0, int rows, int cols) {
     if (row0 < 0 || col0 < 0 || row0 + x.rows() > rows || col0 + x.cols() > cols)
         throw ShapeError("ad::embed: " + shape_str(x) + " at (" + std::to_string(row0) + "," + std::to_string(col0) +
-                         ") does not fit in " + detail::dims(rows, cols));
+                         ") does not fit in " + shape_str(rows, cols));
     Node* n = tape().push("embed", rows, cols,
-                          [](const Node& self, const Var& g, Var* out) {
-                              out[0] = block(g, self.iarg[0], self.iarg[1], self.inputs[0]->rows,
-                                             self.inputs[0]->cols);
+                          [row0, col0](const Node& self, const Var& g, Var* out) {
+                              out[0] = block(g, row0, col0, self.inputs[0]->rows, self.inputs[0]->cols);
                           },
                           {x.node()});
-    n->iarg[0] = row0;
-    n->iarg[1] = col0;
     auto v = n->mutable_value();
     v.setZero();
     v.block(row0, col0, x.rows(), x.cols()) = x.value();
@@ -93,13 +84,12 @@ inline void check_index(const char* op, const std::vector<int>& index, int n, co
 // Gathering copies rows; its adjoint adds each gradient row back where it came from.
 inline Var gather_rows(const Var& x, const std::vector<int>& index) {
     detail::check_index("gather_rows", index, x.rows(), "rows");
+    const std::span<const int> kept = detail::keep_index(index);
     Node* n = tape().push("gather_rows", int(index.size()), x.cols(),
-                          [](const Node& self, const Var& g, Var* out) {
-                              out[0] = scatter_rows(g, detail::index_of(self), self.inputs[0]->rows);
+                          [kept](const Node& self, const Var& g, Var* out) {
+                              out[0] = scatter_rows(g, detail::to_vector(kept), self.inputs[0]->rows);
                           },
                           {x.node()});
-    n->ptr = detail::keep_index(index);
-    n->iarg[0] = int(index.size());
     auto xv = x.value();
     auto v = n->mutable_value();
     for (std::size_t k = 0; k < index.size(); ++k) v.row(Eigen::Index(k)) = xv.row(index[k]);
@@ -110,13 +100,12 @@ inline Var scatter_rows(const Var& x, const std::vector<int>& index, int n_rows)
     if (int(index.size()) != x.rows())
         throw ShapeError("ad::scatter_rows: " + std::to_string(index.size()) + " indices for " + shape_str(x));
     detail::check_index("scatter_rows", index, n_rows, "rows");
+    const std::span<const int> kept = detail::keep_index(index);
     Node* n = tape().push("scatter_rows", n_rows, x.cols(),
-                          [](const Node& self, const Var& g, Var* out) {
-                              out[0] = gather_rows(g, detail::index_of(self));
+                          [kept](const Node&, const Var& g, Var* out) {
+                              out[0] = gather_rows(g, detail::to_vector(kept));
                           },
                           {x.node()});
-    n->ptr = detail::keep_index(index);
-    n->iarg[0] = int(index.size());
     auto xv = x.value();
     auto v = n->mutable_value();
     v.setZero();
@@ -126,13 +115,12 @@ inline Var scatter_rows(const Var& x, const std::vector<int>& index, int n_rows)
 
 inline Var gather_cols(const Var& x, const std::vector<int>& index) {
     detail::check_index("gather_cols", index, x.cols(), "columns");
+    const std::span<const int> kept = detail::keep_index(index);
     Node* n = tape().push("gather_cols", x.rows(), int(index.size()),
-                          [](const Node& self, const Var& g, Var* out) {
-                              out[0] = scatter_cols(g, detail::index_of(self), self.inputs[0]->cols);
+                          [kept](const Node& self, const Var& g, Var* out) {
+                              out[0] = scatter_cols(g, detail::to_vector(kept), self.inputs[0]->cols);
                           },
                           {x.node()});
-    n->ptr = detail::keep_index(index);
-    n->iarg[0] = int(index.size());
     auto xv = x.value();
     auto v = n->mutable_value();
     for (std::size_t k = 0; k < index.size(); ++k) v.col(Eigen::Index(k)) = xv.col(index[k]);
@@ -143,13 +131,12 @@ inline Var scatter_cols(const Var& x, const std::vector<int>& index, int n_cols)
     if (int(index.size()) != x.cols())
         throw ShapeError("ad::scatter_cols: " + std::to_string(index.size()) + " indices for " + shape_str(x));
     detail::check_index("scatter_cols", index, n_cols, "columns");
+    const std::span<const int> kept = detail::keep_index(index);
     Node* n = tape().push("scatter_cols", x.rows(), n_cols,
-                          [](const Node& self, const Var& g, Var* out) {
-                              out[0] = gather_cols(g, detail::index_of(self));
+                          [kept](const Node&, const Var& g, Var* out) {
+                              out[0] = gather_cols(g, detail::to_vector(kept));
                           },
                           {x.node()});
-    n->ptr = detail::keep_index(index);
-    n->iarg[0] = int(index.size());
     auto xv = x.value();
     auto v = n->mutable_value();
     v.setZero();
@@ -157,58 +144,73 @@ inline Var scatter_cols(const Var& x, const std::vector<int>& index, int n_cols)
     return Var(n);
 }
 
-// [a b]: each input gets its own columns of the gradient back.
-inline Var hcat(const Var& a, const Var& b) {
-    if (a.rows() != b.rows())
-        throw ShapeError("ad::hcat: " + shape_str(a) + " and " + shape_str(b) + " have different row counts");
-    Node* n = tape().push("hcat", a.rows(), a.cols() + b.cols(),
-                          [](const Node& self, const Var& g, Var* out) {
-                              int ca = self.inputs[0]->cols, cb = self.inputs[1]->cols;
-                              if (detail::needs(self, 0)) out[0] = cols(g, 0, ca);
-                              if (detail::needs(self, 1)) out[1] = cols(g, ca, cb);
-                          },
-                          {a.node(), b.node()});
-    auto v = n->mutable_value();
-    v.leftCols(a.cols()) = a.value();
-    v.rightCols(b.cols()) = b.value();
-    return Var(n);
-}
-
-// [a; b]: each input gets its own rows of the gradient back.
-inline Var vcat(const Var& a, const Var& b) {
-    if (a.cols() != b.cols())
-        throw ShapeError("ad::vcat: " + shape_str(a) + " and " + shape_str(b) + " have different column counts");
-    Node* n = tape().push("vcat", a.rows() + b.rows(), a.cols(),
-                          [](const Node& self, const Var& g, Var* out) {
-                              int ra = self.inputs[0]->rows, rb = self.inputs[1]->rows;
-                              if (detail::needs(self, 0)) out[0] = rows(g, 0, ra);
-                              if (detail::needs(self, 1)) out[1] = rows(g, ra, rb);
-                          },
-                          {a.node(), b.node()});
-    auto v = n->mutable_value();
-    v.topRows(a.rows()) = a.value();
-    v.bottomRows(b.rows()) = b.value();
-    return Var(n);
-}
-
-inline Var hcat(const std::vector<Var>& xs) {
+// [x_0 x_1 ... x_k]: one node for any number of blocks; each input gets its own columns of
+// the gradient back.
+inline Var hcat(std::span<const Var> xs) {
     if (xs.empty()) throw ShapeError("ad::hcat: no inputs");
-    Var out = xs[0];
-    for (std::size_t k = 1; k < xs.size(); ++k) out = hcat(out, xs[k]);
-    return out;
+    int c = 0;
+    for (const Var& x : xs) {
+        if (x.rows() != xs[0].rows())
+            throw ShapeError("ad::hcat: " + shape_str(xs[0]) + " and " + shape_str(x) + " have different row counts");
+        c += x.cols();
+    }
+    if (xs.size() == 1) return xs[0];
+    Node* n = tape().push("hcat", xs[0].rows(), c,
+                          [](const Node& self, const Var& g, Var* out) {
+                              for (int k = 0, c0 = 0; k < int(self.n_inputs); c0 += self.inputs[k++]->cols)
+                                  if (self.needs(k)) out[k] = cols(g, c0, self.inputs[k]->cols);
+                          },
+                          xs);
+    auto v = n->mutable_value();
+    c = 0;
+    for (const Var& x : xs) {
+        v.middleCols(c, x.cols()) = x.value();
+        c += x.cols();
+    }
+    return Var(n);
 }
-inline Var vcat(const std::vector<Var>& xs) {
+
+// [x_0; x_1; ...; x_k]: each input gets its own rows of the gradient back.
+inline Var vcat(std::span<const Var> xs) {
     if (xs.empty()) throw ShapeError("ad::vcat: no inputs");
-    Var out = xs[0];
-    for (std::size_t k = 1; k < xs.size(); ++k) out = vcat(out, xs[k]);
-    return out;
+    int r = 0;
+    for (const Var& x : xs) {
+        if (x.cols() != xs[0].cols())
+            throw ShapeError("ad::vcat: " + shape_str(xs[0]) + " and " + shape_str(x) +
+                             " have different column counts");
+        r += x.rows();
+    }
+    if (xs.size() == 1) return xs[0];
+    Node* n = tape().push("vcat", r, xs[0].cols(),
+                          [](const Node& self, const Var& g, Var* out) {
+                              for (int k = 0, r0 = 0; k < int(self.n_inputs); r0 += self.inputs[k++]->rows)
+                                  if (self.needs(k)) out[k] = rows(g, r0, self.inputs[k]->rows);
+                          },
+                          xs);
+    auto v = n->mutable_value();
+    r = 0;
+    for (const Var& x : xs) {
+        v.middleRows(r, x.rows()) = x.value();
+        r += x.rows();
+    }
+    return Var(n);
+}
+inline Var hcat(const std::vector<Var>& xs) { return hcat(std::span<const Var>(xs)); }
+inline Var vcat(const std::vector<Var>& xs) { return vcat(std::span<const Var>(xs)); }
+inline Var hcat(const Var& a, const Var& b) {
+    const Var xs[2] = {a, b};
+    return hcat(std::span<const Var>(xs));
+}
+inline Var vcat(const Var& a, const Var& b) {
+    const Var xs[2] = {a, b};
+    return vcat(std::span<const Var>(xs));
 }
 
 // Repeating a value r times means its gradient is the sum of the r copies' gradients.
 inline Var broadcast_to(const Var& x, int rows, int cols) {
     if (x.rows() == rows && x.cols() == cols) return x;
     if ((x.rows() != rows && x.rows() != 1) || (x.cols() != cols && x.cols() != 1))
-        throw ShapeError("ad::broadcast_to: cannot broadcast " + shape_str(x) + " to " + detail::dims(rows, cols));
+        throw ShapeError("ad::broadcast_to: cannot broadcast " + shape_str(x) + " to " + shape_str(rows, cols));
     Node* n = tape().push("broadcast_to", rows, cols,
                           [](const Node& self, const Var& g, Var* out) {
                               out[0] = sum_to(g, self.inputs[0]->rows, self.inputs[0]->cols);
@@ -225,7 +227,7 @@ inline Var broadcast_to(const Var& x, int rows, int cols) {
 inline Var sum_to(const Var& x, int rows, int cols) {
     if (x.rows() == rows && x.cols() == cols) return x;
     if ((rows != x.rows() && rows != 1) || (cols != x.cols() && cols != 1))
-        throw ShapeError("ad::sum_to: cannot sum " + shape_str(x) + " to " + detail::dims(rows, cols));
+        throw ShapeError("ad::sum_to: cannot sum " + shape_str(x) + " to " + shape_str(rows, cols));
     Node* n = tape().push("sum_to", rows, cols,
                           [](const Node& self, const Var& g, Var* out) {
                               out[0] = broadcast_to(g, self.inputs[0]->rows, self.inputs[0]->cols);

@@ -26,8 +26,8 @@ namespace occam::ad {
     inline Var NAME(const Var& in_) {                                                            \
         Node* n = tape().push(#NAME, in_.rows(), in_.cols(),                                      \
                               [](const Node& self, const Var& g, Var* out) {                      \
-                                  Var in(self.inputs[0]);                                         \
-                                  Var y(const_cast<Node*>(&self));                                \
+                                  Var in = self.input(0);                                         \
+                                  Var y = self.output();                                \
                                   (void)in;                                                       \
                                   (void)y;                                                        \
                                   out[0] = BACKWARD;                                              \
@@ -44,14 +44,12 @@ OCCAM_UNARY_OPS(OCCAM_DEFINE_UNARY)
 // d x^p = p x^(p-1). The exponent is a constant kept on the node.
 inline Var pow(const Var& x, double p) {
     Node* n = tape().push("pow", x.rows(), x.cols(),
-                          [](const Node& self, const Var& g, Var* out) {
-                              Var in(self.inputs[0]);
-                              double p = self.scalar;
+                          [p](const Node& self, const Var& g, Var* out) {
+                              Var in = self.input(0);
                               Var dy = (p == 2.0) ? in : pow(in, p - 1.0);
                               out[0] = mul_scalar(g * dy, p);
                           },
                           {x.node()});
-    n->scalar = p;
     detail::arr(n) = detail::arr(static_cast<const Node*>(x.node())).pow(p);
     return Var(n);
 }

@@ -57,7 +57,7 @@ inline Eigen::MatrixXd linear_kernel(const Eigen::MatrixXd& a, const Eigen::Matr
 
 /// The Gram matrix of K random ReLU features: relu(A J) relu(B J)^T / K, K = J.cols(). For
 /// J ~ N(0, 1) it is an unbiased Monte Carlo estimate of the degree-1 arc-cosine kernel, because
-/// E_w[relu(w.a) relu(w.b)] = arccos_kernel(a, b) for w ~ N(0, I) (learners/kernel.hpp); the error
+/// E_w[relu(w.a) relu(w.b)] = arccos_kernel(a, b) for w ~ N(0, I) (learners/kernel_ridge.hpp); the error
 /// per entry shrinks like 1/sqrt(K). This is the kernel a RandomFeatureRidge with features J fits.
 inline Eigen::MatrixXd random_feature_kernel(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b,
                                              const Eigen::MatrixXd& j) {

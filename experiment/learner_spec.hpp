@@ -13,7 +13,7 @@
 #include <string>
 
 #include "../learners/external.hpp"
-#include "../learners/kernel.hpp"
+#include "../learners/kernel_ridge.hpp"
 #include "../learners/mlp.hpp"
 #include "../learners/ridge.hpp"
 #include "config.hpp"

@@ -6,45 +6,21 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
+#include "buffer.hpp"
 #include "lanes.hpp"
 
-#if defined(__clang__)
-#pragma float_control(push)
-#pragma clang fp contract(fast)
-#endif
+OCCAM_KERNELS_BEGIN
 
-namespace occam::ad::detail {
-
-/// Products with fewer multiply-adds than this go to Eigen (whose small-product path wins there).
-constexpr long kGemmMinWork = 32 * 1024;
-/// The threshold in force on this thread (GemmThreshold changes it for a scope).
-inline long& gemm_min_work() {
-    thread_local long work = kGemmMinWork;
-    return work;
-}
-/// Sends products of at least `work` multiply-adds to the kernel while it lives (the gradient
-/// checks use it to run the kernel on matrices small enough for exact finite differences).
-struct GemmThreshold {
-    long saved;
-    explicit GemmThreshold(long work) : saved(gemm_min_work()) { gemm_min_work() = work; }
-    ~GemmThreshold() { gemm_min_work() = saved; }
-    GemmThreshold(const GemmThreshold&) = delete;
-    GemmThreshold& operator=(const GemmThreshold&) = delete;
-};
+namespace occam::kernels {
 
 /// A strided view of op(B): element (k, j) at b[k * step_k + j * step_j].
 struct StridedB {
     const double* b;
     long step_k, step_j;
 };
-
-using PackBuffer = std::vector<double, Eigen::aligned_allocator<double>>;
-/// Makes room for n values; never shrinks (a resize down and up again would zero the memory).
-inline void grow(PackBuffer& b, std::size_t n) {
-    if (b.size() < n) b.resize(n);
-}
 
 /// One tile of C: RB blocks of 8 rows from row i by the NR columns of one packed panel of op(B)
 /// (bp[kk * NR + c] = op(B)(kk, j + c)); only the first `cols` columns and m - i rows are
@@ -91,7 +67,7 @@ OCCAM_LANES_INLINE void gemm_stripe(int i, int m, int n, int k, const double* Ap
 /// for AVX-512 with their caller.)
 template <class B, int RB, int NR>
 OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
-    thread_local PackBuffer panels;
+    thread_local AlignedVector panels;
     const int np = (n + NR - 1) / NR;
     grow(panels, std::size_t(np) * NR * std::size_t(std::max(k, 1)));
     for (int jb = 0; jb < np; ++jb)
@@ -114,21 +90,13 @@ OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long 
     }
 }
 
-// AVX2: one block of 8 rows (two 4-lane halves) by 6 columns: 12 accumulators, 2 loads, 1
-// broadcast (15 of 16 registers). AVX-512: 3 blocks (24 rows) by 8 columns: 24 accumulators.
-inline void gemm_narrow(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
-    gemm_blocks<lanes::Split, 1, 6>(m, n, k, Ap, lda, bv, C);
-}
-OCCAM_AVX512_CLONE inline void gemm_wide(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C) {
-    gemm_blocks<lanes::Wide, 3, 8>(m, n, k, Ap, lda, bv, C);
-}
 
 /// C = op(A) op(B) for column-major A (rows_a x cols_a) and B, ta / tb saying which are
 /// transposed; C is m x n and must not overlap A or B. op(A) is first copied, padded to whole
 /// blocks of 8 rows, into a per-thread buffer (O(m k), against O(m n k) for the product).
 inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long lda_in, const double* Bm, long ldb,
                  double* C) {
-    thread_local PackBuffer pack;
+    thread_local AlignedVector pack;
     const long lda = lanes::padded(m);
     grow(pack, std::size_t(lda) * std::size_t(std::max(k, 1)));
     for (int kk = 0; kk < k; ++kk) {
@@ -141,14 +109,15 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long ld
     }
     // op(B)(kk, j): B(kk, j) = Bm[kk + j ldb], or B^T: B(j, kk) = Bm[j + kk ldb].
     const StridedB bv = tb ? StridedB{Bm, ldb, 1} : StridedB{Bm, 1, ldb};
-    if (lanes::use_wide())
-        gemm_wide(m, n, k, pack.data(), lda, bv, C);
-    else
-        gemm_narrow(m, n, k, pack.data(), lda, bv, C);
+    // AVX2: one block of 8 rows (two 4-lane halves) by 6 columns: 12 accumulators, 2 loads, 1
+    // broadcast (15 of 16 registers). AVX-512: 3 blocks (24 rows) by 8 columns: 24 accumulators.
+    const double* Ap = pack.data();
+    lanes::run([&]<class B>() OCCAM_LANES_KERNEL {
+        if constexpr (std::is_same_v<B, lanes::Split>) gemm_blocks<B, 1, 6>(m, n, k, Ap, lda, bv, C);
+        else gemm_blocks<B, 3, 8>(m, n, k, Ap, lda, bv, C);
+    });
 }
 
-}  // namespace occam::ad::detail
+}  // namespace occam::kernels
 
-#if defined(__clang__)
-#pragma float_control(pop)
-#endif
+OCCAM_KERNELS_END

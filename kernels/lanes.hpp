@@ -1,6 +1,7 @@
 // What this file teaches: a block of eight doubles as one value, written once and compiled two
 // ways (two 256-bit AVX2 halves, or one AVX-512 register, chosen at run time with the same bits),
-// and an exp accurate to an ulp in about twenty multiply-adds.
+// an exp accurate to an ulp in about twenty multiply-adds, and lanes::run, the one place that
+// picks the copy. Every kernel in kernels/ is a template over the block type run through it.
 #pragma once
 
 #include <algorithm>
@@ -19,11 +20,17 @@
 
 // Clang fuses a * b + c only inside one expression by default, GCC also across the inlined
 // operators below; fusing everywhere makes the two block types (and the two compilers' copies)
-// do the same operations. Scoped to this header's kernels by push/pop.
+// do the same operations. Every kernel file brackets its code with these two macros, so the
+// pragma is written here only.
 #if defined(__clang__)
-#pragma float_control(push)
-#pragma clang fp contract(fast)
+#define OCCAM_KERNELS_BEGIN _Pragma("float_control(push)") _Pragma("clang fp contract(fast)")
+#define OCCAM_KERNELS_END _Pragma("float_control(pop)")
+#else
+#define OCCAM_KERNELS_BEGIN
+#define OCCAM_KERNELS_END
 #endif
+
+OCCAM_KERNELS_BEGIN
 
 namespace occam::lanes {
 
@@ -236,8 +243,31 @@ using Wide = V8;
 using Wide = Split;
 #endif
 
+// ---- Running a kernel --------------------------------------------------------------------------
+// A kernel is a lambda templated on the block type, always inlined:
+//     lanes::run([&]<class B>() OCCAM_LANES_KERNEL { my_kernel<B>(args...); });
+// run() calls it inside a function compiled for AVX-512 when use_wide() says so, else inside a
+// plain one: the same source, compiled twice, with the same bits.
+#if defined(__GNUC__) || defined(__clang__)
+#define OCCAM_LANES_KERNEL __attribute__((always_inline))
+#else
+#define OCCAM_LANES_KERNEL
+#endif
+
+template <class Kernel>
+OCCAM_AVX512_CLONE void run_wide(const Kernel& kernel) {
+    kernel.template operator()<Wide>();
+}
+template <class Kernel>
+void run_narrow(const Kernel& kernel) {
+    kernel.template operator()<Split>();
+}
+template <class Kernel>
+void run(const Kernel& kernel) {
+    if (use_wide()) run_wide(kernel);
+    else run_narrow(kernel);
+}
+
 }  // namespace occam::lanes
 
-#if defined(__clang__)
-#pragma float_control(pop)
-#endif
+OCCAM_KERNELS_END

@@ -1,6 +1,6 @@
-// metaloss/divergences.hpp: geomloss's kernel losses (values copied from reference/sinkhorn.md
-// §6, geomloss v0.3.1 on float64, printed to 12 digits, so tolerance 1e-9), their gradients
-// against the §5 closed forms, first- and second-order gradchecks, and W2-to-uniform values
+// metaloss/divergences.hpp: geomloss's kernel losses (values computed with geomloss v0.3.1 on
+// float64, printed to 12 digits, so tolerance 1e-9), their gradients against the kernels'
+// closed forms, first- and second-order gradchecks, and W2-to-uniform values
 // derived by hand.
 #include <doctest/doctest.h>
 
@@ -32,7 +32,7 @@ void eval(F f, const Eigen::VectorXd& xv, const Eigen::VectorXd& yv, double& val
     gy = g[1].col(0);
 }
 
-/// §5 closed form: dL/dx_i = a_i [ sum_k a_k d1k(x_i,x_k) - sum_j b_j d1k(x_i,y_j) ], and the
+/// The closed form: dL/dx_i = a_i [ sum_k a_k d1k(x_i,x_k) - sum_j b_j d1k(x_i,y_j) ], and the
 /// same with the roles of x and y swapped.
 template <class DK>
 Eigen::VectorXd kernel_grad(const Eigen::VectorXd& x, const Eigen::VectorXd& y, DK d1k) {

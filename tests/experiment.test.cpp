@@ -31,7 +31,7 @@ TEST_CASE("experiment: the same seed gives bit-identical parameters") {
 }
 
 TEST_CASE("experiment: the AVX2 and AVX-512 copies of the kernels give the same run") {
-    // A CPU without AVX-512 runs the AVX2 copies (autodiff/core/lanes.hpp); a run must not
+    // A CPU without AVX-512 runs the AVX2 copies (kernels/lanes.hpp); a run must not
     // depend on which. fig2c (blocked GEMM, Sinkhorn 100 x 100), fig7 (Sinkhorn 300 x 300,
     // masked fused inner steps) and fig9 (fused steps with two hidden layers), a few meta-steps
     // each, parameters compared bit for bit.

@@ -3,7 +3,7 @@
 // pure harmonics, the Nystrom extension, and random features converging to the arc-cosine kernel.
 #include "experiment/inputs.hpp"
 #include "experiment/kernel_theory.hpp"
-#include "learners/kernel.hpp"
+#include "learners/kernel_ridge.hpp"
 
 #include <doctest/doctest.h>
 

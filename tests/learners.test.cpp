@@ -2,7 +2,7 @@
 // finite differences, and their errors.
 #include <doctest/doctest.h>
 
-#include "learners/kernel.hpp"
+#include "learners/kernel_ridge.hpp"
 #include "learners/ridge.hpp"
 
 using namespace occam;

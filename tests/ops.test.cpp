@@ -94,7 +94,7 @@ TEST_CASE("ops: solve reports singular and non-finite systems instead of returni
 }
 
 TEST_CASE("ops: the blocked matrix-product kernel matches Eigen, and its two copies agree bit for bit") {
-    // core/gemm.hpp, every transpose case, with sizes around its 8-row blocks (1 to 3 of them
+    // kernels/gemm.hpp, every transpose case, with sizes around its 8-row blocks (1 to 3 of them
     // per stripe) and 6- or 8-column panels; k = 1 and k = 2 included.
     ad::Rng rng(3);
     for (int m : {1, 7, 8, 9, 23, 24, 25, 41, 350})
@@ -107,9 +107,9 @@ TEST_CASE("ops: the blocked matrix-product kernel matches Eigen, and its two cop
                     const Eigen::MatrixXd want = (ta ? Eigen::MatrixXd(A.transpose()) : A) *
                                                  (tb ? Eigen::MatrixXd(B.transpose()) : B);
                     Eigen::MatrixXd wide(m, n), narrow(m, n);
-                    ad::detail::gemm(ta, tb, m, n, k, A.data(), A.rows(), B.data(), B.rows(), wide.data());
+                    kernels::gemm(ta, tb, m, n, k, A.data(), A.rows(), B.data(), B.rows(), wide.data());
                     lanes::wide_allowed() = false;
-                    ad::detail::gemm(ta, tb, m, n, k, A.data(), A.rows(), B.data(), B.rows(), narrow.data());
+                    kernels::gemm(ta, tb, m, n, k, A.data(), A.rows(), B.data(), B.rows(), narrow.data());
                     lanes::wide_allowed() = true;
                     CAPTURE(m);
                     CAPTURE(n);

@@ -92,7 +92,7 @@ nlohmann::json tape_workload(int repeats) {
 }
 
 /// The vector instructions this binary was compiled for (OCCAM_ARCH decides; timings depend on
-/// it), and whether the AVX-512 copies of the hot kernels (autodiff/core/lanes.hpp) run here.
+/// it), and whether the AVX-512 copies of the hot kernels (kernels/lanes.hpp) run here.
 std::string compiled_for() {
 #if defined(__AVX512F__)
     std::string isa = "AVX-512 + FMA";

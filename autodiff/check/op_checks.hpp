@@ -114,7 +114,7 @@ inline std::vector<OpCheck> op_checks() {
     row("matmul", [](V x) { return matmul(x[0], x[1]); }, {R(3, 4), R(4, 2)});
     row("matmul_nt", [](V x) { return matmul_nt(x[0], x[1]); }, {R(3, 4), R(2, 4)});
     row("matmul_tn", [](V x) { return matmul_tn(x[0], x[1]); }, {R(4, 3), R(4, 2)});
-    // The same through core/gemm.hpp's blocked kernel (used above kGemmMinWork multiply-adds),
+    // The same through kernels/gemm.hpp's blocked kernel (used above kGemmMinWork multiply-adds),
     // on sizes that are not multiples of its 8-row blocks and 6- or 8-column panels.
     row("matmul (blocked kernel)", [](V x) { detail::GemmThreshold all(0); return matmul(x[0], x[1]); },
         {R(11, 5), R(5, 9)});

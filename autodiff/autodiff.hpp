@@ -1,13 +1,14 @@
 // occam's reverse-mode automatic differentiation, in one include.
-// What it teaches, file by file: core/ (the tape, scopes, the backward loop, the vector
-// kernels behind matmul), ops/ (every op with its backward formula beside it), check/ (how to
-// test a gradient), optim.hpp, nn.hpp.
-// Needs only Eigen. Namespace occam::ad.
+// What it teaches, file by file: core/ (the tape, custom nodes, scopes, the backward loop, a
+// tape printer), ops/ (every op with its backward formula beside it), check/ (how to test a
+// gradient), optim.hpp, nn.hpp. The vector kernels behind matmul live in kernels/.
+// Needs only Eigen. Namespace occam::ad. docs/autodiff.md is the guided tour.
 #pragma once
 
 #include "core/arena.hpp"
 #include "core/tape.hpp"
 #include "core/grad.hpp"
+#include "core/print.hpp"
 #include "ops/declarations.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/unary.hpp"

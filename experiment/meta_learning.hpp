@@ -12,7 +12,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <variant>
 #include <vector>
 
@@ -23,6 +22,7 @@
 #include "config.hpp"
 #include "inputs.hpp"
 #include "learner_spec.hpp"
+#include "thread_pool.hpp"
 
 namespace occam::experiment {
 
@@ -406,8 +406,8 @@ private:
                     ? label_divergence(z_test, kind, cfg_, rng)
                     : label_divergence(z_train, kind, cfg_, rng) + label_divergence(z_test, kind, cfg_, rng);
         t.orth = orth;
-        // Orthogonal to the constant function: <z, 1>^2 / n^2 = mean(z)^2 (reference/evolution.md's
-        // term; the constant is the trivially easy function every learner with a bias finds).
+        // Orthogonal to the constant function: <z, 1>^2 / n^2 = mean(z)^2 (the constant is the
+        // trivially easy function every learner with a bias finds).
         if (cfg_.orth_constant) t.orth = t.orth + ad::square(ad::mean(z));
         t.loss = cfg_.mse_weight * t.mse_term + cfg_.div_weight * t.div + t.orth;
         return t;
@@ -482,27 +482,18 @@ private:
         };
         const int n = es_->population();
         Eigen::VectorXd fitness(n);
-        std::vector<std::string> errors(static_cast<std::size_t>(n));
-        auto worker = [&](int first, int stride) {
-            for (int i = first; i < n; i += stride) {
-                try {
-                    ad::TapeScope scope;
-                    ad::NoGradGuard no_grad;
-                    const double f = score(ad::nn::unflatten(es_->sample(i), shapes_)).loss.item();
-                    fitness[i] = std::isfinite(f) ? f : std::nan("");  // ranked last
-                } catch (const std::exception& e) {
-                    errors[std::size_t(i)] = e.what();
-                }
+        // Each member writes only its own fitness; a failure reaches here as the lowest failing
+        // member's error, the same for any thread count.
+        parallel_for(n, cfg_.threads, [&](int i) {
+            try {
+                ad::TapeScope scope;  // frees this member's nodes (each thread has its own tape)
+                ad::NoGradGuard no_grad;
+                const double f = score(ad::nn::unflatten(es_->sample(i), shapes_)).loss.item();
+                fitness[i] = std::isfinite(f) ? f : std::nan("");  // ranked last
+            } catch (const std::exception& e) {
+                throw TrainingError(where() + "member " + std::to_string(i) + ": " + e.what());
             }
-        };
-        const int threads = std::max(1, std::min(cfg_.threads, n));
-        std::vector<std::thread> pool;
-        for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t, threads);
-        worker(0, threads);
-        for (auto& t : pool) t.join();
-        for (int i = 0; i < n; ++i)
-            if (!errors[std::size_t(i)].empty())
-                throw TrainingError(where() + "member " + std::to_string(i) + ": " + errors[std::size_t(i)]);
+        });
         es_->tell(fitness);
         params_ = ad::nn::unflatten(es_->mean(), shapes_);
         ad::NoGradGuard no_grad;

@@ -6,8 +6,9 @@
 using namespace occam;
 using metaloss::EsMethod;
 
-TEST_CASE("evolution: DES weights match evosax's (reference/evolution.md test vectors)") {
-    // From ../shared/reference/evolution.md section 1 (evosax DES, temperature 12.5).
+TEST_CASE("evolution: DES weights match evosax's") {
+    // The recombination weights of evosax's DES (github.com/RobertTLange/evosax, temperature 12.5)
+    // for populations of 2, 4 and 8.
     const Eigen::VectorXd w2 = metaloss::des_weights(2, 12.5);
     CHECK(w2[0] == doctest::Approx(1.0).epsilon(1e-8));  // 1 - 2.2e-9
     CHECK(w2[1] == doctest::Approx(2.226e-9).epsilon(1e-3));

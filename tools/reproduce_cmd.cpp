@@ -3,7 +3,6 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <sstream>
@@ -12,6 +11,7 @@
 #include "cli.hpp"
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
+#include "experiment/thread_pool.hpp"
 #include "run_experiment.hpp"
 #include "sweep.hpp"
 
@@ -90,8 +90,8 @@ int reproduce(int argc, char** argv) {
     options.add_options()("presets", "Comma-separated presets (default: all)", cxxopts::value<std::string>())(
         "seeds", "Comma-separated seeds", cxxopts::value<std::string>()->default_value("1,2,3"))(
         "out", "Output directory", cxxopts::value<std::string>()->default_value("runs/reproduce"))(
-        "threads", "Runs at once", cxxopts::value<int>()->default_value(std::to_string(
-                                       std::max(1u, std::thread::hardware_concurrency()))))(
+        "threads", "Runs at once",
+        cxxopts::value<int>()->default_value(std::to_string(std::max(1u, std::thread::hardware_concurrency()))))(
         "force", "Overwrite a non-empty output directory")("no-plot", "Do not draw figures");
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
@@ -99,7 +99,8 @@ int reproduce(int argc, char** argv) {
 
     std::vector<experiment::Preset> chosen;
     if (args.count("presets")) {
-        for (const auto& name : experiment::split_list(args["presets"].as<std::string>())) chosen.push_back(experiment::find_preset(name));
+        for (const auto& name : experiment::split_list(args["presets"].as<std::string>()))
+            chosen.push_back(experiment::find_preset(name));
     } else {
         chosen = experiment::presets();
     }
@@ -128,32 +129,27 @@ int reproduce(int argc, char** argv) {
     for (const auto& p : chosen)
         for (auto s : seeds) jobs.push_back({&p, s, {}, 0, ""});
 
-    std::atomic<std::size_t> next{0};
     std::mutex print;
-    auto worker = [&] {
-        for (std::size_t i; (i = next++) < jobs.size();) {
-            Job& job = jobs[i];
-            experiment::Config c = job.preset->config;
-            c.seed = job.seed;
-            const fs::path dir = out / job.preset->name / fmt::format("seed{}", job.seed);
-            auto t0 = std::chrono::steady_clock::now();
-            try {
-                fs::create_directories(dir);
-                write_text(dir / "config.json", config_text(c));
-                job.summary = c.sweep.empty() ? run_experiment(c, dir, nullptr, true, plot)
-                                              : run_sweep(c, dir, false, true, plot);
-            } catch (const std::exception& e) {
-                job.error = e.what();
-            }
-            job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            std::lock_guard<std::mutex> lock(print);
-            fmt::print(stderr, "occam reproduce: {} seed {} {} ({:.1f} s)\n", job.preset->name, job.seed,
-                       job.error.empty() ? "done" : "FAILED: " + job.error, job.seconds);
+    // A failed run is recorded in its row of the table; the other runs go on.
+    experiment::parallel_for(int(jobs.size()), threads, [&](int i) {
+        Job& job = jobs[std::size_t(i)];
+        experiment::Config c = job.preset->config;
+        c.seed = job.seed;
+        const fs::path dir = out / job.preset->name / fmt::format("seed{}", job.seed);
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            fs::create_directories(dir);
+            write_text(dir / "config.json", config_text(c));
+            job.summary =
+                c.sweep.empty() ? run_experiment(c, dir, nullptr, true, plot) : run_sweep(c, dir, false, true, plot);
+        } catch (const std::exception& e) {
+            job.error = e.what();
         }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
+        job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::lock_guard<std::mutex> lock(print);
+        fmt::print(stderr, "occam reproduce: {} seed {} {} ({:.1f} s)\n", job.preset->name, job.seed,
+                   job.error.empty() ? "done" : "FAILED: " + job.error, job.seconds);
+    });
 
     // The table: one row per preset and target metric.
     std::string md = "| preset | metric | target | median | per seed (" + args["seeds"].as<std::string>() +
@@ -179,10 +175,15 @@ int reproduce(int argc, char** argv) {
             const double med = values.empty() ? std::nan("") : median(values);
             const bool ok = !failed_run && (t.op == ">=" ? med >= t.value : med <= t.value);
             all_ok = all_ok && ok;
-            md += fmt::format("| {} | {} | {} {} | {:.3f} | {} | {} |\n", p.name, t.metric, t.op, t.value, med, per_seed,
-                              ok ? "yes" : "**no**");
-            results.push_back({{"preset", p.name}, {"metric", t.metric}, {"op", t.op}, {"target", t.value},
-                               {"median", med}, {"values", values}, {"ok", ok}});
+            md += fmt::format("| {} | {} | {} {} | {:.3f} | {} | {} |\n", p.name, t.metric, t.op, t.value, med,
+                              per_seed, ok ? "yes" : "**no**");
+            results.push_back({{"preset", p.name},
+                               {"metric", t.metric},
+                               {"op", t.op},
+                               {"target", t.value},
+                               {"median", med},
+                               {"values", values},
+                               {"ok", ok}});
         }
     }
     double total = 0;

@@ -2,11 +2,10 @@
 
 #include <fmt/core.h>
 
-#include <atomic>
 #include <mutex>
-#include <thread>
 
 #include "experiment/meta_learning.hpp"
+#include "experiment/thread_pool.hpp"
 #include "plot.hpp"
 #include "run_experiment.hpp"
 #include "summary.hpp"
@@ -41,39 +40,35 @@ json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bo
     std::vector<json> summaries(runs.size());
     std::vector<std::string> errors(runs.size());
     const int threads = std::max(1, std::min<int>(c.threads, int(runs.size())));
-    std::atomic<std::size_t> next{0};
     std::mutex print;
-    auto worker = [&] {
-        for (std::size_t i; (i = next++) < runs.size();) {
-            const auto& [name, sub] = runs[i];
-            const fs::path d = dir / name;
-            try {
-                if (resume && fs::exists(d / "summary.json")) {
-                    summaries[i] = read_json(d / "summary.json");
-                    continue;
-                }
-                Checkpoint ckpt;
-                const bool from_checkpoint = resume && fs::exists(d / "checkpoint.json");
-                if (from_checkpoint)
-                    ckpt = read_checkpoint(d / "checkpoint.json");
-                else
-                    prepare_run_dir(d, true);  // a sweep owns its sub-directories
-                write_text(d / "config.json", config_text(sub));
-                // Several runs at once would garble the progress lines: one line per run instead.
-                summaries[i] = run_experiment(sub, d, from_checkpoint ? &ckpt : nullptr, quiet || threads > 1, plot);
-            } catch (const std::exception& e) {
-                errors[i] = e.what();
+    // Every run is finished (or fails) on its own: one failed run does not stop the others.
+    experiment::parallel_for(int(runs.size()), threads, [&](int i) {
+        const auto& [name, sub] = runs[std::size_t(i)];
+        const fs::path d = dir / name;
+        try {
+            if (resume && fs::exists(d / "summary.json")) {
+                summaries[std::size_t(i)] = read_json(d / "summary.json");
+                return;
             }
-            if (!quiet) {
-                std::lock_guard<std::mutex> lock(print);
-                fmt::print(stderr, "occam run: sweep {} {}\n", name,
-                           errors[i].empty() ? "done" : "FAILED: " + errors[i]);
-            }
+            Checkpoint ckpt;
+            const bool from_checkpoint = resume && fs::exists(d / "checkpoint.json");
+            if (from_checkpoint)
+                ckpt = read_checkpoint(d / "checkpoint.json");
+            else
+                prepare_run_dir(d, true);  // a sweep owns its sub-directories
+            write_text(d / "config.json", config_text(sub));
+            // Several runs at once would garble the progress lines: one line per run instead.
+            summaries[std::size_t(i)] =
+                run_experiment(sub, d, from_checkpoint ? &ckpt : nullptr, quiet || threads > 1, plot);
+        } catch (const std::exception& e) {
+            errors[std::size_t(i)] = e.what();
         }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
+        if (!quiet) {
+            std::lock_guard<std::mutex> lock(print);
+            fmt::print(stderr, "occam run: sweep {} {}\n", name,
+                       errors[std::size_t(i)].empty() ? "done" : "FAILED: " + errors[std::size_t(i)]);
+        }
+    });
     for (std::size_t i = 0; i < runs.size(); ++i)
         if (!errors[i].empty()) throw std::runtime_error("sweep run " + runs[i].first + ": " + errors[i]);
 

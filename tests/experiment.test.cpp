@@ -2,6 +2,8 @@
 // run that already moves towards the paper's result.
 #include <doctest/doctest.h>
 
+#include "lanes_note.hpp"
+
 #include "experiment/analysis.hpp"
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
@@ -31,6 +33,7 @@ TEST_CASE("experiment: the same seed gives bit-identical parameters") {
 }
 
 TEST_CASE("experiment: the AVX2 and AVX-512 copies of the kernels give the same run") {
+    note_when_copies_are_one();
     // A CPU without AVX-512 runs the AVX2 copies (kernels/lanes.hpp); a run must not
     // depend on which. fig2c (blocked GEMM, Sinkhorn 100 x 100), fig7 (Sinkhorn 300 x 300,
     // masked fused inner steps) and fig9 (fused steps with two hidden layers), a few meta-steps

@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "lanes_note.hpp"
+
 using namespace occam;
 
 namespace {
@@ -217,6 +219,7 @@ TEST_CASE("mlp: fused SGD steps (hand-written Hessian-vector backward) give the 
 }
 
 TEST_CASE("mlp: fused steps give the same bits with the AVX2 and the AVX-512 kernels") {
+    note_when_copies_are_one();
     // Widths and batches that are not whole blocks of 8 (the padding rows must stay inert),
     // a masked positive first layer and two hidden layers; also against the full unroll.
     ad::Rng rng(12, 0);

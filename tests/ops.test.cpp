@@ -2,6 +2,8 @@
 // check against central differences, plus forward values for ops whose forward is not obvious.
 #include <doctest/doctest.h>
 
+#include "lanes_note.hpp"
+
 #include "autodiff/autodiff.hpp"
 #include "autodiff/check/op_checks.hpp"
 
@@ -94,6 +96,7 @@ TEST_CASE("ops: solve reports singular and non-finite systems instead of returni
 }
 
 TEST_CASE("ops: the blocked matrix-product kernel matches Eigen, and its two copies agree bit for bit") {
+    note_when_copies_are_one();
     // kernels/gemm.hpp, every transpose case, with sizes around its 8-row blocks (1 to 3 of them
     // per stripe) and 6- or 8-column panels; k = 1 and k = 2 included.
     ad::Rng rng(3);

@@ -4,6 +4,8 @@
 // is 1e-9 absolute.
 #include <doctest/doctest.h>
 
+#include "lanes_note.hpp"
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -337,6 +339,7 @@ TEST_CASE("sinkhorn: large clouds agree with the plain two-loop recipe") {
 }
 
 TEST_CASE("sinkhorn: the AVX-512 and AVX2 copies of the solver give the same bits") {
+    note_when_copies_are_one();
     // kernels/lanes.hpp: the schedule is compiled twice and the CPU picks; both must agree exactly, or a
     // result would depend on the machine. (On a CPU without AVX-512 both runs take one copy.)
     ad::Rng rng(11);

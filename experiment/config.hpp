@@ -44,6 +44,9 @@ struct Config {
     double blur = 0.05;                ///< sinkhorn / mmd blur
     double scaling = 0.5;              ///< sinkhorn epsilon-scaling factor
     double mse_weight = 10.0;
+    /// Also run the control: the same experiment without the learner's term (mse_weight 0), the
+    /// meta-learner's own bias under the same divergence and orthogonality, to compare with.
+    bool control = false;
     // function space: a series of meta-learners, and games between learners
     int functions = 1;                 ///< meta-learners trained in sequence
     std::string orthogonality = "project";  ///< project | penalty | none (see meta_learning.hpp)

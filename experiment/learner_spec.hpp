@@ -2,6 +2,7 @@
 // (the chosen and the neglected student, or a cooperative team):
 //   kernel                      the run's own --features/--ridge/--redraw-features settings
 //   kernel:features=50,ridge=0.01,redraw=1
+//   kernel:activation=abs       even random features |x.w| (a learner that cannot fit odd functions)
 //   ridge:bias=1   arccos:ridge=0.1
 #pragma once
 
@@ -31,7 +32,7 @@ struct LearnerSpec {
     bool redraw = false;
     // mlp
     std::vector<int> hidden;
-    std::string activation = "relu";
+    std::string activation = "relu";  ///< mlp: its units; kernel: the random features (relu | abs)
     learners::InnerTraining inner;
     learners::Connectivity connectivity;
 };
@@ -92,7 +93,8 @@ inline void fill_mlp(LearnerSpec& s, const Config& c) {
     }
 }
 
-/// Parses "KIND[:key=value,...]"; keys: features (K or MIN-MAX), ridge, bias, redraw.
+/// Parses "KIND[:key=value,...]"; keys: features (K or MIN-MAX), ridge, bias, redraw, and
+/// activation (relu | abs, kernel only).
 inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) {
     LearnerSpec s;
     s.features_min = c.features_min;
@@ -119,7 +121,8 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
         const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
         auto bad = [&] {
             return std::invalid_argument("learner '" + text + "': bad setting '" + item +
-                                         "' (settings: features=K or MIN-MAX, ridge=X, bias=0|1, redraw=0|1)");
+                                         "' (settings: features=K or MIN-MAX, ridge=X, bias=0|1, redraw=0|1, "
+                                         "activation=relu|abs for kernel)");
         };
         try {
             std::size_t used = 0;
@@ -134,6 +137,8 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
                 s.bias = value == "1";
             } else if (key == "redraw" && (value == "0" || value == "1")) {
                 s.redraw = value == "1";
+            } else if (key == "activation" && s.kind == "kernel" && (value == "relu" || value == "abs")) {
+                s.activation = value;
             } else {
                 throw bad();
             }
@@ -160,7 +165,7 @@ inline std::unique_ptr<learners::Learner> make_learner(const LearnerSpec& s, int
             s.connectivity);
     }
     return std::make_unique<learners::RandomFeatureRidge>(input_dim, s.features_min, s.features_max, s.ridge,
-                                                          s.redraw, rng);
+                                                          s.redraw, rng, learners::parse_feature_map(s.activation));
 }
 
 }  // namespace occam::experiment

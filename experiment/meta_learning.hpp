@@ -68,8 +68,10 @@ inline std::string divergence_for(const Config& c, int k) {
 inline void validate(const Config& c) {
     auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
     const bool exec = c.learner.rfind("exec:", 0) == 0;
-    if (c.learner != "ridge" && c.learner != "kernel" && c.learner != "arccos" && c.learner != "mlp" && !exec)
-        fail("--learner must be ridge, kernel, arccos, mlp or exec:COMMAND (got '" + c.learner + "')");
+    const std::string kind = c.learner.substr(0, c.learner.find(':'));  // "kernel:activation=abs" is a kernel
+    if (kind != "ridge" && kind != "kernel" && kind != "arccos" && kind != "mlp" && !exec)
+        fail("--learner must be ridge, kernel, arccos, mlp or exec:COMMAND, optionally with settings like "
+             "kernel:activation=abs (got '" + c.learner + "')");
     auto uses_exec = [](const std::string& s) {
         return s.rfind("exec", 0) == 0 || s.find(",exec") != std::string::npos;
     };
@@ -117,6 +119,8 @@ inline void validate(const Config& c) {
     if (c.probe < 10) fail("--probe must be >= 10");
     if (c.eval_tasks < 1) fail("--eval-tasks must be >= 1");
     if (c.checkpoint_every < 1) fail("--checkpoint-every must be >= 1");
+    if (c.control && c.mse_weight == 0)
+        fail("--control runs the experiment again with --mse-weight 0; this run already has no learner term");
 }
 
 /// How the learners are scored against each other.
@@ -386,11 +390,16 @@ private:
         ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
         ad::Var x_train = ad::constant(task.X.topRows(ntr)), x_test = ad::constant(task.X.bottomRows(nte));
         Terms t;
-        for (std::size_t i = 0; i < learners_.size(); ++i) {
-            const bool linear = linear_maps && (*linear_maps)[i].size() > 0;
-            ad::Var pred = linear ? ad::matmul(ad::constant((*linear_maps)[i]), z_train)
-                                  : learners_[i]->fit_predict(x_train, z_train, x_test);
-            t.mses.push_back(ad::mean(ad::square(pred - z_test)));
+        // Without the learner's term (--mse-weight 0, a control run) the learner is measured but
+        // not differentiated: its gradient would be multiplied by 0, so no tape is kept for it.
+        {
+            ad::GradModeGuard measured_only(cfg_.mse_weight != 0 && ad::grad_enabled());
+            for (std::size_t i = 0; i < learners_.size(); ++i) {
+                const bool linear = linear_maps && (*linear_maps)[i].size() > 0;
+                ad::Var pred = linear ? ad::matmul(ad::constant((*linear_maps)[i]), z_train)
+                                      : learners_[i]->fit_predict(x_train, z_train, x_test);
+                t.mses.push_back(ad::mean(ad::square(pred - z_test)));
+            }
         }
         t.mse_term = t.mses[0];
         if (game_of(cfg_) == Game::students)

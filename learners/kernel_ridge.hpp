@@ -1,7 +1,8 @@
 // What this file teaches: kernel regression two ways. Random features relu(x J) followed by
 // ridge regression, and the kernel those features converge to as their number grows (the
 // degree-1 arc-cosine kernel), solved exactly. Their inductive bias is the kernel's
-// eigenfunctions: on the sphere, spherical harmonics of increasing degree.
+// eigenfunctions: on the sphere, spherical harmonics of increasing degree. Even features
+// |x J| change the bias by construction: every prediction is then an even function of x.
 #pragma once
 
 #include <algorithm>
@@ -13,13 +14,33 @@
 
 namespace occam::learners {
 
-/// Ridge regression on K random ReLU features relu(x J), J ~ N(0, 1) of shape d x K. J is
+/// The random features' nonlinearity: relu(x J) (the paper's), or |x J|, an even map: with it
+/// every prediction is an even function of x (f(-x) = f(x)), so no odd function, and in
+/// particular no degree-1 harmonic, can be generalised at all. A control for the method: the
+/// functions meta-learned for it must change from degree 1 to degree 2.
+enum class FeatureMap { relu, abs };
+
+inline FeatureMap parse_feature_map(const std::string& name) {
+    if (name == "relu") return FeatureMap::relu;
+    if (name == "abs") return FeatureMap::abs;
+    throw std::invalid_argument("kernel: activation must be relu or abs (got '" + name + "')");
+}
+inline const char* name(FeatureMap m) { return m == FeatureMap::abs ? "abs" : "relu"; }
+
+/// The features of inputs `x` (n x d) for weights `J` (d x K), as values.
+inline Eigen::MatrixXd random_features(const Eigen::MatrixXd& x, const Eigen::MatrixXd& J, FeatureMap m) {
+    const Eigen::MatrixXd pre = x * J;
+    return m == FeatureMap::abs ? Eigen::MatrixXd(pre.cwiseAbs()) : Eigen::MatrixXd(pre.cwiseMax(0.0));
+}
+
+/// Ridge regression on K random features relu(x J) (or |x J|), J ~ N(0, 1) of shape d x K. J is
 /// drawn once (fixed for the run) or redrawn every meta-step; K may be redrawn uniformly from
 /// [k_min, k_max] every step (a fresh network width per task).
 class RandomFeatureRidge : public Learner {
 public:
-    RandomFeatureRidge(int input_dim, int k_min, int k_max, double lambda, bool redraw, ad::Rng rng)
-        : d_(input_dim), k_min_(k_min), k_max_(k_max), lambda_(lambda), redraw_(redraw) {
+    RandomFeatureRidge(int input_dim, int k_min, int k_max, double lambda, bool redraw, ad::Rng rng,
+                       FeatureMap map = FeatureMap::relu)
+        : d_(input_dim), k_min_(k_min), k_max_(k_max), lambda_(lambda), redraw_(redraw), map_(map) {
         if (input_dim < 1) throw std::invalid_argument("kernel: input dimension must be >= 1");
         if (k_min < 1 || k_max < k_min) throw std::invalid_argument("kernel: need 1 <= features min <= max");
         if (!(lambda >= 0.0)) throw std::invalid_argument("kernel: lambda must be >= 0");
@@ -32,7 +53,7 @@ public:
         s << "random-feature ridge (";
         if (k_min_ == k_max_) s << k_min_;
         else s << k_min_ << "-" << k_max_;
-        s << " ReLU features, " << (redraw_ ? "redrawn every step" : "fixed") << ", lambda " << lambda_ << ")";
+        s << (map_ == FeatureMap::abs ? " |x.w| features, " : " ReLU features, ") << (redraw_ ? "redrawn every step" : "fixed") << ", lambda " << lambda_ << ")";
         return s.str();
     }
     void new_task(ad::Rng& rng) override {
@@ -42,12 +63,16 @@ public:
         check_dim(x);
         return detail::guarded(*this, [&] {
             ad::Var J = ad::constant(J_);
-            return ridge_fit_predict(ad::relu(ad::matmul(x, J)), y, ad::relu(ad::matmul(xt, J)), lambda_, false);
+            auto phi = [&](const ad::Var& in) {
+                return map_ == FeatureMap::abs ? ad::abs(ad::matmul(in, J)) : ad::relu(ad::matmul(in, J));
+            };
+            return ridge_fit_predict(phi(x), y, phi(xt), lambda_, false);
         });
     }
     int input_dim() const override { return d_; }
     bool linear_in_labels() const override { return true; }
     const Eigen::MatrixXd& features() const { return J_; }
+    FeatureMap feature_map() const { return map_; }
 
 private:
     void draw(ad::Rng& rng) {
@@ -62,6 +87,7 @@ private:
     int d_, k_min_, k_max_;
     double lambda_;
     bool redraw_;
+    FeatureMap map_;
     Eigen::MatrixXd J_;
 };
 
@@ -81,6 +107,25 @@ inline Eigen::MatrixXd arccos_kernel(const Eigen::MatrixXd& a, const Eigen::Matr
             const double c = std::clamp(dot(i, j) / nn, -1.0, 1.0);
             const double t = std::acos(c);
             k(i, j) = nn * (std::sin(t) + (std::numbers::pi - t) * c) / (2.0 * std::numbers::pi);
+        }
+    return k;
+}
+
+/// The limit kernel of |x J| features: E_w[|w.x| |w.y|] = |x||y| (2/pi) (sqrt(1 - c^2) + c asin c),
+/// c = cos angle(x, y), from E|u||v| for standard normals of correlation c. Even in each argument.
+inline Eigen::MatrixXd abs_feature_kernel(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+    Eigen::VectorXd na = a.rowwise().norm(), nb = b.rowwise().norm();
+    Eigen::MatrixXd dot = a * b.transpose();
+    Eigen::MatrixXd k(a.rows(), b.rows());
+    for (Eigen::Index j = 0; j < b.rows(); ++j)
+        for (Eigen::Index i = 0; i < a.rows(); ++i) {
+            const double nn = na(i) * nb(j);
+            if (nn == 0.0) {
+                k(i, j) = 0.0;
+                continue;
+            }
+            const double c = std::clamp(dot(i, j) / nn, -1.0, 1.0);
+            k(i, j) = nn * 2.0 / std::numbers::pi * (std::sqrt(1.0 - c * c) + c * std::asin(c));
         }
     return k;
 }

@@ -88,7 +88,7 @@ TEST_CASE("experiment: every divergence and learner runs and keeps the loss fini
 TEST_CASE("experiment: bad settings are one-line errors naming the flag") {
     experiment::Config c = small_kernel_config();
     c.learner = "svm";
-    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, "--learner must be ridge, kernel, arccos, mlp or exec:COMMAND (got 'svm')",
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("--learner must be ridge, kernel, arccos, mlp or exec:COMMAND"),
                          std::invalid_argument);
     c = small_kernel_config();
     c.meta_optimizer = "cmaes";

@@ -15,6 +15,7 @@ int presets(int argc, char** argv);
 int analyse(int argc, char** argv);
 int plot(int argc, char** argv);
 int reproduce(int argc, char** argv);
+int check(int argc, char** argv);
 int bench(int argc, char** argv);
 
 /// Exit status for a usage error (bad flag, bad value), as most command-line tools use.

@@ -19,6 +19,7 @@ subcommands:
   analyse    recompute summary.json from a run directory's probe.csv
   plot       draw a run directory's figures with gnuplot
   reproduce  run every preset for seeds 1, 2, 3 and check the medians against the targets
+  check      check a finished run's summary.json: finite values, its preset's targets
   bench      time fixed workloads (occam bench --workload tape)
   gradcheck  check every autodiff op's first and second derivatives against finite differences
 
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
         if (sub == "analyse" || sub == "analyze") return occam::cli::analyse(argc - 1, argv + 1);
         if (sub == "plot") return occam::cli::plot(argc - 1, argv + 1);
         if (sub == "reproduce") return occam::cli::reproduce(argc - 1, argv + 1);
+        if (sub == "check") return occam::cli::check(argc - 1, argv + 1);
         fmt::print(stderr, "occam: unknown subcommand '{}' (see occam --help)\n", sub);
         return occam::cli::kUsageError;
     } catch (const cxxopts::exceptions::exception& e) {

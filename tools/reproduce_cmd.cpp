@@ -9,90 +9,35 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "control.hpp"
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
 #include "experiment/thread_pool.hpp"
 #include "run_experiment.hpp"
 #include "sweep.hpp"
+#include "targets.hpp"
 
 namespace occam::cli {
 
 using nlohmann::json;
-
-namespace {
-
-/// One function's named number from summary.json.
-double function_metric(const json& f, const std::string& what) {
-    if (what == "linear_r2") return f["linear_fit"]["r2"].get<double>();
-    if (what == "label_std") return f["label_std"].get<double>();
-    if (what == "test_mse") return f["test_mse"].get<double>();
-    if (what == "dominant_input") return f["dominant_input"].get<double>();
-    if (what == "dominant_input_share") return f["dominant_input_share"].get<double>();
-    if (what == "group_mean_r2") return f["group_mean_r2"].get<double>();
-    if (what == "nonlinear_fraction") return f["decomposition"]["nonlinear"].get<double>();
-    if (what == "mse_ratio") return f["test_mse"].get<double>() / f["neglected_test_mse"].get<double>();
-    if (what.size() == 14 && what.rfind("degree", 0) == 0 && what.substr(7) == "_energy")
-        return f["sphere_degree_energy"].at(std::size_t(what[6] - '0')).get<double>();
-    throw std::runtime_error("unknown metric '" + what + "'");
-}
-
-/// A metric of a run: "max_abs_correlation"; "fK.X" for function K; "fA-fB.X" over functions
-/// A..B, the worst one for the target (the minimum for >=, the maximum for <=); "P/Q" the
-/// ratio of two such metrics, the denominator taken at its largest; "RUN:M" metric M of one
-/// run of a sweep (RUN as in its sub-directory, e.g. meta_depth=2).
-double metric_value(const json& summary, const std::string& metric, bool at_least) {
-    if (auto slash = metric.find('/'); slash != std::string::npos)
-        return metric_value(summary, metric.substr(0, slash), at_least) /
-               metric_value(summary, metric.substr(slash + 1), false);
-    if (auto colon = metric.find(':'); colon != std::string::npos) {
-        const std::string run = metric.substr(0, colon);
-        if (!summary.contains("runs") || !summary["runs"].contains(run))
-            throw std::runtime_error("summary has no sweep run '" + run + "'");
-        return metric_value(summary["runs"][run], metric.substr(colon + 1), at_least);
-    }
-    if (metric == "max_abs_correlation") {
-        double worst = 0;
-        const auto& c = summary["correlations"];
-        for (std::size_t i = 0; i < c.size(); ++i)
-            for (std::size_t j = 0; j < c.size(); ++j)
-                if (i != j) worst = std::max(worst, std::abs(c[i][j].get<double>()));
-        return worst;
-    }
-    const auto dot = metric.find('.');
-    const std::string range = metric.substr(0, dot), what = metric.substr(dot + 1);
-    const auto dash = range.find('-');
-    const int a = std::stoi(range.substr(1, dash == std::string::npos ? std::string::npos : dash - 1));
-    const int b = dash == std::string::npos ? a : std::stoi(range.substr(dash + 2));
-    const auto& fs = summary["functions"];
-    if (b > int(fs.size())) throw std::runtime_error("summary has no function f" + std::to_string(b));
-    double out = function_metric(fs[std::size_t(a - 1)], what);
-    for (int k = a + 1; k <= b; ++k) {
-        const double v = function_metric(fs[std::size_t(k - 1)], what);
-        out = at_least ? std::min(out, v) : std::max(out, v);
-    }
-    return out;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-}  // namespace
 
 int reproduce(int argc, char** argv) {
     cxxopts::Options options(argv[0],
                              "Runs presets for several seeds (in parallel threads; every run is bit-identical to a\n"
                              "single `occam run`), compares the median of each target metric with the preset's\n"
                              "target, and writes OUT/RESULTS.md and OUT/results.json. Exit status 1 if a target is\n"
-                             "missed.");
+                             "missed. Every run also runs its control (the same run without the learner's term):\n"
+                             "the table shows how much worse the learner generalises the control's functions, and\n"
+                             "which targets the control meets without the learner.");
     options.add_options()("presets", "Comma-separated presets (default: all)", cxxopts::value<std::string>())(
         "seeds", "Comma-separated seeds", cxxopts::value<std::string>()->default_value("1,2,3"))(
         "out", "Output directory", cxxopts::value<std::string>()->default_value("runs/reproduce"))(
         "threads", "Runs at once",
         cxxopts::value<int>()->default_value(std::to_string(std::max(1u, std::thread::hardware_concurrency()))))(
-        "force", "Overwrite a non-empty output directory")("no-plot", "Do not draw figures");
+        "force", "Overwrite a non-empty output directory")("no-plot", "Do not draw figures")(
+        "no-control",
+        "Skip the control runs (each preset again without the learner's term, --mse-weight 0; about doubles the "
+        "time); targets that read the control are then skipped");
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
@@ -104,6 +49,8 @@ int reproduce(int argc, char** argv) {
     } else {
         chosen = experiment::presets();
     }
+    for (const auto& p : chosen)
+        for (const auto& t : p.targets) check_metric_name(t.metric);  // a typo fails now, not after the runs
     std::vector<std::uint64_t> seeds;
     for (const auto& s : experiment::split_list(args["seeds"].as<std::string>())) {
         try {
@@ -117,6 +64,7 @@ int reproduce(int argc, char** argv) {
     prepare_run_dir(out, args.count("force") > 0);
     const int threads = std::max(1, args["threads"].as<int>());
     const bool plot = args.count("no-plot") == 0;
+    const bool controls = args.count("no-control") == 0;
 
     struct Job {
         const experiment::Preset* preset;
@@ -135,6 +83,7 @@ int reproduce(int argc, char** argv) {
         Job& job = jobs[std::size_t(i)];
         experiment::Config c = job.preset->config;
         c.seed = job.seed;
+        c.control = controls;
         const fs::path dir = out / job.preset->name / fmt::format("seed{}", job.seed);
         auto t0 = std::chrono::steady_clock::now();
         try {
@@ -156,35 +105,116 @@ int reproduce(int argc, char** argv) {
                      ") | ok |\n|---|---|---|---|---|---|\n";
     json results = json::array();
     bool all_ok = true;
+    auto jobs_of = [&](const experiment::Preset& p) {
+        std::vector<const Job*> mine;
+        for (const Job& j : jobs)
+            if (j.preset == &p) mine.push_back(&j);
+        return mine;
+    };
+    /// The target's value in each seed's summary (or its control's): "error" for a failed run,
+    /// the missing key for a metric the summary does not hold (a failure, never skipped).
+    struct Row {
+        std::vector<double> values;
+        std::string per_seed;
+        bool complete = true;
+    };
+    auto evaluate = [&](const experiment::Preset& p, const experiment::Target& t, bool of_control) {
+        Row r;
+        for (const Job* j : jobs_of(p)) {
+            std::string cell;
+            if (!j->error.empty()) {
+                cell = "error";
+            } else {
+                try {
+                    const double v = metric_value(of_control ? control_view(j->summary) : j->summary, t.metric, t.op == ">=");
+                    r.values.push_back(v);
+                    cell = fmt::format("{:.3f}", v);
+                } catch (const std::exception& e) {
+                    cell = "missing";
+                    fmt::print(stderr, "occam reproduce: {} seed {}: {}\n", p.name, j->seed, e.what());
+                }
+            }
+            if (cell == "error" || cell == "missing") r.complete = false;
+            r.per_seed += (r.per_seed.empty() ? "" : ", ") + cell;
+        }
+        return r;
+    };
     for (const auto& p : chosen) {
         for (const auto& t : p.targets) {
-            std::vector<double> values;
-            std::string per_seed;
-            bool failed_run = false;
-            for (const Job& j : jobs) {
-                if (j.preset != &p) continue;
-                if (!j.error.empty()) {
-                    failed_run = true;
-                    per_seed += (per_seed.empty() ? "" : ", ") + std::string("error");
-                    continue;
-                }
-                const double v = metric_value(j.summary, t.metric, t.op == ">=");
-                values.push_back(v);
-                per_seed += fmt::format("{}{:.3f}", per_seed.empty() ? "" : ", ", v);
+            if (!controls && needs_control(t)) {
+                md += fmt::format("| {} | {} | {} {} | | | skipped (--no-control) |\n", p.name, t.metric, t.op, t.value);
+                continue;
             }
-            const double med = values.empty() ? std::nan("") : median(values);
-            const bool ok = !failed_run && (t.op == ">=" ? med >= t.value : med <= t.value);
+            const Row r = evaluate(p, t, false);
+            const double med = median(r.values);
+            const bool ok = r.complete && meets(t, med);
             all_ok = all_ok && ok;
             md += fmt::format("| {} | {} | {} {} | {:.3f} | {} | {} |\n", p.name, t.metric, t.op, t.value, med,
-                              per_seed, ok ? "yes" : "**no**");
+                              r.per_seed, ok ? "yes" : "**no**");
             results.push_back({{"preset", p.name},
                                {"metric", t.metric},
                                {"op", t.op},
                                {"target", t.value},
                                {"median", med},
-                               {"values", values},
+                               {"values", r.values},
                                {"ok", ok}});
         }
+    }
+    if (controls) {
+        // The controls: how much worse the learner generalises the functions found without its
+        // term, and which of the preset's own targets the control meets anyway (those results
+        // the meta-learner's own bias reproduces without the learner).
+        md += "\nControls: each run again without the learner's term (--mse-weight 0). Ratio: the learner's test "
+              "MSE on the control's function / on the experiment's (median over seeds; > 1: the learner chose the "
+              "experiment's function). Targets met by the control: the preset's own targets evaluated on the "
+              "control.\n\n| preset | test-MSE ratio per function | targets the control meets |\n|---|---|---|\n";
+        json control_results = json::array();
+        for (const auto& p : chosen) {
+            // A sweep's runs each have their control: "RUN: f1 ..., f2 ...; RUN: ...".
+            std::vector<std::string> runs = {""};
+            for (const Job* j : jobs_of(p))
+                if (j->error.empty() && j->summary.contains("order")) {
+                    runs.clear();
+                    for (const auto& name : j->summary["order"]) runs.push_back(name.get<std::string>() + ":");
+                    break;
+                }
+            std::string ratios;
+            json per_function = json::object();
+            for (const std::string& run : runs) {
+                std::string line;
+                for (int k = 1;; ++k) {
+                    const std::string metric = fmt::format("{}f{}.control_mse_ratio", run, k);
+                    Row r;
+                    for (const Job* j : jobs_of(p)) try {
+                            if (j->error.empty()) r.values.push_back(metric_value(j->summary, metric, true));
+                        } catch (const MissingMetric&) {
+                        }
+                    if (r.values.empty()) break;
+                    const double med = median(r.values);
+                    line += fmt::format("{}f{} {:.3g}", line.empty() ? "" : ", ", k, med);
+                    per_function[run.empty() ? "run" : run.substr(0, run.size() - 1)].push_back(med);
+                }
+                if (!line.empty()) ratios += (ratios.empty() ? "" : "; ") + run + (run.empty() ? "" : " ") + line;
+            }
+            std::string met;
+            json met_list = json::array();
+            int own = 0, met_count = 0;
+            for (const auto& t : p.targets) {
+                if (needs_control(t)) continue;
+                ++own;
+                const Row r = evaluate(p, t, true);
+                if (r.complete && meets(t, median(r.values))) {
+                    ++met_count;
+                    met += (met.empty() ? "" : ", ") + t.metric;
+                    met_list.push_back(t.metric);
+                }
+            }
+            md += fmt::format("| {} | {} | {}/{}{} |\n", p.name, ratios.empty() ? "-" : ratios, met_count, own,
+                              met.empty() ? "" : " (" + met + ")");
+            control_results.push_back({{"preset", p.name}, {"control_mse_ratio", per_function}, {"targets_met", met_list},
+                                       {"targets", own}});
+        }
+        write_text(out / "controls.json", control_results.dump(2) + "\n");
     }
     double total = 0;
     for (const Job& j : jobs) total += j.seconds;

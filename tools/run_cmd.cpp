@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "cli.hpp"
+#include "control.hpp"
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
 #include "plot.hpp"
@@ -216,7 +217,11 @@ std::string config_text(const Config& c) {
     return j.dump(2) + "\n";
 }
 
-json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot) {
+namespace {
+
+/// One experiment into `dir` (no control): meta-training from `resume_from` if given, then
+/// the probe set, summary and figures.
+json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot) {
     experiment::MetaTrainer trainer(c);
     if (resume_from) trainer.restore(resume_from->frozen, resume_from->step, resume_from->params, resume_from->optimizer);
     const int done_before = trainer.functions_done() * c.steps + trainer.steps_done();
@@ -254,6 +259,35 @@ json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resu
         trainer.finish_function(probe_x);
     }
     return finish_run(dir, trainer, plot, quiet);
+}
+
+/// The control of the experiment in `dir`, in DIR/control: reused when resuming and finished
+/// with the same settings, continued from its checkpoint when resuming, else run afresh.
+json run_control(const Config& c, const fs::path& dir, bool resume, bool quiet, bool plot) {
+    const Config cc = control_config(c);
+    const fs::path cd = dir / "control";
+    const bool same = resume && fs::exists(cd / "config.json") && read_json(cd / "config.json") == json::parse(config_text(cc));
+    if (same && fs::exists(cd / "summary.json")) return read_json(cd / "summary.json");
+    Checkpoint ckpt;
+    const bool from_checkpoint = same && fs::exists(cd / "checkpoint.json");
+    if (from_checkpoint)
+        ckpt = read_checkpoint(cd / "checkpoint.json");
+    else
+        prepare_run_dir(cd, true);  // the experiment owns its control's directory
+    write_text(cd / "config.json", config_text(cc));
+    if (!quiet) fmt::print(stderr, "occam run: the control (no learner term) -> {}\n", cd.string());
+    return run_one(cc, cd, from_checkpoint ? &ckpt : nullptr, quiet, plot);
+}
+
+}  // namespace
+
+json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot) {
+    json summary = run_one(c, dir, resume_from, quiet, plot);
+    if (c.control) {
+        merge_control(summary, run_control(c, dir, resume_from != nullptr, quiet, plot));
+        write_text(dir / "summary.json", summary.dump(2) + "\n");
+    }
+    return summary;
 }
 
 int run(int argc, char** argv) {
@@ -302,7 +336,7 @@ int run(int argc, char** argv) {
         fmt::print("{}", describe_sweep(run_sweep(c, dir, resume, quiet, plot)));
     } else {
         json summary = run_experiment(c, dir, resume ? &ckpt : nullptr, quiet, plot);
-        fmt::print("{}", describe_summary(summary));
+        fmt::print("{}{}", describe_summary(summary), describe_control(summary));
     }
     fmt::print("results: {}\n", dir.string());
     return 0;
@@ -337,8 +371,10 @@ int analyse(int argc, char** argv) {
     if (fs::exists(dir / "summary.json")) {
         json old = read_json(dir / "summary.json");
         for (std::size_t k = 0; k < summary["functions"].size() && k < old["functions"].size(); ++k)
-            if (old["functions"][k].contains("test_mse")) summary["functions"][k]["test_mse"] = old["functions"][k]["test_mse"];
-        if (old.contains("learner_description")) summary["learner_description"] = old["learner_description"];
+            for (const char* measured : {"test_mse", "neglected_test_mse", "control_mse_ratio"})
+                if (old["functions"][k].contains(measured)) summary["functions"][k][measured] = old["functions"][k][measured];
+        for (const char* measured : {"learner_description", "neglected_description", "control"})
+            if (old.contains(measured)) summary[measured] = old[measured];
     }
     write_text(dir / "summary.json", summary.dump(2) + "\n");
     fmt::print("{}", describe_summary(summary));

@@ -52,6 +52,10 @@ const std::vector<Setting>& settings() {
         {"blur", "blur", &Config::blur, "Sinkhorn / MMD blur"},
         {"scaling", "scaling", &Config::scaling, "Sinkhorn epsilon-scaling factor"},
         {"mse_weight", "mse-weight", &Config::mse_weight, "Weight of the learner's test MSE"},
+        {"control", "control", &Config::control,
+         "Also run the control, the same experiment without the learner's term (--mse-weight 0), into DIR/control: "
+         "summary.json then gives the learner's test MSE on the control's functions and its ratio to the "
+         "experiment's, showing what the learner (not the meta-learner's own bias) chose"},
         {"functions", "functions", &Config::functions,
          "Meta-learners trained in sequence, each orthogonal to the earlier ones"},
         {"orthogonality", "orthogonality", &Config::orthogonality,

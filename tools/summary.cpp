@@ -38,17 +38,24 @@ static json kernel_theory(const ProbeTable& probe, const experiment::Config& con
         if (spec.bias) return json();  // an unpenalised intercept is not a kernel method
         kernel = experiment::linear_kernel;
         name = "linear";
+    } else if (spec.kind == "kernel" && spec.activation == "abs" && spec.redraw) {
+        kernel = [](const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return learners::abs_feature_kernel(a, b); };
+        name = "|x.w| features' limit (even)";
     } else if (spec.kind == "arccos" || spec.redraw) {
         kernel = [](const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return learners::arccos_kernel(a, b); };
         name = "arc-cosine (degree 1)";
     } else {
         auto learner = experiment::make_learner(spec, int(probe.x.cols()),
                                                 experiment::rng_for(config.seed, experiment::Stream::learner_fixed, 0));
-        const Eigen::MatrixXd J = dynamic_cast<const learners::RandomFeatureRidge&>(*learner).features();
-        kernel = [J](const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
-            return experiment::random_feature_kernel(a, b, J);
+        const auto& rf = dynamic_cast<const learners::RandomFeatureRidge&>(*learner);
+        const Eigen::MatrixXd J = rf.features();
+        const learners::FeatureMap map = rf.feature_map();
+        kernel = [J, map](const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+            // The finite-feature Gram matrix phi(A J) phi(B J)^T / K.
+            return Eigen::MatrixXd(learners::random_features(a, J, map) * learners::random_features(b, J, map).transpose() /
+                                   double(J.cols()));
         };
-        name = fmt::format("random features (these {})", J.cols());
+        name = fmt::format("random {}features (these {})", map == learners::FeatureMap::abs ? "|x.w| " : "", J.cols());
     }
     const int points = int(std::min<Eigen::Index>(1000, probe.x.rows()));
     const int top = std::min(25, points);

@@ -306,6 +306,50 @@ public:
         return total / tasks;
     }
 
+    /// The next step's batch: its inputs (training rows first), the labels the learners will
+    /// be given (the current meta-learner's output, projected in project mode), and the step's
+    /// random stream after the task was drawn (the divergence's target samples come from it).
+    /// Leaves the trainer as it was; for checks of what step() computes.
+    struct Batch {
+        Eigen::MatrixXd X;
+        Eigen::VectorXd labels;
+        ad::Rng rng;
+    };
+    Batch next_batch() { return next_batch(params_); }
+    /// The same batch labelled by a meta-learner with parameters `params`.
+    Batch next_batch(const std::vector<Eigen::MatrixXd>& params) {
+        ad::TapeScope scope;
+        ad::NoGradGuard no_grad;
+        const Task task = draw_task();
+        std::vector<ad::Var> P;
+        for (const auto& p : params) P.push_back(ad::constant(p));
+        return {task.X, project(net_(P, ad::constant(task.X)), task).value().col(0), task.rng};
+    }
+
+    /// The meta-loss of the next step's task at meta-learner parameters `params`, and its
+    /// gradient: what step() would descend from there, leaving the trainer as it was. Exposed so
+    /// that a test can check the whole meta-gradient (through the learner, the divergence and
+    /// the projection) against finite differences of the loss.
+    std::pair<double, std::vector<Eigen::MatrixXd>> loss_and_gradient(const std::vector<Eigen::MatrixXd>& params) {
+        if (es_) throw std::logic_error("loss_and_gradient: an evolution strategy uses no gradients");
+        ad::TapeScope scope;
+        const Task task = draw_task();
+        std::vector<ad::Var> P = ad::params(params);
+        const Terms t = meta_loss(net_(P, ad::constant(task.X)), task, task.rng, orthogonality_penalty(P));
+        std::vector<Eigen::MatrixXd> g;
+        for (const ad::Var& gk : ad::grad(t.loss, P)) g.push_back(gk.value());
+        return {t.loss.item(), g};
+    }
+    /// The meta-loss alone (no tape), e.g. for finite differences.
+    double loss_at(const std::vector<Eigen::MatrixXd>& params) {
+        ad::TapeScope scope;
+        ad::NoGradGuard no_grad;
+        const Task task = draw_task();
+        std::vector<ad::Var> P;
+        for (const auto& p : params) P.push_back(ad::constant(p));
+        return meta_loss(net_(P, ad::constant(task.X)), task, task.rng, orthogonality_penalty(P)).loss.item();
+    }
+
     const Config& config() const { return cfg_; }
     const InputDistribution& inputs() const { return *inputs_; }
     const learners::Learner& learner(std::size_t which = 0) const { return *learners_.at(which); }
@@ -375,6 +419,16 @@ private:
         return t;
     }
 
+    /// The labels: the meta-learner's output h, minus its projection on the earlier functions
+    /// on this batch in project mode.
+    static ad::Var project(const ad::Var& h, const Task& task) {
+        return task.proj.size() ? h - ad::matmul(ad::constant(task.proj), h) : h;
+    }
+    /// The overlap penalty's term (penalty mode, from the second function on), else 0.
+    ad::Var orthogonality_penalty(const std::vector<ad::Var>& P) {
+        return function_index() > 0 && cfg_.orthogonality == "penalty" ? overlap_penalty(P) : ad::constant(0.0);
+    }
+
     /// The terms of the meta-loss for the meta-learner's raw output h on the task.
     struct Terms {
         ad::Var loss, mse_term, div, orth;
@@ -386,7 +440,7 @@ private:
     Terms meta_loss(const ad::Var& h, const Task& task, ad::Rng rng, const ad::Var& orth,
                     const std::vector<Eigen::MatrixXd>* linear_maps = nullptr) {
         const int ntr = cfg_.n_train, nte = cfg_.n_test, k = function_index();
-        const ad::Var z = task.proj.size() ? h - ad::matmul(ad::constant(task.proj), h) : h;
+        const ad::Var z = project(h, task);
         ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
         ad::Var x_train = ad::constant(task.X.topRows(ntr)), x_test = ad::constant(task.X.bottomRows(nte));
         Terms t;
@@ -410,10 +464,15 @@ private:
             t.mse_term = t.mse_term * (1.0 / double(t.mses.size()));
         }
         const std::string kind = divergence_for(cfg_, k);
-        t.div = cfg_.div_on == "all" ? label_divergence(z, kind, cfg_, rng)
-                : cfg_.div_on == "test"
-                    ? label_divergence(z_test, kind, cfg_, rng)
-                    : label_divergence(z_train, kind, cfg_, rng) + label_divergence(z_test, kind, cfg_, rng);
+        if (cfg_.div_on == "split") {
+            // Two draws of target samples from one stream: their order is part of the result, so
+            // it is written out (the operands of + are unsequenced in C++): the test labels' first.
+            const ad::Var d_test = label_divergence(z_test, kind, cfg_, rng);
+            const ad::Var d_train = label_divergence(z_train, kind, cfg_, rng);
+            t.div = d_train + d_test;
+        } else {
+            t.div = label_divergence(cfg_.div_on == "all" ? z : z_test, kind, cfg_, rng);
+        }
         t.orth = orth;
         // Orthogonal to the constant function: <z, 1>^2 / n^2 = mean(z)^2 (the constant is the
         // trivially easy function every learner with a bias finds).
@@ -450,9 +509,7 @@ private:
             throw TrainingError(where() +
                                 "the meta-learner's labels are not finite (its weights diverged); try a "
                                 "smaller --lr");
-        const ad::Var orth =
-            function_index() > 0 && cfg_.orthogonality == "penalty" ? overlap_penalty(P) : ad::constant(0.0);
-        const Terms t = meta_loss(h, task, task.rng, orth);
+        const Terms t = meta_loss(h, task, task.rng, orthogonality_penalty(P));
         StepLog log = make_log(t);
         std::vector<ad::Var> g = ad::grad(t.loss, P);
         for (const ad::Var& gk : g)

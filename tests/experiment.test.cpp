@@ -136,7 +136,10 @@ TEST_CASE("experiment: 150 steps of fig2c already find a mostly degree-1 functio
     Eigen::VectorXd e = experiment::sphere_degree_energy(x, f, 4);
     CHECK(e(1) > 0.8);
     CHECK(std::sqrt((f.array() - f.mean()).square().mean()) > 0.3);
-    CHECK(t.test_mse(0, 10) < 0.05);
+    // 0.0017 here. Without the learner's term (--mse-weight 0, or its gradient path cut) the
+    // function is degree 1 too, but the learner's test MSE on it is 0.011-0.025 over seeds 1-3
+    // (0.0003-0.0017 with the term): the bound separates the two by more than 2x either way.
+    CHECK(t.test_mse(0, 10) < 0.004);
 }
 
 TEST_CASE("experiment: projected functions are orthogonal to the earlier ones on every batch") {
@@ -155,6 +158,80 @@ TEST_CASE("experiment: projected functions are orthogonal to the earlier ones on
     // The final functions are fitted on the probe set, so they are orthogonal there exactly.
     for (int i = 0; i < 3; ++i)
         for (int j = 0; j < i; ++j) CHECK(std::abs(F.col(i).dot(F.col(j))) < 1e-9 * F.col(i).norm() * F.col(j).norm());
+}
+
+TEST_CASE("experiment: projected labels are orthogonal to the earlier functions on each step's batch") {
+    // The default orthogonality removes the earlier functions from the labels on every batch
+    // (z = h - F (F^T F)^-1 F^T h), not only from the final functions on the probe set.
+    experiment::Config c = small_kernel_config();
+    c.functions = 3;
+    c.steps = 5;
+    experiment::MetaTrainer t(c);
+    ad::Rng rng(3, 3);
+    const Eigen::MatrixXd probe = t.inputs().sample(300, rng);
+    int checked = 0;
+    while (!t.finished()) {
+        while (t.steps_done() < c.steps) {
+            if (t.function_index() > 0) {
+                const experiment::MetaTrainer::Batch b = t.next_batch();
+                const Eigen::MatrixXd F = t.labels(b.X);  // the earlier functions on this batch
+                REQUIRE(F.cols() == t.function_index());
+                CHECK(b.labels.norm() > 0.1);
+                for (Eigen::Index j = 0; j < F.cols(); ++j)
+                    CHECK(std::abs(F.col(j).dot(b.labels)) < 1e-9 * F.col(j).norm() * b.labels.norm());
+                ++checked;
+            }
+            t.step();
+        }
+        t.finish_function(probe);
+    }
+    CHECK(checked == 2 * c.steps);
+}
+
+TEST_CASE("experiment: the logged divergence is the chosen divergence of the step's labels") {
+    // Each step's logged divergence equals the divergence function applied by hand to the
+    // labels of that step's batch, with the target samples drawn from the step's stream, for
+    // every kind, every split of the labels, and the per-function list (cycling), through the
+    // projection of the second function.
+    const int ntr = 20, nte = 80;
+    for (const char* on : {"all", "split", "test"})
+        for (const char* list : {"sinkhorn,energy", "mmd,w2", "variance"}) {
+            CAPTURE(std::string(on));
+            CAPTURE(std::string(list));
+            experiment::Config c = small_kernel_config();
+            c.n_train = ntr;
+            c.n_test = nte;
+            c.divergence = list;
+            c.div_on = on;
+            c.functions = 2;
+            c.steps = 3;
+            experiment::MetaTrainer t(c);
+            ad::Rng rng(3, 3);
+            const Eigen::MatrixXd probe = t.inputs().sample(200, rng);
+            while (!t.finished()) {
+                while (t.steps_done() < c.steps) {
+                    const std::string kind = experiment::divergence_for(c, t.function_index());
+                    CHECK(kind == experiment::split_list(list)[std::size_t(t.function_index()) %
+                                                               experiment::split_list(list).size()]);
+                    experiment::MetaTrainer::Batch b = t.next_batch();
+                    ad::TapeScope scope;
+                    auto d = [&](const Eigen::VectorXd& z) {
+                        return experiment::label_divergence(ad::constant(Eigen::MatrixXd(z)), kind, c, b.rng).item();
+                    };
+                    const std::string mode = on;
+                    double expected = 0;
+                    if (mode == "split") {  // the test labels' target samples are drawn first
+                        const double test = d(b.labels.tail(nte));
+                        expected = d(b.labels.head(ntr)) + test;
+                    } else {
+                        expected = d(mode == "all" ? b.labels : Eigen::VectorXd(b.labels.tail(nte)));
+                    }
+                    const double logged = t.step().divergence;
+                    CHECK(logged == doctest::Approx(expected).epsilon(1e-12));
+                }
+                t.finish_function(probe);
+            }
+        }
 }
 
 TEST_CASE("experiment: resuming in the middle of a series continues exactly") {

@@ -1,9 +1,11 @@
-// The plain optimisers against torch's update rules written out again here as scalar loops, and
-// the unrolled ones by differentiating whole training runs against central differences.
+// The plain optimisers against torch's update rules written out again here as scalar loops, the
+// unrolled ones by differentiating whole training runs against central differences and a
+// hand-written forward-mode recursion, and truncated meta-gradients against a hand-built cut.
 #include <doctest/doctest.h>
 
 #include "autodiff/autodiff.hpp"
 #include "autodiff/optim.hpp"
+#include "learners/mlp.hpp"
 
 #include <cmath>
 #include <functional>
@@ -379,15 +381,56 @@ TEST_CASE("optim: meta-gradient through 3 UnrolledAdam steps matches central dif
     }
 }
 
-TEST_CASE("optim: UnrolledAdam with an exactly-zero gradient entry gives a finite meta-gradient") {
+namespace {
+
+/// A number and its derivative along one direction (forward mode written out by hand), for the
+/// reference meta-gradients below: each operation applies its own derivative rule, no tape.
+struct Dual {
+    double v, d;
+};
+Dual operator+(Dual a, Dual b) { return {a.v + b.v, a.d + b.d}; }
+Dual operator+(Dual a, double b) { return {a.v + b, a.d}; }
+Dual operator-(Dual a, Dual b) { return {a.v - b.v, a.d - b.d}; }
+Dual operator*(Dual a, Dual b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
+Dual operator*(double s, Dual a) { return {s * a.v, s * a.d}; }
+Dual operator/(Dual a, Dual b) { return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)}; }
+Dual sqrt(Dual a) {
+    const double r = std::sqrt(a.v);
+    return {r, a.d / (2 * r)};
+}
+
+/// One entry of the zero-gradient Adam run below, as a plain scalar recursion: the loss
+/// sum_i (c_i p_i)^2 is a sum over entries, so entry i of the gradient is 2 c_i^2 p_i and every
+/// entry trains on its own. Adam (UnrolledAdam's documented rule, m = v = 0 at the start):
+///   g = 2 c^2 p,  m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,
+///   p <- p - lr (m / (1 - b1^t)) / sqrt(v / (1 - b2^t) + eps^2),
+/// then meta = p + p^2. T is double (values) or Dual (values and one derivative).
+template <class T>
+T zero_grad_adam_meta(T p, T c, const optim::AdamOptions& o, int steps) {
+    using std::sqrt;
+    T m{}, v{};
+    for (int t = 1; t <= steps; ++t) {
+        const T g = 2.0 * (c * c * p);
+        m = o.beta1 * m + (1 - o.beta1) * g;
+        v = o.beta2 * v + (1 - o.beta2) * (g * g);
+        const T m_hat = (1 / (1 - std::pow(o.beta1, t))) * m;
+        const T v_hat = (1 / (1 - std::pow(o.beta2, t))) * v;
+        p = p - o.lr * (m_hat / sqrt(v_hat + o.eps * o.eps));
+    }
+    return p + p * p;
+}
+}  // namespace
+
+TEST_CASE("optim: UnrolledAdam with an exactly-zero gradient entry gives the exact meta-gradient") {
     // loss = sum((c p)^2): where c is 0 the gradient 2 c^2 p is exactly 0 at every step.
     Eigen::MatrixXd p0(1, 3), c0(1, 3);
     p0 << 0.5, -1.0, 2.0;
     c0 << 1.0, 0.0, 0.7;
+    const optim::AdamOptions opts{.lr = 0.1};
     ad::TapeScope scope;
     ad::Var p_init = ad::param(p0), c = ad::param(c0);
     std::vector<ad::Var> p = {p_init};
-    optim::UnrolledAdam adam({.lr = 0.1});
+    optim::UnrolledAdam adam(opts);
     for (int s = 0; s < 3; ++s) {
         ad::Var loss = ad::sum(ad::square(c * p[0]));
         std::vector<ad::Var> g = ad::grad(loss, p, {.create_graph = true});
@@ -396,9 +439,40 @@ TEST_CASE("optim: UnrolledAdam with an exactly-zero gradient entry gives a finit
     }
     ad::Var meta = ad::sum(p[0]) + ad::sum(ad::square(p[0]));
     const std::vector<ad::Var> mg = ad::grad(meta, {p_init, c});
-    CHECK(ad::value(mg[0]).allFinite());
-    CHECK(ad::value(mg[1]).allFinite());
-    CHECK(all_finite(ad::values(mg)));
+    REQUIRE(all_finite(ad::values(mg)));
+    double meta_plain = 0.0;  // the forward value too, entry by entry
+    for (int i = 0; i < 3; ++i) meta_plain += zero_grad_adam_meta(p0(0, i), c0(0, i), opts, 3);
+    CHECK(std::abs(meta.item() - meta_plain) <= 1e-12);
+
+    // The expected meta-gradient, entry by entry, by the forward-mode recursion above seeded with
+    // dp0 = 1 (for d meta / dp0) or dc = 1 (for d meta / dc). It is the same real number the tape
+    // computes, so the two differ by rounding only: about 60 operations on O(1) numbers (the
+    // gradients are 0.5 to 4, the steps 0.1), each off by at most half an ulp, so an absolute
+    // error of a few 1e-15 even where O(1) terms cancel (below). 1e-12 absolute is a generous
+    // bound that a wrong derivative anywhere in the chain (off by 1e-3 to 1) cannot meet.
+    // The c = 0 entry has a closed form: p never moves, so d meta / dp0 = 1 + 2 p0 = -1, and
+    // g, m, v are O(c^2), so d meta / dc = 0 exactly. Where c != 0, d meta / dc is 0 up to
+    // O(eps^2 / g^2) ~ 1e-16: Adam's step m_hat / sqrt(v_hat) does not change when every g is
+    // scaled by the same factor, and c only scales g (by c^2), so the tape's c-gradient is a sum
+    // of O(1) terms that must cancel to rounding.
+    for (int i = 0; i < 3; ++i) {
+        CAPTURE(i);
+        const Dual wrt_p = zero_grad_adam_meta(Dual{p0(0, i), 1.0}, Dual{c0(0, i), 0.0}, opts, 3);
+        const Dual wrt_c = zero_grad_adam_meta(Dual{p0(0, i), 0.0}, Dual{c0(0, i), 1.0}, opts, 3);
+        CHECK(std::abs(ad::value(mg[0])(0, i) - wrt_p.d) <= 1e-12);
+        CHECK(std::abs(ad::value(mg[1])(0, i) - wrt_c.d) <= 1e-12);
+        // The reference checked on its own against central differences of the plain double
+        // recursion (h = 1e-6: truncation O(h^2) ~ 1e-12, rounding O(1e-16 / h) ~ 1e-10).
+        const double h = 1e-6;
+        const double fd_p = (zero_grad_adam_meta(p0(0, i) + h, c0(0, i), opts, 3) -
+                             zero_grad_adam_meta(p0(0, i) - h, c0(0, i), opts, 3)) / (2 * h);
+        const double fd_c = (zero_grad_adam_meta(p0(0, i), c0(0, i) + h, opts, 3) -
+                             zero_grad_adam_meta(p0(0, i), c0(0, i) - h, opts, 3)) / (2 * h);
+        CHECK(std::abs(wrt_p.d - fd_p) <= 1e-8);
+        CHECK(std::abs(wrt_c.d - fd_c) <= 1e-8);
+    }
+    CHECK(ad::value(mg[0])(0, 1) == -1.0);
+    CHECK(ad::value(mg[1])(0, 1) == 0.0);
 
     // Why the denominator is sqrt(v_hat + eps^2): torch's sqrt(v_hat) + eps, written with the
     // same ops, differentiates sqrt at 0 and gives NaN for that entry.
@@ -408,6 +482,217 @@ TEST_CASE("optim: UnrolledAdam with an exactly-zero gradient entry gives a finit
     ad::Var naive = p_init - ad::mul_scalar(m_hat / ad::add_scalar(ad::sqrt(v_hat), 1e-8), 0.1);
     const Eigen::MatrixXd naive_grad = ad::value(ad::grad(ad::sum(naive), {p_init})[0]);
     CHECK(std::isnan(naive_grad(0, 1)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Truncated meta-gradients: differentiate through the last K of N inner steps only
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+/// torch's SGD (momentum, dampening, weight decay, Nesterov) and UnrolledAdam's Adam (denominator
+/// sqrt(v_hat + eps^2)) written again with Var ops, the same operations in the same order as
+/// optim.hpp, with the state in plain Vars so that the test itself can cut it.
+struct HandUnroll {
+    bool is_adam = false;
+    optim::SGDOptions sgd{};
+    optim::AdamOptions adam{};
+    std::vector<ad::Var> buf, m, v;  // empty before the first step
+    int t = 0;
+
+    std::vector<ad::Var> step(const std::vector<ad::Var>& p, const std::vector<ad::Var>& grads) {
+        ++t;
+        const bool first = t == 1;
+        if (first) {
+            buf.assign(p.size(), ad::Var());
+            m.assign(p.size(), ad::Var());
+            v.assign(p.size(), ad::Var());
+        }
+        std::vector<ad::Var> out;
+        for (std::size_t k = 0; k < p.size(); ++k) {
+            ad::Var g = grads[k];
+            const double wd = is_adam ? adam.weight_decay : sgd.weight_decay;
+            if (wd != 0.0) g = g + ad::mul_scalar(p[k], wd);
+            if (is_adam) {
+                const double b1 = adam.beta1, b2 = adam.beta2;
+                const ad::Var gm = ad::mul_scalar(g, 1.0 - b1), gv = ad::mul_scalar(ad::square(g), 1.0 - b2);
+                m[k] = first ? gm : ad::mul_scalar(m[k], b1) + gm;
+                v[k] = first ? gv : ad::mul_scalar(v[k], b2) + gv;
+                const ad::Var m_hat = ad::mul_scalar(m[k], 1.0 / (1.0 - std::pow(b1, t)));
+                const ad::Var v_hat = ad::mul_scalar(v[k], 1.0 / (1.0 - std::pow(b2, t)));
+                const ad::Var denom = ad::sqrt(ad::add_scalar(v_hat, adam.eps * adam.eps));
+                out.push_back(p[k] - ad::mul_scalar(m_hat / denom, adam.lr));
+            } else {
+                const double mu = sgd.momentum;
+                if (mu != 0.0) {
+                    buf[k] = first ? g : ad::mul_scalar(buf[k], mu) + ad::mul_scalar(g, 1.0 - sgd.dampening);
+                    g = sgd.nesterov ? g + ad::mul_scalar(buf[k], mu) : buf[k];
+                }
+                out.push_back(p[k] - ad::mul_scalar(g, sgd.lr));
+            }
+        }
+        return out;
+    }
+    /// The cut: every state matrix becomes a constant with the same value.
+    void detach() {
+        for (std::vector<ad::Var>* s : {&buf, &m, &v})
+            for (ad::Var& x : *s)
+                if (x.defined()) x = ad::constant(Eigen::MatrixXd(x.value()));
+    }
+};
+
+/// Fresh leaves with the same values (what a cut does to the parameters).
+std::vector<ad::Var> releaf(const std::vector<ad::Var>& p) {
+    std::vector<ad::Var> out;
+    for (const ad::Var& x : p) out.push_back(ad::param(Eigen::MatrixXd(x.value())));
+    return out;
+}
+
+/// d(validation MSE)/d(labels) after `steps` steps on the 2-4-1 net, every step recorded with
+/// create_graph, and the gradient path cut before step steps - keep (0-based): the parameters
+/// become fresh leaves there and `cut_state(opt)` is called on the optimiser.
+template <class Opt, class Cut>
+Eigen::MatrixXd meta_grad_cut(Opt opt, Cut cut_state, int steps, int keep) {
+    ad::TapeScope scope;
+    const ad::Var labels = ad::param(train_labels()), x = ad::constant(train_x());
+    std::vector<ad::Var> p = ad::params(net_init());
+    for (int t = 0; t < steps; ++t) {
+        if (t == steps - keep) {
+            p = releaf(p);
+            cut_state(opt);
+        }
+        const ad::Var loss = ad::mean(ad::square(net(p, x) - labels));
+        p = opt.step(p, ad::grad(loss, p, {.create_graph = true}));
+    }
+    const ad::Var meta = ad::mean(ad::square(net(p, ad::constant(val_x())) - ad::constant(val_y())));
+    return ad::grad(meta, {labels})[0].value();
+}
+
+double max_abs(const Eigen::MatrixXd& m) { return m.cwiseAbs().maxCoeff(); }
+
+}  // namespace
+
+TEST_CASE("optim: detach_state truncates the meta-gradient exactly like a hand-built cut") {
+    // Truncation to the last K of N steps: the meta-gradient through steps N-K..N-1 only, with
+    // the parameters and the optimiser's state entering step N-K as constants (their values
+    // unchanged; the step count, and so Adam's bias corrections, carries on). The library's way:
+    // fresh parameter leaves plus UnrolledSGD/UnrolledAdam::detach_state(). The reference:
+    // HandUnroll, the same update written out here, whose state is replaced by
+    // ad::constant(value) at the cut. Both tapes then hold the same operations on the same
+    // numbers, so the two meta-gradients agree to rounding (they come out identical; 1e-13 of
+    // the gradient's size leaves room for a different summation order). Forgetting to cut the
+    // state keeps the path labels -> early gradients -> state -> late steps; checked below to
+    // move the meta-gradient by far more than that, so the comparison sees it.
+    const int steps = 5;
+    const optim::SGDOptions momentum{.lr = 0.2, .momentum = 0.9, .dampening = 0.1},
+                            nesterov{.lr = 0.2, .momentum = 0.8, .weight_decay = 0.05, .nesterov = true};
+    const optim::AdamOptions adam{.lr = 0.05, .weight_decay = 0.01};
+    const auto library_cut = [](auto& opt) { opt.detach_state(); };
+    const auto hand_cut = [](HandUnroll& h) { h.detach(); };
+    const auto no_cut = [](auto&) {};
+    for (int keep : {1, 2, 4, 5}) {
+        for (int which = 0; which < 3; ++which) {
+            CAPTURE(keep);
+            CAPTURE(which);
+            Eigen::MatrixXd lib;
+            HandUnroll hand;
+            if (which < 2) {
+                hand.sgd = which == 0 ? momentum : nesterov;
+                lib = meta_grad_cut(optim::UnrolledSGD(hand.sgd), library_cut, steps, keep);
+            } else {
+                hand.is_adam = true;
+                hand.adam = adam;
+                lib = meta_grad_cut(optim::UnrolledAdam(adam), library_cut, steps, keep);
+            }
+            const Eigen::MatrixXd want = meta_grad_cut(hand, hand_cut, steps, keep);
+            const double scale = max_abs(want);
+            REQUIRE(scale > 1e-3);
+            INFO("library " << lib.transpose() << "\nhand    " << want.transpose());
+            CHECK(max_abs(lib - want) <= 1e-13 * scale);
+            // Not vacuous: the state's path matters (keep < N), and so does the cut itself.
+            if (keep < steps) {
+                CHECK(max_abs(meta_grad_cut(hand, no_cut, steps, keep) - want) > 1e-3 * scale);
+                CHECK(max_abs(meta_grad_cut(hand, hand_cut, steps, steps) - want) > 1e-3 * scale);
+            }
+        }
+    }
+}
+
+TEST_CASE("optim: the MLP learner's truncate equals a hand-built unroll cut before the last K steps") {
+    // learners::UnrolledMLP with InnerTraining::truncate = K: T inner steps, the meta-gradient
+    // (test MSE with respect to the training labels) through the last K only. The reference
+    // rebuilds the same run here from its parts: the same network and initial weights
+    // (MLP::init on the task's generator, as new_task draws them: dense connectivity draws no
+    // mask), full-batch MSE steps with HandUnroll's update, and at step T - K the parameters
+    // re-made as leaves and the optimiser state as ad::constant(value). Everything before the
+    // cut is then a constant, so both sides differentiate the same K steps at the same numbers
+    // and agree to rounding. (The learner takes its uncut steps without create_graph, whose
+    // first-order backward may take other fast paths, so their values can differ in the last
+    // bits: the bound is 1e-12 of the gradient's size, the predictions 1e-13 absolute.) K = T
+    // is the full unroll; a cut one step early or late changes the result by far more (checked).
+    ad::Rng data(21, 0);
+    const Eigen::MatrixXd x = data.normal_matrix(8, 3), xt = data.normal_matrix(5, 3), y0 = data.normal_matrix(8, 1),
+                          target = data.normal_matrix(5, 1);
+    const ad::nn::MLP net_shape{{3, 6, 1}, ad::nn::Activation::tanh, ad::nn::OutputMap::identity};
+    const int steps = 5;
+
+    struct Result {
+        Eigen::MatrixXd pred, grad;
+    };
+    auto learner_run = [&](const std::string& opt, int keep) {
+        learners::InnerTraining t;
+        t.optimizer = opt;
+        t.lr = opt == "adam" ? 0.05 : 0.2;
+        t.steps = steps;
+        t.truncate = keep;
+        learners::UnrolledMLP l(net_shape, t, {});
+        ad::Rng task(3, 1);
+        l.new_task(task);
+        ad::TapeScope scope;
+        const ad::Var y = ad::param(y0);
+        const ad::Var pred = l.fit_predict(ad::constant(x), y, ad::constant(xt));
+        const ad::Var loss = ad::mean(ad::square(pred - ad::constant(target)));
+        return Result{pred.value(), ad::grad(loss, {y})[0].value()};
+    };
+    auto hand_run = [&](const std::string& opt, int cut_at) {
+        HandUnroll h;
+        h.is_adam = opt == "adam";
+        h.sgd = {.lr = 0.2, .momentum = opt == "momentum" ? 0.9 : 0.0};
+        h.adam = {.lr = 0.05};
+        ad::Rng task(3, 1);
+        ad::TapeScope scope;
+        const ad::Var y = ad::param(y0), xv = ad::constant(x);
+        std::vector<ad::Var> p = ad::params(net_shape.init(task));
+        for (int s = 0; s < steps; ++s) {
+            if (s == cut_at) {
+                p = releaf(p);
+                h.detach();
+            }
+            const ad::Var loss = ad::mean(ad::square(net_shape(p, xv) - y));
+            p = h.step(p, ad::grad(loss, p, {.create_graph = true}));
+        }
+        const ad::Var pred = net_shape(p, ad::constant(xt));
+        const ad::Var loss = ad::mean(ad::square(pred - ad::constant(target)));
+        return Result{pred.value(), ad::grad(loss, {y})[0].value()};
+    };
+    for (const std::string opt : {"sgd", "momentum", "adam"}) {
+        for (int keep : {1, 2, 4, 5}) {
+            CAPTURE(opt);
+            CAPTURE(keep);
+            const Result got = learner_run(opt, keep), want = hand_run(opt, steps - keep);
+            const double scale = max_abs(want.grad);
+            REQUIRE(scale > 1e-3);
+            INFO("learner " << got.grad.transpose() << "\nhand    " << want.grad.transpose());
+            CHECK(max_abs(got.pred - want.pred) <= 1e-13);
+            CHECK(max_abs(got.grad - want.grad) <= 1e-12 * scale);
+            for (int off : {-1, 1}) {
+                const int other = steps - keep + off;
+                if (other < 0 || other >= steps) continue;
+                CAPTURE(off);
+                CHECK(max_abs(hand_run(opt, other).grad - want.grad) > 1e-3 * scale);
+            }
+        }
+    }
 }
 
 TEST_CASE("optim: unrolled steps check their arguments") {

@@ -3,9 +3,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <numbers>
 #include <set>
 #include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 using occam::ad::philox4x32_10;
@@ -179,14 +185,55 @@ TEST_CASE("random: categorical rejects bad probabilities") {
     CHECK(r.categorical({0.0, 2.0}) == 1);
 }
 
-// Regression values recorded after the KAT vectors above passed. next_u64 is pure integer
-// arithmetic; normal() also goes through std::log/std::cos, which are correctly rounded on glibc
-// for these inputs but could differ by an ulp on another libm.
-TEST_CASE("random: regression values for Rng(1, 0)") {
-    Rng a(1, 0);
-    CHECK(a.normal() == -0x1.d1a253882cf97p-4);  // -0.11368019704496955
-    Rng b(1, 0);
-    const auto blk = b.next_block();
+// normal() recomputed from the raw Philox output, so the expected values come from the
+// definition and not from the code's own past output. Draw i of Rng(seed, stream) is block
+// philox4x32_10((lo(i), hi(i), lo(stream), hi(stream)), (lo(seed), hi(seed))) (the KAT and layout
+// tests above pin both the bijection and that layout). normal() is Box-Muller on that one block:
+//   u1 = ((w1:w0 >> 11) + 1) * 2^-53  in (0, 1]  (the 53 top bits of words 0 and 1, shifted off
+//                                                0 so that log(u1) is finite),
+//   u2 = (w3:w2 >> 11) * 2^-53        in [0, 1)  (words 2 and 3),
+//   z  = sqrt(-2 ln u1) cos(2 pi u2),
+// the cosine half of the pair (Box & Muller 1958); the sine half is discarded so that draw i
+// depends on counter i only. Every step before the libm calls is exact in double (a 53-bit
+// integer times a power of two), and the same std::sqrt/std::log/std::cos are called on the
+// same arguments in the same order, so equality is exact on any libm; a different algorithm
+// (the sine half, swapped words, a u1 that can be 0, another transform) fails it.
+namespace {
+std::string hex(double x) {  // every bit, for failure messages
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%a", x);
+    return buf;
+}
+uint64_t join_words(uint32_t low, uint32_t high) { return (static_cast<uint64_t>(high) << 32) | low; }
+double box_muller_from_raw(uint64_t seed, uint64_t stream, uint64_t counter) {
+    const auto lo = [](uint64_t v) { return static_cast<uint32_t>(v); };
+    const auto hi = [](uint64_t v) { return static_cast<uint32_t>(v >> 32); };
+    const std::array<uint32_t, 4> w =
+        philox4x32_10({lo(counter), hi(counter), lo(stream), hi(stream)}, {lo(seed), hi(seed)});
+    const double u1 = static_cast<double>((join_words(w[0], w[1]) >> 11) + 1) * 0x1.0p-53;
+    const double u2 = static_cast<double>(join_words(w[2], w[3]) >> 11) * 0x1.0p-53;
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+}
+}  // namespace
+
+TEST_CASE("random: normal() is Box-Muller on the raw Philox block of its counter") {
+    // Rng(1, 0)'s first draw: -0x1.d1a253882cf97p-4 (-0.11368019704496955) on glibc.
+    for (const auto& [seed, stream] : {std::pair<uint64_t, uint64_t>{1, 0}, {42, 3}, {0x299f31d0a4093822ull, 7},
+                                       {0, 0xffffffffffffffffull}}) {
+        Rng r(seed, stream);
+        for (uint64_t i = 0; i < 64; ++i) {
+            CAPTURE(seed);
+            CAPTURE(stream);
+            CAPTURE(i);
+            const double want = box_muller_from_raw(seed, stream, i);
+            REQUIRE(std::isfinite(want));
+            const double got = r.normal();
+            INFO("normal() " << hex(got) << ", from the raw block " << hex(want));
+            CHECK(got == want);
+        }
+    }
+    // next_u64 is words 0 (low) and 1 (high) of the same block.
     Rng c(1, 0);
-    CHECK(c.next_u64() == ((static_cast<uint64_t>(blk[1]) << 32) | blk[0]));
+    const auto blk = philox4x32_10({0, 0, 0, 0}, {1, 0});
+    CHECK(c.next_u64() == join_words(blk[0], blk[1]));
 }

@@ -195,8 +195,36 @@ TEST_CASE("sinkhorn: only the inputs that need a gradient get one") {
     }
     // create_graph through the solver is refused, naming it: the envelope gradient moves with x
     // and that motion is not recorded, so a second derivative would be a silent zero.
-    CHECK_THROWS_WITH_AS(ad::grad(s, {x}, {.create_graph = true}), doctest::Contains("sinkhorn_divergence"),
-                         ad::Error);
+    // Each part of that sentence, in order:
+    // (1) The envelope gradient moves with x: d(grad_x[i])/dx[i], by central differences of the
+    //     plain solver, is far from 0. x[2] = 0.8 cos 1.4 = 0.136 is inside the clouds, so moving
+    //     it by +-h leaves the diameter and hence the epsilon schedule alone, and the solver's
+    //     output is a smooth function of it. (For a converged plan with W2^2 / 2 cost this is
+    //     about 1/n = 1/7 less the plan's spread; the checked bound is a tenth of that.) The
+    //     differences' error is O(h^2) + O(1e-16 / h), under 1e-6 here, far below the bound.
+    {
+        const double h = 1e-4;
+        Eigen::VectorXd xp = case_b_x(), xm = case_b_x();
+        xp[2] += h;
+        xm[2] -= h;
+        const metaloss::SinkhornResult rp = metaloss::sinkhorn(xp, case_b_y()), rm = metaloss::sinkhorn(xm, case_b_y());
+        REQUIRE(rp.eps_list == rm.eps_list);  // the schedule really did not move
+        const double second = (rp.grad_x[2] - rm.grad_x[2]) / (2 * h);
+        INFO("d grad_x[2] / dx[2] = " << second);
+        CHECK(std::abs(second) > 0.014);
+    }
+    // (2) That motion is not recorded: the node is declared first-order (its backward multiplies
+    //     by the stored numbers grad_x, grad_y, which on the tape are constants in x).
+    CHECK(s.node()->derivatives == ad::Derivatives::first_order);
+    // (3) So create_graph through it is refused with ad::Error rather than returning that silent
+    //     zero, and the message names the solver as the node create_graph could not go through.
+    CHECK_THROWS_WITH_AS(ad::grad(s, {x}, {.create_graph = true}),
+                         doctest::Contains("create_graph through sinkhorn_divergence"), ad::Error);
+    // A refusal, not a broken tape: gradient mode is back on and the first-order gradient of the
+    // same node is still the envelope gradient.
+    CHECK(ad::grad_enabled());
+    const std::vector<Eigen::MatrixXd> again = ad::values(ad::grad(s, {x}));
+    CHECK((again[0].col(0) - metaloss::sinkhorn(case_b_x(), case_b_y()).grad_x).cwiseAbs().maxCoeff() <= 1e-12);
 }
 
 TEST_CASE("sinkhorn: symmetric and zero on identical clouds") {

@@ -321,9 +321,7 @@ public:
         ad::TapeScope scope;
         ad::NoGradGuard no_grad;
         const Task task = draw_task();
-        std::vector<ad::Var> P;
-        for (const auto& p : params) P.push_back(ad::constant(p));
-        return {task.X, project(net_(P, ad::constant(task.X)), task).value().col(0), task.rng};
+        return {task.X, project(net_(constants(params), ad::constant(task.X)), task).value().col(0), task.rng};
     }
 
     /// The meta-loss of the next step's task at meta-learner parameters `params`, and its
@@ -345,8 +343,7 @@ public:
         ad::TapeScope scope;
         ad::NoGradGuard no_grad;
         const Task task = draw_task();
-        std::vector<ad::Var> P;
-        for (const auto& p : params) P.push_back(ad::constant(p));
+        const std::vector<ad::Var> P = constants(params);
         return meta_loss(net_(P, ad::constant(task.X)), task, task.rng, orthogonality_penalty(P)).loss.item();
     }
 
@@ -540,8 +537,7 @@ private:
         const bool penalty = function_index() > 0 && cfg_.orthogonality == "penalty";
         if (penalty) orth_cache();  // filled once, before the threads read it
         auto score = [&](const std::vector<Eigen::MatrixXd>& params) {
-            std::vector<ad::Var> P;
-            for (const auto& p : params) P.push_back(ad::constant(p));
+            const std::vector<ad::Var> P = constants(params);
             ad::Var h = net_(P, ad::constant(task.X));
             ad::Var orth = penalty ? overlap_penalty(P) : ad::constant(0.0);
             return meta_loss(h, task, task.rng, orth, &maps);
@@ -583,12 +579,17 @@ private:
         }
     }
 
+    /// Parameters as constants (no gradient), for evaluations.
+    static std::vector<ad::Var> constants(const std::vector<Eigen::MatrixXd>& params) {
+        std::vector<ad::Var> P;
+        for (const auto& p : params) P.push_back(ad::constant(p));
+        return P;
+    }
+
     Eigen::VectorXd raw_output(const std::vector<Eigen::MatrixXd>& params, const Eigen::MatrixXd& X) const {
         ad::TapeScope scope;
         ad::NoGradGuard no_grad;
-        std::vector<ad::Var> P;
-        for (const auto& p : params) P.push_back(ad::constant(p));
-        return net_(P, ad::constant(X)).value().col(0);
+        return net_(constants(params), ad::constant(X)).value().col(0);
     }
 
     /// The first `count` frozen functions at X, each minus its fitted projection on the earlier.

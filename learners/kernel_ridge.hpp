@@ -25,7 +25,6 @@ inline FeatureMap parse_feature_map(const std::string& name) {
     if (name == "abs") return FeatureMap::abs;
     throw std::invalid_argument("kernel: activation must be relu or abs (got '" + name + "')");
 }
-inline const char* name(FeatureMap m) { return m == FeatureMap::abs ? "abs" : "relu"; }
 
 /// The features of inputs `x` (n x d) for weights `J` (d x K), as values.
 inline Eigen::MatrixXd random_features(const Eigen::MatrixXd& x, const Eigen::MatrixXd& J, FeatureMap m) {
@@ -91,43 +90,38 @@ private:
     Eigen::MatrixXd J_;
 };
 
-/// The degree-1 arc-cosine kernel (Cho & Saul 2009), the limit of relu(x J) features:
-///   E_w[relu(w.x) relu(w.y)] = |x||y| (sin t + (pi - t) cos t) / (2 pi),  t = angle(x, y).
-inline Eigen::MatrixXd arccos_kernel(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+namespace detail {
+/// A kernel k(c, |x||y|) of the cosine c of the angle between x and y and their norms' product
+/// (0 where a point is 0), as a Gram matrix.
+template <class OfCosine>
+Eigen::MatrixXd angular_kernel(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b, OfCosine k_of_cos) {
     Eigen::VectorXd na = a.rowwise().norm(), nb = b.rowwise().norm();
     Eigen::MatrixXd dot = a * b.transpose();
     Eigen::MatrixXd k(a.rows(), b.rows());
     for (Eigen::Index j = 0; j < b.rows(); ++j)
         for (Eigen::Index i = 0; i < a.rows(); ++i) {
             const double nn = na(i) * nb(j);
-            if (nn == 0.0) {
-                k(i, j) = 0.0;
-                continue;
-            }
-            const double c = std::clamp(dot(i, j) / nn, -1.0, 1.0);
-            const double t = std::acos(c);
-            k(i, j) = nn * (std::sin(t) + (std::numbers::pi - t) * c) / (2.0 * std::numbers::pi);
+            k(i, j) = nn == 0.0 ? 0.0 : k_of_cos(std::clamp(dot(i, j) / nn, -1.0, 1.0), nn);
         }
     return k;
+}
+}  // namespace detail
+
+/// The degree-1 arc-cosine kernel (Cho & Saul 2009), the limit of relu(x J) features:
+///   E_w[relu(w.x) relu(w.y)] = |x||y| (sin t + (pi - t) cos t) / (2 pi),  t = angle(x, y).
+inline Eigen::MatrixXd arccos_kernel(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+    return detail::angular_kernel(a, b, [](double c, double nn) {
+        const double t = std::acos(c);
+        return nn * (std::sin(t) + (std::numbers::pi - t) * c) / (2.0 * std::numbers::pi);
+    });
 }
 
 /// The limit kernel of |x J| features: E_w[|w.x| |w.y|] = |x||y| (2/pi) (sqrt(1 - c^2) + c asin c),
 /// c = cos angle(x, y), from E|u||v| for standard normals of correlation c. Even in each argument.
 inline Eigen::MatrixXd abs_feature_kernel(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
-    Eigen::VectorXd na = a.rowwise().norm(), nb = b.rowwise().norm();
-    Eigen::MatrixXd dot = a * b.transpose();
-    Eigen::MatrixXd k(a.rows(), b.rows());
-    for (Eigen::Index j = 0; j < b.rows(); ++j)
-        for (Eigen::Index i = 0; i < a.rows(); ++i) {
-            const double nn = na(i) * nb(j);
-            if (nn == 0.0) {
-                k(i, j) = 0.0;
-                continue;
-            }
-            const double c = std::clamp(dot(i, j) / nn, -1.0, 1.0);
-            k(i, j) = nn * 2.0 / std::numbers::pi * (std::sqrt(1.0 - c * c) + c * std::asin(c));
-        }
-    return k;
+    return detail::angular_kernel(a, b, [](double c, double nn) {
+        return nn * 2.0 / std::numbers::pi * (std::sqrt(1.0 - c * c) + c * std::asin(c));
+    });
 }
 
 /// Exact kernel ridge regression with the arc-cosine kernel: a = (K + lambda I)^{-1} y,

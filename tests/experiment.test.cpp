@@ -91,6 +91,17 @@ TEST_CASE("experiment: bad settings are one-line errors naming the flag") {
     CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("--learner must be ridge, kernel, arccos, mlp or exec:COMMAND"),
                          std::invalid_argument);
     c = small_kernel_config();
+    c.learner = "kernel:activation=abs";  // a learner spec with settings names the main learner too
+    CHECK(experiment::MetaTrainer{c}.learner(0).describe().find("|x.w|") != std::string::npos);
+    for (const char* bad : {"ridge:activation=abs", "kernel:activation=tanh", "kernel:activation"}) {
+        c.learner = bad;
+        CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("bad setting"), std::invalid_argument);
+    }
+    c = small_kernel_config();
+    c.control = true;
+    c.mse_weight = 0;
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("--control"), std::invalid_argument);
+    c = small_kernel_config();
     c.meta_optimizer = "cmaes";
     CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("des, snes, openai-es, sep-cma-es"),
                          std::invalid_argument);
@@ -215,8 +226,19 @@ TEST_CASE("experiment: the logged divergence is the chosen divergence of the ste
                                                                experiment::split_list(list).size()]);
                     experiment::MetaTrainer::Batch b = t.next_batch();
                     ad::TapeScope scope;
-                    auto d = [&](const Eigen::VectorXd& z) {
-                        return experiment::label_divergence(ad::constant(Eigen::MatrixXd(z)), kind, c, b.rng).item();
+                    // Each kind's function called here by name, not through the trainer's routing.
+                    auto d = [&](const Eigen::VectorXd& z) -> double {
+                        const ad::Var zv = ad::constant(Eigen::MatrixXd(z));
+                        if (kind == "variance") return metaloss::variance_penalty(zv).item();
+                        if (kind == "w2") return metaloss::w2_to_uniform(zv).item();
+                        const Eigen::MatrixXd target = b.rng.uniform_matrix(int(z.size()), 1, -1.0, 1.0);
+                        if (kind == "energy") return metaloss::energy_distance(zv, ad::constant(target)).item();
+                        if (kind == "mmd") return metaloss::gaussian_mmd(zv, ad::constant(target), c.blur).item();
+                        REQUIRE(kind == "sinkhorn");
+                        metaloss::SinkhornOptions o;
+                        o.blur = c.blur;
+                        o.scaling = c.scaling;
+                        return metaloss::sinkhorn_divergence(Eigen::VectorXd(z), Eigen::VectorXd(target.col(0)), o);
                     };
                     const std::string mode = on;
                     double expected = 0;

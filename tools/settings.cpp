@@ -13,7 +13,7 @@ const std::vector<Setting>& settings() {
          "Input distribution: disk, sphere:D, cube:D, gaussian:D or file:PATH.csv"},
         {"learner", "learner", &Config::learner,
          "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge), mlp (trained by unrolled "
-         "SGD), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run "
+         "SGD), each optionally with settings (kernel:features=50,activation=abs: even features |x.w|), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run "
          "once per member and task; needs an evolution strategy)"},
         {"exec_timeout", "exec-timeout", &Config::exec_timeout, "exec learner: seconds allowed per call"},
         {"ridge", "ridge", &Config::ridge, "The learner's ridge parameter lambda"},

@@ -35,15 +35,12 @@ int check(int argc, char** argv) {
                              "Exit status 1 when a value is not finite or a target metric is missing (with\n"
                              "--require-targets, also when a target is missed). Targets that read the control are\n"
                              "skipped for a run without --control.");
-    options.add_options()("dir", "Run directory", cxxopts::value<std::string>())(
-        "require-targets", "Also fail when a target is missed");
-    options.parse_positional({"dir"});
-    options.positional_help("DIR");
+    add_run_dir(options);
+    options.add_options()("require-targets", "Also fail when a target is missed");
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
-    if (!args.count("dir")) throw cxxopts::exceptions::exception("missing the run directory (occam check DIR)");
-    const fs::path dir = args["dir"].as<std::string>();
+    const fs::path dir = run_dir(args, argv[0]);
     const experiment::Config c = config_from_json(read_json(dir / "config.json"));
     if (!fs::exists(dir / "summary.json"))
         throw std::runtime_error(dir.string() + " has no summary.json (the run has not finished)");

@@ -33,4 +33,16 @@ inline cxxopts::ParseResult parse_or_help(cxxopts::Options& options, int argc, c
     return result;
 }
 
+/// The run directory DIR, the one positional argument of analyse, plot and check.
+inline void add_run_dir(cxxopts::Options& options) {
+    options.add_options()("dir", "Run directory", cxxopts::value<std::string>());
+    options.parse_positional({"dir"});
+    options.positional_help("DIR");
+}
+/// DIR from the parsed arguments; a usage error naming the command (argv[0]) when it is missing.
+inline std::string run_dir(const cxxopts::ParseResult& args, const std::string& command) {
+    if (!args.count("dir")) throw cxxopts::exceptions::exception("missing the run directory (" + command + " DIR)");
+    return args["dir"].as<std::string>();
+}
+
 }  // namespace occam::cli

@@ -356,14 +356,11 @@ int analyse(int argc, char** argv) {
                              "Recomputes DIR/summary.json from DIR/probe.csv (label statistics, linear fit,\n"
                              "spherical-harmonic energy per degree on sphere inputs). Keeps the test MSE that\n"
                              "the run measured.");
-    options.add_options()("dir", "Run directory", cxxopts::value<std::string>());
-    options.parse_positional({"dir"});
-    options.positional_help("DIR");
+    add_run_dir(options);
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
-    if (!args.count("dir")) throw cxxopts::exceptions::exception("missing the run directory (occam analyse DIR)");
-    const fs::path dir = args["dir"].as<std::string>();
+    const fs::path dir = run_dir(args, argv[0]);
     const Config c = config_from_json(read_json(dir / "config.json"));
     if (!c.sweep.empty())
         throw std::runtime_error(dir.string() + " is a sweep; analyse each of its runs (" + dir.string() + "/SETTING=VALUE)");
@@ -383,15 +380,12 @@ int analyse(int argc, char** argv) {
 
 int plot(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Draws a run directory's figures with gnuplot (PNG and SVG).");
-    options.add_options()("dir", "Run directory", cxxopts::value<std::string>());
-    options.parse_positional({"dir"});
-    options.positional_help("DIR");
+    add_run_dir(options);
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
-    if (!args.count("dir")) throw cxxopts::exceptions::exception("missing the run directory (occam plot DIR)");
     if (!gnuplot_available()) throw std::runtime_error("gnuplot is not installed (make demo installs it)");
-    const fs::path dir = args["dir"].as<std::string>();
+    const fs::path dir = run_dir(args, argv[0]);
     const bool sweep = !config_from_json(read_json(dir / "config.json")).sweep.empty();
     for (const auto& f : sweep ? plot_sweep(dir) : plot_run(dir)) fmt::print("{}\n", f.string());
     return 0;

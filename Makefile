@@ -4,7 +4,7 @@ BUILD    ?= build
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox python3
 
-.PHONY: all deps configure build demo test reproduce clean
+.PHONY: all deps configure build demo test fuzz reproduce clean
 
 all: build
 
@@ -30,5 +30,15 @@ reproduce: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The readers (config.json, checkpoint.json, probe.csv, log.csv, summary.json, data CSV, the exec
+# learner's reply) under thousands of damaged inputs, built with AddressSanitizer and UBSan in
+# their own build directory. CASES damaged files per reader.
+CASES ?= 5000
+fuzz: deps
+	cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DOCCAM_BUILD_FUZZ=ON -DOCCAM_BUILD_TOOLS=OFF \
+	  -DOCCAM_BUILD_TESTS=OFF -DOCCAM_BUILD_EXAMPLES=OFF -DOCCAM_INSTALL=OFF
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target occam_fuzz
+	$(BUILD)-fuzz/occam_fuzz $(CASES)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-fuzz

@@ -76,4 +76,12 @@ struct Config {
     int checkpoint_every = 200;
 };
 
+/// Bounds of settings that have no natural one: beyond them a value is a typo, and a run would
+/// fail late and obscurely (threads that cannot start, a million-layer network, a time-out that
+/// overflows the clock) instead of at once with the flag's name.
+inline constexpr int kMaxThreads = 1024;
+inline constexpr int kMaxLayers = 1000;             ///< hidden layers of the meta-learner or an mlp learner
+inline constexpr double kMaxExecTimeout = 604800;   ///< --exec-timeout: one week, in seconds
+inline constexpr double kMaxSinkhornIterations = 10000;  ///< epsilon-scaling steps per divergence (--blur, --scaling)
+
 }  // namespace occam::experiment

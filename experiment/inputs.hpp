@@ -4,6 +4,7 @@
 #pragma once
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -186,6 +187,37 @@ inline std::string count_of(size_t n, const char* what) {
     return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
 }
 
+/// What a path is when it is not a regular file, for messages ("a FIFO").
+inline const char* file_kind(std::filesystem::file_type t) {
+    using std::filesystem::file_type;
+    switch (t) {
+        case file_type::fifo: return "a FIFO";
+        case file_type::character: return "a character device";
+        case file_type::block: return "a block device";
+        case file_type::socket: return "a socket";
+        case file_type::directory: return "a directory";
+        default: return "not a file";
+    }
+}
+
+/// Opens a data file for reading, after checking it is a regular file (a symbolic link to one
+/// is fine): a FIFO, a terminal or a device would block the run forever waiting for data, or
+/// stream without end, so they are refused with one line saying why.
+inline std::ifstream open_regular_file(const std::string& path, const std::string& where) {
+    std::error_code fs_error;
+    const auto status = std::filesystem::status(path, fs_error);  // follows symbolic links
+    if (status.type() == std::filesystem::file_type::not_found) throw InputError(where + ": no such file");
+    if (status.type() == std::filesystem::file_type::directory)
+        throw InputError(where + ": is a directory, not a file");
+    if (fs_error) throw InputError(where + ": cannot be read (" + fs_error.message() + ")");
+    if (status.type() != std::filesystem::file_type::regular)
+        throw InputError(where + " is not a regular file (" + file_kind(status.type()) +
+                         "); occam reads CSV files only");
+    std::ifstream in(path);
+    if (!in) throw InputError(where + ": cannot be opened for reading");
+    return in;
+}
+
 }  // namespace detail
 
 /// Read a CSV file of numbers: one sample per row, comma separated. Blank lines are ignored and
@@ -195,11 +227,7 @@ inline std::string count_of(size_t n, const char* what) {
 /// non-numeric or non-finite cells, or fewer than 10 data rows.
 inline Eigen::MatrixXd load_csv(const std::string& path) {
     const std::string where = "inputs file '" + path + "'";
-    std::error_code fs_error;
-    if (!std::filesystem::exists(path, fs_error)) throw InputError(where + ": no such file");
-    if (std::filesystem::is_directory(path, fs_error)) throw InputError(where + ": is a directory, not a file");
-    std::ifstream in(path);
-    if (!in) throw InputError(where + ": cannot be opened for reading");
+    std::ifstream in = detail::open_regular_file(path, where);
 
     std::vector<double> values;  // row-major, copied into the matrix at the end
     size_t width = 0;            // values per row, fixed by the first non-blank line
@@ -324,6 +352,25 @@ inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec) {
         return std::make_unique<GaussianInputs>(d);
     }
     throw InputError("unknown inputs '" + spec + "' (expected disk, sphere:D, cube:D, gaussian:D or file:PATH.csv)");
+}
+
+/// The dimension of the inputs `spec` names, for checks before a run (the sizes of the matrices
+/// it will need) without loading anything: a file's is the number of cells on its first
+/// non-blank line (ragged rows are load_csv's to report when the run reads the file), so a
+/// large file is read once, by the run. Throws InputError as make_inputs does.
+inline int input_dim(const std::string& spec) {
+    const std::string_view s = detail::trim(spec);
+    if (s.substr(0, 5) != "file:" || detail::trim(s.substr(5)).empty()) return make_inputs(spec)->dim();
+    const std::string path(s.substr(5));
+    std::ifstream in = detail::open_regular_file(path, "inputs file '" + path + "'");
+    std::string line;
+    for (bool first = true; std::getline(in, line); first = false) {
+        std::string_view text = line;
+        if (first && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+        if (!detail::trim(text).empty())  // capped so a pathological line cannot overflow int
+            return static_cast<int>(std::min<size_t>(detail::split_cells(text).size(), size_t(1) << 30));
+    }
+    return 1;  // no data at all: load_csv says so when the run reads the file
 }
 
 }  // namespace occam::experiment

@@ -12,12 +12,15 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <type_traits>
 
 #include "../learners/external.hpp"
 #include "../learners/kernel_ridge.hpp"
 #include "../learners/mlp.hpp"
 #include "../learners/ridge.hpp"
 #include "config.hpp"
+#include "parse.hpp"
 
 namespace occam::experiment {
 
@@ -37,7 +40,9 @@ struct LearnerSpec {
     learners::Connectivity connectivity;
 };
 
-/// "a;b;c" of "x,y,..." lists, e.g. input groups "0,1;2,3,4".
+/// "a;b;c" of "x,y,..." lists, e.g. input groups "0,1;2,3,4". Every item is read whole
+/// (parse.hpp): an int list takes non-negative integers only ("1.7" is not read as 1, "1e20" does
+/// not overflow), a double list finite numbers only ("nan" is refused).
 template <class T>
 std::vector<std::vector<T>> parse_nested(const std::string& text, const char* what) {
     std::vector<std::vector<T>> out;
@@ -48,13 +53,10 @@ std::vector<std::vector<T>> parse_nested(const std::string& text, const char* wh
         std::stringstream inner(part);
         std::string item;
         while (std::getline(inner, item, ',')) {
-            try {
-                std::size_t used = 0;
-                row.push_back(T(std::stod(item, &used)));
-                if (used != item.size()) throw std::invalid_argument(item);
-            } catch (const std::exception&) {
-                throw std::invalid_argument(std::string(what) + ": '" + item + "' is not a number");
-            }
+            if constexpr (std::is_integral_v<T>)
+                row.push_back(parse_integer<T>(item, what, T(0)));
+            else
+                row.push_back(T(parse_number(item, what)));
         }
         out.push_back(row);
     }
@@ -65,6 +67,11 @@ std::vector<std::vector<T>> parse_nested(const std::string& text, const char* wh
 inline void fill_mlp(LearnerSpec& s, const Config& c) {
     const auto hidden = parse_nested<int>(c.learner_hidden, "--learner-hidden");
     if (hidden.size() != 1 || hidden[0].empty()) throw std::invalid_argument("--learner-hidden must be widths like 20,20");
+    for (const int w : hidden[0])
+        if (w < 1)
+            throw std::invalid_argument("--learner-hidden: every width must be >= 1 (got '" + c.learner_hidden + "')");
+    if (hidden[0].size() > std::size_t(kMaxLayers))
+        throw std::invalid_argument("--learner-hidden: at most " + std::to_string(kMaxLayers) + " hidden layers");
     s.hidden = hidden[0];
     s.activation = c.learner_activation;
     // Fused steps apply to plain SGD on ReLU units; explicit checkpointing takes precedence.
@@ -124,27 +131,19 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
                                          "' (settings: features=K or MIN-MAX, ridge=X, bias=0|1, redraw=0|1, "
                                          "activation=relu|abs for kernel)");
         };
-        try {
-            std::size_t used = 0;
-            if (key == "features") {
-                const auto dash = value.find('-');
-                s.features_min = std::stoi(value.substr(0, dash), &used);
-                s.features_max = dash == std::string::npos ? s.features_min : std::stoi(value.substr(dash + 1));
-            } else if (key == "ridge") {
-                s.ridge = std::stod(value, &used);
-                if (used != value.size()) throw bad();
-            } else if (key == "bias" && (value == "0" || value == "1")) {
-                s.bias = value == "1";
-            } else if (key == "redraw" && (value == "0" || value == "1")) {
-                s.redraw = value == "1";
-            } else if (key == "activation" && s.kind == "kernel" && (value == "relu" || value == "abs")) {
-                s.activation = value;
-            } else {
-                throw bad();
-            }
-        } catch (const std::invalid_argument&) {
-            throw bad();
-        } catch (const std::out_of_range&) {
+        // Numbers are read whole, in range (parse.hpp): "features=10-20x" is an error, not 10-20.
+        const std::string where = "learner '" + text + "': " + key;
+        if (key == "features" && eq != std::string::npos) {
+            std::tie(s.features_min, s.features_max) = parse_int_range(value, '-', where, 1);
+        } else if (key == "ridge" && eq != std::string::npos) {
+            s.ridge = parse_number(value, where, 0.0);
+        } else if (key == "bias" && (value == "0" || value == "1")) {
+            s.bias = value == "1";
+        } else if (key == "redraw" && (value == "0" || value == "1")) {
+            s.redraw = value == "1";
+        } else if (key == "activation" && s.kind == "kernel" && (value == "relu" || value == "abs")) {
+            s.activation = value;
+        } else {
             throw bad();
         }
     }

@@ -64,9 +64,25 @@ inline std::string divergence_for(const Config& c, int k) {
     return list.empty() ? c.divergence : list[std::size_t(k) % list.size()];
 }
 
-/// Validates a Config with one-line messages naming the flag.
+/// Validates a Config with one-line messages naming the flag: every choice is one of its names,
+/// every number finite and in range, and every matrix the run will allocate fits (at most
+/// kMaxMatrixElements elements each, and all of them together in this machine's memory), so
+/// `--learner kernel:features=100000000` fails now with the size it asks for, not later in
+/// std::bad_alloc or an int overflow. Reads the first line of a --inputs file (its dimension).
 inline void validate(const Config& c) {
     auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
+    auto number = [](double v) {  // for messages: 0.9999, 1e-05
+        std::ostringstream s;
+        s << v;
+        return s.str();
+    };
+    // Comparisons are written so that NaN fails them: !(v > 0) is true for NaN, v <= 0 is not.
+    auto at_least = [&](double v, double lo, const char* flag) {
+        if (!(std::isfinite(v) && v >= lo)) fail(std::string(flag) + " must be a finite number >= " + number(lo));
+    };
+    auto positive = [&](double v, const char* flag) {
+        if (!(std::isfinite(v) && v > 0)) fail(std::string(flag) + " must be a finite number > 0");
+    };
     const bool exec = c.learner.rfind("exec:", 0) == 0;
     const std::string kind = c.learner.substr(0, c.learner.find(':'));  // "kernel:activation=abs" is a kernel
     if (kind != "ridge" && kind != "kernel" && kind != "arccos" && kind != "mlp" && !exec)
@@ -75,27 +91,48 @@ inline void validate(const Config& c) {
     auto uses_exec = [](const std::string& s) {
         return s.rfind("exec", 0) == 0 || s.find(",exec") != std::string::npos;
     };
-    if ((exec || uses_exec(c.chosen) || uses_exec(c.neglected) || uses_exec(c.cooperative)) &&
-        !metaloss::is_es_method(c.meta_optimizer))
+    const bool es = metaloss::is_es_method(c.meta_optimizer);
+    if ((exec || uses_exec(c.chosen) || uses_exec(c.neglected) || uses_exec(c.cooperative)) && !es)
         fail("an exec: learner gives no gradients; use --meta-optimizer des (or snes, openai-es, sep-cma-es)");
-    if (!(c.exec_timeout > 0)) fail("--exec-timeout must be > 0");
+    if (!(c.exec_timeout > 0 && c.exec_timeout <= kMaxExecTimeout))
+        fail("--exec-timeout must be in (0, " + number(kMaxExecTimeout) + "] seconds (at most a week; got " +
+             number(c.exec_timeout) + ")");
     if (c.n_train < 1) fail("--train must be >= 1");
     if (c.n_test < 1) fail("--test must be >= 1");
     if (c.features_min < 1 || c.features_max < c.features_min)
         fail("--features must be K or MIN:MAX with 1 <= MIN <= MAX");
-    if (!(c.ridge >= 0)) fail("--ridge must be >= 0");
+    at_least(c.ridge, 0, "--ridge");
+    positive(c.inner_lr, "--inner-lr");
+    if (c.inner_steps < 1) fail("--inner-steps must be >= 1");
+    if (c.inner_batch < 0) fail("--inner-batch must be >= 0 (0: full batch)");
+    if (c.truncate < 0) fail("--truncate must be >= 0 (0: through every inner step)");
     if (split_list(c.divergence).empty()) fail("--divergence is empty");
-    for (const auto& d : split_list(c.divergence))
+    bool sinkhorn = false, pairwise = false;
+    for (const auto& d : split_list(c.divergence)) {
         if (d != "sinkhorn" && d != "energy" && d != "mmd" && d != "w2" && d != "variance")
             fail("--divergence must be sinkhorn, energy, mmd, w2 or variance (got '" + d + "')");
+        sinkhorn = sinkhorn || d == "sinkhorn";
+        pairwise = pairwise || d == "energy" || d == "mmd";
+    }
     if (c.div_on != "all" && c.div_on != "split" && c.div_on != "test")
         fail("--div-on must be all, split or test (got '" + c.div_on + "')");
-    if (!(c.div_weight >= 0) || !(c.mse_weight >= 0)) fail("--div-weight and --mse-weight must be >= 0");
-    if (!(c.blur > 0)) fail("--blur must be > 0");
+    at_least(c.div_weight, 0, "--div-weight");
+    at_least(c.mse_weight, 0, "--mse-weight");
+    positive(c.blur, "--blur");
     if (!(c.scaling > 0 && c.scaling < 1)) fail("--scaling must be in (0, 1)");
-    if (c.meta_hidden < 1 || c.meta_depth < 0) fail("--meta-hidden must be >= 1 and --meta-depth >= 0");
-    if (c.meta_optimizer != "adagrad" && c.meta_optimizer != "adam" && c.meta_optimizer != "sgd" &&
-        !metaloss::is_es_method(c.meta_optimizer))
+    if (sinkhorn) {
+        // The epsilon schedule goes from the labels' diameter (about 2) down to the blur by a
+        // factor --scaling per iteration: --scaling 0.999999 would mean millions per step.
+        const double iterations = std::ceil(std::log(2.0 / c.blur) / -std::log(c.scaling));
+        if (iterations > kMaxSinkhornIterations)
+            fail("--scaling " + number(c.scaling) + " with --blur " + number(c.blur) + " makes " +
+                 describe_count(iterations) + " Sinkhorn iterations per divergence (at most " +
+                 number(kMaxSinkhornIterations) + "); use a smaller --scaling or a larger --blur");
+    }
+    if (c.meta_hidden < 1) fail("--meta-hidden must be >= 1");
+    if (c.meta_depth < 0 || c.meta_depth > kMaxLayers)
+        fail("--meta-depth must be from 0 to " + std::to_string(kMaxLayers));
+    if (c.meta_optimizer != "adagrad" && c.meta_optimizer != "adam" && c.meta_optimizer != "sgd" && !es)
         fail(
             "--meta-optimizer must be adagrad, adam, sgd, or an evolution strategy: des, snes, openai-es, sep-cma-es "
             "(got '" +
@@ -103,24 +140,138 @@ inline void validate(const Config& c) {
     if (c.population < 2) fail("--population must be >= 2");
     if (c.meta_optimizer == "openai-es" && c.population % 2)
         fail("--population must be even for openai-es (antithetic pairs)");
-    if (!(c.sigma > 0)) fail("--sigma must be > 0");
-    if (!(c.lr > 0)) fail("--lr must be > 0");
+    positive(c.sigma, "--sigma");
+    positive(c.lr, "--lr");
     if (c.steps < 0) fail("--steps must be >= 0");
     if (c.functions < 1) fail("--functions must be >= 1");
+    if (double(c.functions) * c.steps > std::numeric_limits<int>::max())  // steps are counted in int
+        fail("--functions x --steps must be at most " + std::to_string(std::numeric_limits<int>::max()) +
+             " meta-steps in all");
     if (c.orthogonality != "project" && c.orthogonality != "penalty" && c.orthogonality != "none")
         fail("--orthogonality must be project, penalty or none (got '" + c.orthogonality + "')");
-    if (!(c.orth_weight >= 0)) fail("--orth-weight must be >= 0");
+    at_least(c.orth_weight, 0, "--orth-weight");
     if (c.chosen.empty() != c.neglected.empty()) fail("--chosen and --neglected go together");
     if (!c.chosen.empty() && !c.cooperative.empty()) fail("use either --chosen/--neglected or --cooperative");
     if (!c.cooperative.empty() && split_list(c.cooperative).empty()) fail("--cooperative lists no learner");
     if (c.students_loss != "difference" && c.students_loss != "log-ratio")
         fail("--students-loss must be difference or log-ratio (got '" + c.students_loss + "')");
-    if (c.threads < 1) fail("--threads must be >= 1");
+    if (c.threads < 1 || c.threads > kMaxThreads) fail("--threads must be from 1 to " + std::to_string(kMaxThreads));
     if (c.probe < 10) fail("--probe must be >= 10");
     if (c.eval_tasks < 1) fail("--eval-tasks must be >= 1");
     if (c.checkpoint_every < 1) fail("--checkpoint-every must be >= 1");
     if (c.control && c.mse_weight == 0)
         fail("--control runs the experiment again with --mse-weight 0; this run already has no learner term");
+
+    // ---- sizes: the matrices the run allocates, from the settings above ----
+    // A lower bound (each large matrix as often as the forward pass surely keeps it; the backward
+    // pass and temporaries need more), so a run refused here could not have run; sizes are
+    // doubles, so no product overflows.
+    const double d = input_dim(c.inputs);
+    const double ntr = c.n_train, nte = c.n_test, n = ntr + nte, H = c.meta_hidden, L = c.meta_depth;
+    double total = 0, largest = 0;
+    std::string largest_what;
+    auto count = [&](const std::string& what, double bytes) {
+        total += bytes;
+        if (bytes > largest) largest = bytes, largest_what = what;
+    };
+    // `who` (a flag or learner) needs `copies` rows x cols matrices of doubles.
+    auto need = [&](const std::string& who, const std::string& what, double rows, double cols, double copies = 1) {
+        const std::string said = who + " needs a " + describe_count(rows) + " x " + describe_count(cols) + " " +
+                                 what + " (" + describe_bytes(8 * rows * cols) + ")";
+        if (rows * cols > kMaxMatrixElements)
+            fail(said + "; occam allows at most " + describe_count(kMaxMatrixElements) + " elements (" +
+                 describe_bytes(8 * kMaxMatrixElements) + ") in one matrix");
+        count(copies > 1 ? said + ", " + describe_count(copies) + " of them (" +
+                               describe_bytes(8 * rows * cols * copies) + ")"
+                         : said,
+              8 * rows * cols * copies);
+    };
+    need("--train + --test", "matrix of task inputs (points x input dimension)", n, d);
+    need("--probe", "matrix of probe inputs (points x input dimension)", c.probe, d);
+    const double meta_params = L == 0 ? d + 1 : d * H + H + (L - 1) * (H * H + H) + H + 1;
+    if (L >= 1) {
+        need("--meta-hidden", "first-layer weight matrix (width x input dimension)", H, d);
+        // The tape holds three per layer: x W, + b and the activation (and the backward pass as many).
+        need("--meta-hidden", "matrix of hidden activations (--train + --test points x width)", n, H, 3 * L);
+        need("--probe", "matrix of the meta-learner's activations (probe points x --meta-hidden)", c.probe, H);
+    }
+    if (L >= 2) need("--meta-hidden", "hidden weight matrix (width x width)", H, H, L - 1);
+    need("the meta-learner (--meta-hidden, --meta-depth)", "parameter vector", meta_params, 1, c.functions + 2.0);
+    if (es) need("--population", "matrix of members' weights (population x meta-learner parameters)", c.population,
+                 meta_params, 2);
+    if (pairwise) need("--divergence " + c.divergence, "matrix of pairwise distances (points x points)", n, n);
+    if (c.functions > 1 && c.orthogonality == "project")
+        need("--functions with --orthogonality project", "projection matrix (points x points)", n, n);
+
+    std::vector<std::string> names;  // the learners of the game (learner_specs below)
+    if (!c.chosen.empty())
+        names = {c.chosen, c.neglected};
+    else if (!c.cooperative.empty())
+        names = split_list(c.cooperative);
+    else
+        names = {c.learner};
+    for (const std::string& name : names) {
+        const LearnerSpec s = parse_learner_spec(name, c);  // a bad setting fails here, before any output
+        std::string who = "learner '" + name + "'";
+        if (s.kind == "kernel") {
+            if (name.find("features=") == std::string::npos)
+                who += " with --features " + std::to_string(s.features_max);
+            const double K = s.features_max;
+            need(who, "weight matrix (input dimension x features)", d, K);
+            need(who, "matrix of training features (--train points x features)", ntr, K, 2);  // x J and relu
+            need(who, "matrix of test features (--test points x features)", nte, K, 2);
+            need(who, "ridge system (features or --train points, squared)", std::min(K, ntr), std::min(K, ntr));
+            if (K > ntr) need(who, "kernel matrix (--test x --train points)", nte, ntr);
+        } else if (s.kind == "ridge") {
+            const double p = d + (s.bias ? 1 : 0), side = p <= ntr || s.bias ? p : ntr;
+            need(who, "ridge system (input dimension or --train points, squared)", side, side);
+        } else if (s.kind == "arccos") {
+            need(who, "Gram matrix (--train x --train points)", ntr, ntr);
+            need(who, "kernel matrix (--test x --train points)", nte, ntr);
+        } else if (s.kind == "mlp") {
+            who += " with --learner-hidden " + c.learner_hidden;
+            std::vector<double> widths = {d};
+            widths.insert(widths.end(), s.hidden.begin(), s.hidden.end());
+            widths.push_back(1);
+            double params = 0;
+            for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+                need(who, "weight matrix", widths[l + 1], widths[l]);
+                need(who, "matrix of activations (--train points x width)", ntr, widths[l + 1]);
+                params += widths[l + 1] * (widths[l] + 1);
+            }
+            // The tape keeps every differentiated inner step's parameters (and more).
+            const double steps = c.truncate > 0 ? std::min(c.truncate, c.inner_steps) : c.inner_steps;
+            count(who + " keeps " + describe_count(steps) + " inner steps (--inner-steps) of " +
+                      describe_count(params) + " parameters on the tape (" + describe_bytes(8 * steps * params) + ")",
+                  8 * steps * params);
+        }
+        if (es && s.kind != "mlp" && s.kind != "exec")  // a linear learner's prediction map, once per generation
+            need(who, "prediction map (--test x --train points)", nte, ntr, 2);
+    }
+    const double memory = physical_memory_bytes();
+    if (memory > 0 && total > memory)
+        fail("this run needs at least " + describe_bytes(total) + " of memory (the largest part: " + largest_what +
+             "); this machine has " + describe_bytes(memory) +
+             " (its physical memory, or its container's limit)");
+}
+
+/// Warnings about a valid Config, one line each, for the command to print (the library prints
+/// nothing): a --inputs file with fewer rows than the --train + --test points of a task, whose
+/// points are then drawn with replacement, so a task repeats points and a point can be in both
+/// its training and its test set (the test MSE then flatters the learner). Reads the file.
+inline std::vector<std::string> warnings(const Config& c) {
+    std::vector<std::string> out;
+    const auto inputs = make_inputs(c.inputs);
+    if (const auto* file = dynamic_cast<const FileInputs*>(inputs.get())) {
+        const long long rows = file->data().rows(), points = (long long)c.n_train + c.n_test;
+        if (rows < points)
+            out.push_back("inputs file '" + file->describe().substr(5) + "' has " + std::to_string(rows) +
+                          " rows, fewer than the " + std::to_string(points) + " points of a task (--train " +
+                          std::to_string(c.n_train) + " + --test " + std::to_string(c.n_test) +
+                          "): points are drawn with replacement, so a task repeats points and a point can be in "
+                          "both its training and its test set");
+    }
+    return out;
 }
 
 /// How the learners are scored against each other.

@@ -1,48 +1,276 @@
 // What this file teaches: a learner can be anything that learns from labelled examples: here
 // another program (a lab's own model, or an experiment rig). It gets each task as one JSON
 // object on stdin and answers with its predictions on stdout. It gives no gradients, so it is
-// meta-learned with an evolution strategy. POSIX only (posix_spawn, pipes, poll).
+// meta-learned with an evolution strategy. POSIX only (fork, pipes, poll), with Linux extras.
+//
+// Running other programs from a multithreaded optimiser must neither hang nor leak them:
+//  - every call runs in a process group of its own, killed whole when the call ends, however
+//    it ends (a guard object, so an exception anywhere cannot leak it);
+//  - one failing call stops the other calls of the same learner at once, so a generation whose
+//    result is lost does not wait for each member's own time-out;
+//  - the live groups are listed in a lock-free table that a SIGINT/SIGTERM/SIGHUP/SIGQUIT
+//    handler kills before occam dies (installed at the first call; a signal that was ignored,
+//    as under nohup, stays ignored), and on Linux the shell itself dies with occam even on
+//    SIGKILL (PR_SET_PDEATHSIG);
+//  - the reply is read strictly (json_reply.hpp) and stdout is capped.
 #pragma once
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
+#include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "json_reply.hpp"
 #include "learner.hpp"
 
 extern char** environ;
 
 namespace occam::learners {
 
+namespace detail::exec {
+
+/// The process groups of the calls now running, process-wide; 0 marks a free slot. Signal
+/// handlers read it, so it is a fixed array of lock-free atomics: no locks, no allocation.
+inline constexpr int kGroupSlots = 1024;
+inline std::atomic<pid_t> live_groups[kGroupSlots];
+static_assert(std::atomic<pid_t>::is_always_lock_free, "the signal handler needs lock-free atomics");
+
+/// A free slot now holds `group`; -1 if all are taken.
+inline int register_group(pid_t group) {
+    for (int i = 0; i < kGroupSlots; ++i) {
+        pid_t free_slot = 0;
+        if (live_groups[i].compare_exchange_strong(free_slot, group)) return i;
+    }
+    return -1;
+}
+inline void unregister_group(int slot) {
+    if (slot >= 0) live_groups[slot].store(0);
+}
+/// SIGKILL to every registered group. Async-signal-safe (atomic loads and kill only).
+inline void kill_live_groups() noexcept {
+    for (auto& g : live_groups) {
+        const pid_t group = g.load();
+        if (group > 0) ::kill(-group, SIGKILL);
+    }
+}
+
+inline constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+/// The handlers that were there before ours, to chain to.
+inline struct sigaction previous_actions[4];
+
+inline void on_signal(int sig, siginfo_t* info, void* context) {
+    const int saved_errno = errno;
+    kill_live_groups();
+    int k = 0;
+    while (k < 3 && kSignals[k] != sig) ++k;
+    const struct sigaction& prev = previous_actions[k];
+    if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction) {
+        prev.sa_sigaction(sig, info, context);
+    } else if (!(prev.sa_flags & SA_SIGINFO) && prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+        prev.sa_handler(sig);
+    } else {
+        // The default action (terminate): restore it and raise again; the signal is blocked
+        // while this handler runs, so it lands as soon as the handler returns.
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, nullptr);
+        raise(sig);
+    }
+    errno = saved_errno;
+}
+
+/// Whether install_signal_handlers has run in this process (a test that forks to stand in for
+/// a fresh occam clears it there).
+inline std::atomic<bool> handlers_installed{false};
+
+/// Installs the handlers at the first call in the process, and kills the live groups at exit()
+/// too. A signal that was ignored (nohup, a background job of a script) stays ignored.
+inline void install_signal_handlers() {
+    static std::mutex mutex;
+    static bool at_exit = false;
+    if (handlers_installed.load()) return;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (handlers_installed.load()) return;
+    for (int k = 0; k < 4; ++k) {
+        struct sigaction old {};
+        if (sigaction(kSignals[k], nullptr, &old) != 0) continue;
+        if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN) continue;
+        if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == on_signal) continue;  // never chain to ourselves
+        previous_actions[k] = old;  // before ours is in place: the handler never sees a half-written one
+        struct sigaction act {};
+        act.sa_sigaction = on_signal;
+        act.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&act.sa_mask);
+        for (int s : kSignals) sigaddset(&act.sa_mask, s);
+        sigaction(kSignals[k], &act, nullptr);
+    }
+    if (!at_exit) std::atexit([] { kill_live_groups(); });
+    at_exit = true;
+    handlers_installed = true;
+}
+
+/// A pipe whose ends close with it. Both ends are O_CLOEXEC (another thread's child must not
+/// keep them past its exec: it would hold this child's stdin open) and >= 3, so that the
+/// child's dup2 onto 0, 1, 2 cannot overwrite one end with another.
+struct Pipe {
+    int fd[2] = {-1, -1};
+    Pipe() = default;
+    Pipe(const Pipe&) = delete;
+    Pipe& operator=(const Pipe&) = delete;
+    ~Pipe() { close_both(); }
+    bool open() {
+        if (pipe2(fd, O_CLOEXEC) != 0) return false;
+        for (int& f : fd)
+            if (f < 3) {
+                const int g = fcntl(f, F_DUPFD_CLOEXEC, 3);
+                ::close(f);
+                f = g;
+                if (g < 0) return false;
+            }
+        return true;
+    }
+    void close_end(int k) {
+        if (fd[k] >= 0) ::close(fd[k]);
+        fd[k] = -1;
+    }
+    void close_both() {
+        close_end(0);
+        close_end(1);
+    }
+};
+
+/// The child side of fork(), up to execve: async-signal-safe calls only (another thread of the
+/// parent may have held any lock at the fork). All signals are blocked on entry.
+[[noreturn]] inline void exec_child(const char* const argv[], pid_t parent, int in, int out, int err, int go,
+                                    int status) {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int s : kSignals) {  // our handler must not run in the child; an ignored signal stays ignored
+        struct sigaction cur {};
+        if (sigaction(s, nullptr, &cur) == 0 && ((cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_IGN))
+            sigaction(s, &dfl, nullptr);
+    }
+    sigaction(SIGPIPE, &dfl, nullptr);  // occam ignores SIGPIPE; the program should not inherit that
+    setpgid(0, 0);
+#ifdef __linux__
+    // Dies when the thread that forked it dies, so with occam even on SIGKILL. That thread waits
+    // for the child before it returns, so the thread's own exit never triggers this.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // occam died before prctl
+#else
+    (void)parent;
+#endif
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(127);
+    // Run nothing before the parent has registered this group (a byte on `go`; end-of-file
+    // means the parent is gone), so a signal handler never misses a group that has children.
+    char byte = 0;
+    ssize_t n;
+    do n = ::read(go, &byte, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execve("/bin/sh", const_cast<char* const*>(argv), environ);
+    const int e = errno;
+    ssize_t ignored = ::write(status, &e, sizeof e);
+    (void)ignored;
+    _exit(127);
+}
+
+/// A started `sh -c` and its process group: registered while it lives; the destructor kills
+/// the whole group and reaps the shell, so no path out of a call leaves a process behind.
+class Child {
+public:
+    explicit Child(pid_t pid) : pid_(pid) {}
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    ~Child() {
+        if (pid_ > 0) finish();
+    }
+    bool register_group() {
+        slot_ = exec::register_group(pid_);
+        return slot_ >= 0;
+    }
+    /// Whether the shell has exited (it stays a zombie, so its pid, the group's id, cannot be reused).
+    bool exited() const {
+        siginfo_t info{};
+        return waitid(P_PID, id_t(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
+    }
+    /// Kills what is left of the group (before reaping, so the group id is still ours), then
+    /// reaps the shell; returns its wait status.
+    int finish() {
+        ::kill(-pid_, SIGKILL);
+        unregister_group(slot_);
+        slot_ = -1;
+        int status = 0;
+        while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        pid_ = -1;
+        return status;
+    }
+
+private:
+    pid_t pid_;
+    int slot_ = -1;
+};
+
+}  // namespace detail::exec
+
 /// Runs `sh -c COMMAND` once per fit_predict call (so once per population member per
 /// generation, and once per evaluation task), in parallel when the caller uses threads.
 ///
 /// Protocol: stdin receives {"train_x": [[...], ...], "train_y": [...], "test_x": [[...], ...]}
-/// (numbers printed with 17 significant digits), then end-of-file; the program must print
-/// {"test_y": [...]} with one finite number per test row and exit with status 0 within the
-/// time-out. Anything else raises a LearnerError quoting the command's stderr.
+/// (numbers printed with 17 significant digits), then end-of-file; the program must print one
+/// JSON object holding "test_y": [...] (one finite number per test row; other members are
+/// allowed, nothing else may be printed) and exit with status 0 within the time-out. Whatever
+/// it started in its process group is killed when the call ends. Anything else raises a
+/// LearnerError quoting the command's stderr, and the calls of this learner then in flight on
+/// other threads stop at once with "stopped because another call failed: ..."; the learner is
+/// usable again once none is in flight.
 class ExternalLearner : public Learner {
 public:
+    static constexpr double kMaxTimeout = 604800;  ///< one week, in seconds
+    static constexpr std::size_t kStdoutBase = std::size_t(16) << 20;  ///< stdout cap: 16 MiB ...
+    static constexpr std::size_t kStdoutPerPrediction = 64;  ///< ... plus this per prediction
+    static constexpr std::size_t kStderrKept = 64 << 10;  ///< stderr: its first and last 64 KiB
+
     explicit ExternalLearner(std::string command, double timeout_s = 60.0)
         : command_(std::move(command)), timeout_s_(timeout_s) {
         if (command_.empty()) throw std::invalid_argument("exec learner: the command is empty (use exec:COMMAND)");
-        if (!(timeout_s_ > 0)) throw std::invalid_argument("exec learner: the time-out must be > 0 seconds");
+        if (!std::isfinite(timeout_s_) || !(timeout_s_ > 0) || timeout_s_ > kMaxTimeout)
+            throw std::invalid_argument("exec learner: the time-out must be finite, > 0 and at most 604800 s (one "
+                                        "week), not " + seconds(timeout_s_));
+        if (!wake_.open()) throw std::runtime_error(std::string("exec learner: cannot create a pipe: ") + std::strerror(errno));
+        fcntl(wake_.fd[0], F_SETFL, O_NONBLOCK);
+        fcntl(wake_.fd[1], F_SETFL, O_NONBLOCK);
         // Writing to a program that exited early must give an error, not kill us with SIGPIPE
         // (a process-wide setting: embedders who need SIGPIPE should know).
         signal(SIGPIPE, SIG_IGN);
     }
+    ExternalLearner(const ExternalLearner&) = delete;
+    ExternalLearner& operator=(const ExternalLearner&) = delete;
+
     std::string describe() const override { return "external program `" + command_ + "`"; }
 
     ad::Var fit_predict(const ad::Var& x, const ad::Var& y, const ad::Var& xt) override {
@@ -51,11 +279,68 @@ public:
                                " gives no gradients: meta-learn it with --meta-optimizer des (or snes, "
                                "openai-es, sep-cma-es)");
         if (y.cols() != 1) throw LearnerError(describe() + ": takes one label column");
-        const std::string reply = run(task_json(x.value(), y.value(), xt.value()));
-        return ad::constant(parse_reply(reply, xt.rows()));
+        InFlight flight(*this);
+        try {
+            const Eigen::Index n = xt.rows();
+            const std::string reply = run(task_json(x.value(), y.value(), xt.value()), n);
+            return ad::constant(parse_reply(reply, n));
+        } catch (const Stopped&) {
+            throw;
+        } catch (const std::exception& e) {
+            flight.failed(e.what());
+            throw;
+        }
     }
 
 private:
+    /// Thrown by the calls stopped because another one failed; they do not stop others.
+    struct Stopped : LearnerError {
+        using LearnerError::LearnerError;
+    };
+
+    /// Counts the calls in flight. The first failure sets the abort flag and makes the wake pipe
+    /// readable, which every call polls; the last call out clears both.
+    class InFlight {
+    public:
+        explicit InFlight(ExternalLearner& l) : l_(l) {
+            std::lock_guard<std::mutex> lock(l_.mutex_);
+            if (l_.aborted_) throw l_.stopped();  // the others are still stopping: this one too
+            ++l_.in_flight_;
+        }
+        InFlight(const InFlight&) = delete;
+        InFlight& operator=(const InFlight&) = delete;
+        ~InFlight() {
+            std::lock_guard<std::mutex> lock(l_.mutex_);
+            if (--l_.in_flight_ == 0 && l_.aborted_) {
+                char buf[64];
+                while (::read(l_.wake_.fd[0], buf, sizeof buf) > 0) {
+                }
+                l_.aborted_ = false;
+                l_.abort_reason_.clear();
+            }
+        }
+        void failed(const std::string& message) {
+            std::lock_guard<std::mutex> lock(l_.mutex_);
+            if (l_.aborted_) return;
+            // The first failure's own words, without our name in front (the stopped calls add it).
+            const std::string prefix = l_.describe() + ": ";
+            l_.abort_reason_ = message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
+            l_.aborted_ = true;
+            const char byte = 1;
+            ssize_t ignored = ::write(l_.wake_.fd[1], &byte, 1);
+            (void)ignored;
+        }
+
+    private:
+        ExternalLearner& l_;
+    };
+    /// Call with mutex_ held.
+    Stopped stopped() const { return Stopped(describe() + ": stopped because another call failed: " + abort_reason_); }
+    bool aborted() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return aborted_;
+    }
+
     static void append_rows(std::string& s, const Eigen::Ref<const Eigen::MatrixXd>& m) {
         char buf[32];
         s += '[';
@@ -84,39 +369,26 @@ private:
         return s;
     }
 
-    /// The numbers of "test_y": [...] in the program's output.
+    /// The numbers of "test_y" in the program's output, which must be one JSON object.
     Eigen::MatrixXd parse_reply(const std::string& out, Eigen::Index expected) const {
-        auto bad = [&](const std::string& why) {
-            return LearnerError(describe() + ": " + why + "; it printed: " + excerpt(out));
-        };
-        const auto key = out.find("\"test_y\"");
-        if (key == std::string::npos) throw bad("the output has no \"test_y\"");
-        const char* p = out.c_str() + key + 8;
-        while (*p == ' ' || *p == ':' || *p == '\n' || *p == '\t' || *p == '\r') ++p;
-        if (*p != '[') throw bad("\"test_y\" is not a list");
-        ++p;
         std::vector<double> v;
-        for (;;) {
-            while (std::isspace(static_cast<unsigned char>(*p))) ++p;
-            if (*p == ']' && v.empty()) break;
-            char* end = nullptr;
-            const double d = std::strtod(p, &end);
-            if (end == p) throw bad("\"test_y\" holds something that is not a number");
-            if (!std::isfinite(d)) throw bad("\"test_y\" holds a non-finite number");
-            v.push_back(d);
-            p = end;
-            while (std::isspace(static_cast<unsigned char>(*p))) ++p;
-            if (*p == ',') {
-                ++p;
-                continue;
-            }
-            if (*p == ']') break;
-            throw bad("\"test_y\" is not a list of numbers");
+        try {
+            v = json::number_array_member(out, "test_y");
+        } catch (const json::ReplyError& e) {
+            throw LearnerError(describe() + ": " + e.what() + "; it printed: " + printed(out));
         }
         if (Eigen::Index(v.size()) != expected)
-            throw bad("it returned " + std::to_string(v.size()) + " predictions for " + std::to_string(expected) +
-                      " test points");
+            throw LearnerError(describe() + ": it returned " + std::to_string(v.size()) + " predictions for " +
+                               std::to_string(expected) + " test points; it printed: " + printed(out));
         return Eigen::Map<Eigen::MatrixXd>(v.data(), Eigen::Index(v.size()), 1);
+    }
+    /// Whether `out` is already a complete, valid reply.
+    static bool valid_reply(const std::string& out, Eigen::Index expected) {
+        try {
+            return Eigen::Index(json::number_array_member(out, "test_y").size()) == expected;
+        } catch (const json::ReplyError&) {
+            return false;
+        }
     }
 
     static std::string seconds(double s) {
@@ -124,99 +396,151 @@ private:
         std::snprintf(buf, sizeof buf, "%g", s);
         return buf;
     }
-    static std::string excerpt(const std::string& s) {
-        std::string t = s.size() > 300 ? s.substr(0, 300) + "..." : s;
-        for (char& c : t)
-            if (c == '\n' || c == '\r') c = ' ';
-        return t.empty() ? "(nothing)" : t;
+    static std::string printed(const std::string& s) {
+        return s.empty() ? "(nothing)" : json::quote_bytes(s, 200) + (s.size() > 200 ? " (" + std::to_string(s.size()) + " bytes)" : "");
     }
+
+    /// stderr, kept to its first and last kStderrKept bytes.
+    struct ErrText {
+        std::string head, tail;
+        std::size_t total = 0;
+        void append(const char* p, std::size_t n) {
+            total += n;
+            const std::size_t h = std::min(n, kStderrKept - std::min(kStderrKept, head.size()));
+            head.append(p, h);
+            tail.append(p + h, n - h);
+            if (tail.size() > 2 * kStderrKept) tail.erase(0, tail.size() - kStderrKept);
+        }
+        /// "; its stderr: ..." on one line (its start and its end: a traceback's last line says
+        /// what went wrong), or nothing if it wrote none.
+        std::string said() const {
+            std::string t = head + (total > head.size() + tail.size() ? "\n...\n" : "") + tail;
+            while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+            if (t.empty()) return "";
+            if (t.size() > 400) t = json::quote_bytes(t.substr(0, 120), 120) + " ... " + json::quote_bytes(t.substr(t.size() - 260), 260);
+            else t = json::quote_bytes(t, 400);
+            return "; its stderr: " + t;
+        }
+    };
+
+    LearnerError fail(const std::string& why) const { return LearnerError(describe() + ": " + why); }
 
     /// Runs the command with `input` on stdin; returns its stdout. Reads and writes with poll,
     /// so a program that prints before it has read everything cannot deadlock us.
-    std::string run(const std::string& input) const {
-        int in[2], out[2], err[2];
-        // O_CLOEXEC: another thread's child must not inherit our pipe ends (it would hold the
-        // write end of this child's stdin open, and the child would never see end-of-file).
-        if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
-            throw LearnerError(describe() + ": cannot create pipes: " + std::strerror(errno));
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-        posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-        posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-        posix_spawnattr_t attr;
-        posix_spawnattr_init(&attr);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // its own group: a time-out kills all of it
-        posix_spawnattr_setpgroup(&attr, 0);
-        const char* argv[] = {"sh", "-c", command_.c_str(), nullptr};
-        pid_t pid = 0;
-        const int rc = posix_spawn(&pid, "/bin/sh", &actions, &attr, const_cast<char**>(argv), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        posix_spawnattr_destroy(&attr);
-        ::close(in[0]);
-        ::close(out[1]);
-        ::close(err[1]);
-        if (rc != 0) {
-            ::close(in[1]);
-            ::close(out[0]);
-            ::close(err[0]);
-            throw LearnerError(describe() + ": cannot start /bin/sh: " + std::strerror(rc));
-        }
-        fcntl(in[1], F_SETFL, O_NONBLOCK);
-        std::string stdout_text, stderr_text;
+    std::string run(const std::string& input, Eigen::Index expected) {
+        using clock = std::chrono::steady_clock;
+        namespace ex = detail::exec;
+        const std::size_t cap = kStdoutBase + kStdoutPerPrediction * std::size_t(std::max<Eigen::Index>(expected, 0));
+        ex::Pipe in, out, err, go, status;
+        if (!in.open() || !out.open() || !err.open() || !go.open() || !status.open())
+            throw fail(std::string("cannot create pipes: ") + std::strerror(errno));
+        ex::install_signal_handlers();
+        const char* argv[] = {"sh", "-c", command_.c_str(), nullptr};  // ready before fork: no allocation after
+        const pid_t parent = getpid();
+        // All signals blocked across fork: the child must not run our handlers before exec.
+        sigset_t all, old_mask;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+        const pid_t pid = fork();
+        if (pid == 0) ex::exec_child(argv, parent, in.fd[0], out.fd[1], err.fd[1], go.fd[0], status.fd[1]);
+        const int fork_errno = errno;
+        pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+        if (pid < 0) throw fail(std::string("cannot start /bin/sh: ") + std::strerror(fork_errno));
+        ex::Child child(pid);
+        setpgid(pid, pid);  // the child does it too: the group exists whichever runs first
+        go.close_end(0);
+        if (!child.register_group()) throw fail("more than " + std::to_string(ex::kGroupSlots) + " programs at once");
+        const char byte = 1;
+        if (::write(go.fd[1], &byte, 1) != 1) throw fail(std::string("cannot start /bin/sh: ") + std::strerror(errno));
+        go.close_end(1);
+        in.close_end(0);
+        out.close_end(1);
+        err.close_end(1);
+        status.close_end(1);
+        int exec_errno = 0;  // end-of-file: execve succeeded (the pipe is close-on-exec)
+        ssize_t got;
+        do got = ::read(status.fd[0], &exec_errno, sizeof exec_errno);
+        while (got < 0 && errno == EINTR);
+        if (got == ssize_t(sizeof exec_errno)) throw fail(std::string("cannot start /bin/sh: ") + std::strerror(exec_errno));
+
+        fcntl(in.fd[1], F_SETFL, O_NONBLOCK);
+        std::string stdout_text;
+        ErrText stderr_text;
         std::size_t written = 0;
-        int to_child = in[1];
-        bool open_out = true, open_err = true, timed_out = false;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
+        bool open_out = true, open_err = true;
+        const auto start = clock::now();
+        const auto deadline = start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout_s_));
+        int wait_ms = 1;  // once both pipes are closed: back-off while waiting for the shell to exit
         char buf[65536];
-        while (open_out || open_err) {
-            const auto left =
-                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) {
-                timed_out = true;
-                break;
+        for (;;) {
+            if (aborted()) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                throw stopped();
             }
-            pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {to_child, POLLOUT, 0}};
-            if (!open_out) fds[0].fd = -1;
-            if (!open_err) fds[1].fd = -1;
-            if (poll(fds, 3, int(std::min<long long>(left.count(), 1000))) < 0 && errno != EINTR) break;
-            if (to_child >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
-                const ssize_t n = ::write(to_child, input.data() + written, input.size() - written);
+            if (!open_out && !open_err && child.exited()) break;
+            const auto now = clock::now();
+            if (now >= deadline) {
+                char elapsed[32];
+                std::snprintf(elapsed, sizeof elapsed, "%.1f", std::chrono::duration<double>(now - start).count());
+                const std::string limit = seconds(timeout_s_), said = stderr_text.said();
+                if (child.exited() && (open_out || open_err))
+                    throw fail(std::string("exited, but a process it started still holds its ") +
+                               (open_out ? "stdout" : "stderr") + " open (a background job?); killed after " +
+                               elapsed + " s (time-out " + limit + " s)" + said);
+                if (valid_reply(stdout_text, expected))
+                    throw fail("printed its answer but did not exit within " + limit + " s (killed after " + elapsed +
+                               " s)" + said);
+                throw fail("no answer after " + std::string(elapsed) + " s (time-out " + limit + " s; killed)" + said);
+            }
+            long long left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+            if (!open_out && !open_err) {
+                left = std::min<long long>(left, wait_ms);
+                wait_ms = std::min(2 * wait_ms, 50);
+            }
+            pollfd fds[4] = {{open_out ? out.fd[0] : -1, POLLIN, 0},
+                             {open_err ? err.fd[0] : -1, POLLIN, 0},
+                             {in.fd[1], POLLOUT, 0},
+                             {wake_.fd[0], POLLIN, 0}};
+            if (poll(fds, 4, int(std::min<long long>(left, 1000))) < 0) {
+                if (errno == EINTR) continue;
+                throw fail(std::string("poll failed: ") + std::strerror(errno));
+            }
+            if (fds[3].revents) continue;  // another call failed: seen at the top of the loop
+            if (in.fd[1] >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+                const ssize_t n = ::write(in.fd[1], input.data() + written, input.size() - written);
                 if (n > 0) written += std::size_t(n);
-                if (n < 0 && errno != EAGAIN) written = input.size();  // it closed stdin: stop writing
-                if (written == input.size()) {
-                    ::close(to_child);
-                    to_child = -1;
-                }
+                if (n < 0 && errno != EAGAIN && errno != EINTR) written = input.size();  // it closed stdin: stop writing
+                if (written == input.size()) in.close_end(1);
             }
             for (int k = 0; k < 2; ++k) {
                 if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
                 const ssize_t n = ::read(fds[k].fd, buf, sizeof buf);
-                if (n > 0)
-                    (k == 0 ? stdout_text : stderr_text).append(buf, std::size_t(n));
-                else if (n == 0 || errno != EINTR)
+                if (n > 0 && k == 0) {
+                    stdout_text.append(buf, std::size_t(n));
+                    if (stdout_text.size() > cap)
+                        throw fail("wrote more than " + std::to_string(cap) + " bytes to stdout (killed); it printed: " +
+                                   printed(stdout_text) + stderr_text.said());
+                } else if (n > 0) {
+                    stderr_text.append(buf, std::size_t(n));
+                } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
                     (k == 0 ? open_out : open_err) = false;
+                }
             }
         }
-        if (to_child >= 0) ::close(to_child);
-        ::close(out[0]);
-        ::close(err[0]);
-        if (timed_out) kill(-pid, SIGKILL);
-        int status = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        const std::string said = stderr_text.empty() ? "" : "; its stderr: " + excerpt(stderr_text);
-        if (timed_out)
-            throw LearnerError(describe() + ": no answer within " + seconds(timeout_s_) + " s (killed)" + said);
-        if (WIFSIGNALED(status))
-            throw LearnerError(describe() + ": killed by signal " + std::to_string(WTERMSIG(status)) + said);
-        if (WEXITSTATUS(status) != 0)
-            throw LearnerError(describe() + ": exited with status " + std::to_string(WEXITSTATUS(status)) + said);
+        const int st = child.finish();
+        const std::string said = stderr_text.said();
+        if (WIFSIGNALED(st)) throw fail("killed by signal " + std::to_string(WTERMSIG(st)) + said);
+        if (WEXITSTATUS(st) != 0) throw fail("exited with status " + std::to_string(WEXITSTATUS(st)) + said);
         return stdout_text;
     }
 
     std::string command_;
     double timeout_s_;
+    detail::exec::Pipe wake_;  ///< readable while aborted_: wakes the polling calls at once
+    std::mutex mutex_;         ///< guards the three below
+    int in_flight_ = 0;
+    bool aborted_ = false;
+    std::string abort_reason_;
 };
 
 }  // namespace occam::learners

@@ -356,3 +356,121 @@ TEST_CASE("inputs: file inputs sample rows without replacement") {
     // A missing file fails at construction, naming it.
     CHECK(contains(error_of([&] { make_inputs("file:" + path); }), path));
 }
+
+// ---- Numbers from the user, read whole (experiment/parse.hpp), and data files that are not
+// files: every bad value is one line naming the flag, never a wrapped or truncated number.
+
+#include <sys/stat.h>
+
+#include "experiment/parse.hpp"
+
+namespace {
+/// The std::invalid_argument message thrown by f, or "" if it threw nothing.
+template <class F>
+std::string invalid_of(F&& f) {
+    try {
+        f();
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST_CASE("parse: integers are read whole, in range, with the flag in every error") {
+    using occam::experiment::parse_integer;
+    CHECK(parse_integer<int>("42", "--steps") == 42);
+    CHECK(parse_integer<int>(" 7 ", "--steps") == 7);  // blanks around a list item are not junk
+    CHECK(parse_integer<int>("-3", "--x") == -3);
+    CHECK(parse_integer<std::uint64_t>("18446744073709551615", "--seeds") == 18446744073709551615ull);
+    // std::stoull("-1") is 2^64 - 1, std::stoi("20x") is 20: both are errors here.
+    CHECK(invalid_of([] { parse_integer<std::uint64_t>("-1", "--seeds"); }) == "--seeds: '-1' is not a non-negative integer");
+    CHECK(invalid_of([] { parse_integer<int>("20x", "--features"); }) == "--features: '20x' is not an integer");
+    CHECK(invalid_of([] { parse_integer<int>("+5", "--steps"); }) == "--steps: '+5' is not an integer");
+    CHECK(invalid_of([] { parse_integer<int>("", "--steps"); }) == "--steps: '' is not an integer");
+    CHECK(invalid_of([] { parse_integer<int>("1.5", "--steps"); }) == "--steps: '1.5' is not an integer");
+    CHECK(invalid_of([] { parse_integer<int>("99999999999999999999", "--steps"); }) ==
+          "--steps: '99999999999999999999' is out of range (-2147483648 to 2147483647)");
+    CHECK(invalid_of([] { parse_integer<std::uint64_t>("18446744073709551616", "--seeds"); }) ==
+          "--seeds: '18446744073709551616' is out of range (0 to 18446744073709551615)");
+    CHECK(invalid_of([] { parse_integer<int>("0", "--threads", 1, 1024); }) == "--threads: '0' is out of range (1 to 1024)");
+    CHECK(invalid_of([] { parse_integer<int>("-3", "--threads", 1, 1024); }) == "--threads: '-3' is out of range (1 to 1024)");
+}
+
+TEST_CASE("parse: numbers are read whole and finite") {
+    using occam::experiment::parse_number;
+    CHECK(parse_number("0.01", "--lr") == 0.01);
+    CHECK(parse_number("+1e-3", "--lr") == 0.001);
+    CHECK(parse_number("1e-400", "--lr") == doctest::Approx(0.0));  // underflow reads as (almost) 0
+    CHECK(invalid_of([] { parse_number("0.01x", "--lr"); }) == "--lr: '0.01x' is not a number");
+    CHECK(invalid_of([] { parse_number("nan", "--lr"); }) == "--lr: 'nan' is not a finite number");
+    CHECK(invalid_of([] { parse_number("-inf", "--lr"); }) == "--lr: '-inf' is not a finite number");
+    CHECK(invalid_of([] { parse_number("1e999", "--lr"); }) == "--lr: '1e999' is too large");
+    CHECK(invalid_of([] { parse_number("", "--lr"); }) == "--lr: '' is not a number");
+    CHECK(invalid_of([] { parse_number("-1", "ridge", 0.0); }) == "ridge: '-1' is out of range (must be >= 0)");
+    CHECK(invalid_of([] { parse_number("2", "p", 0.0, 1.0); }) == "p: '2' is out of range (0 to 1)");
+}
+
+TEST_CASE("parse: integer lists and K or MIN:MAX ranges") {
+    using occam::experiment::parse_int_range;
+    using occam::experiment::parse_integer_list;
+    CHECK(parse_integer_list<std::uint64_t>("1,2,3", "--seeds") == std::vector<std::uint64_t>{1, 2, 3});
+    CHECK(parse_integer_list<std::uint64_t>("1, 2", "--seeds") == std::vector<std::uint64_t>{1, 2});
+    CHECK(invalid_of([] { parse_integer_list<std::uint64_t>("1,-1", "--seeds"); }) ==
+          "--seeds: '-1' is not a non-negative integer");
+    CHECK(invalid_of([] { parse_integer_list<std::uint64_t>("1,2,1", "--seeds"); }) == "--seeds: 1 is listed twice");
+    CHECK(invalid_of([] { parse_integer_list<std::uint64_t>("1,,2", "--seeds"); }) == "--seeds: empty item in '1,,2'");
+    CHECK(invalid_of([] { parse_integer_list<std::uint64_t>("1,", "--seeds"); }) == "--seeds: empty item in '1,'");
+    CHECK(invalid_of([] { parse_integer_list<std::uint64_t>("", "--seeds"); }) == "--seeds is empty");
+    CHECK(parse_integer_list<int>("1,1", "--x", 0, 9, false) == std::vector<int>{1, 1});
+
+    CHECK(parse_int_range("20", ':', "--features") == std::pair{20, 20});
+    CHECK(parse_int_range("10:50", ':', "--features") == std::pair{10, 50});
+    CHECK(parse_int_range("10-50", '-', "features") == std::pair{10, 50});
+    for (const char* bad : {"10:20x", "10x:20", "abc", "", ":5", "5:", "20:10", "0", "-5", "99999999999", "1:2:3"}) {
+        CAPTURE(bad);
+        const std::string msg = invalid_of([&] { parse_int_range(bad, ':', "--features"); });
+        CHECK(msg == "--features must be K or MIN:MAX, integers with 1 <= MIN <= MAX <= 2147483647 (got '" +
+                         std::string(bad) + "')");
+    }
+}
+
+TEST_CASE("parse: sizes and byte counts for messages") {
+    using occam::experiment::describe_bytes;
+    CHECK(describe_bytes(512) == "512 bytes");
+    CHECK(describe_bytes(16e9) == "16 GB");
+    CHECK(describe_bytes(23.4e9) == "23.4 GB");
+    CHECK(describe_bytes(8 * 2147483647.0) == "17.2 GB");
+    CHECK(describe_bytes(2.5e9) == "2.5 GB");
+    CHECK(occam::experiment::describe_count(100000000) == "100000000");
+    CHECK(occam::experiment::physical_memory_bytes() > 0);
+}
+
+TEST_CASE("inputs: a FIFO, a device or a directory is refused at once, never read") {
+    TempDir dir;
+    const std::string fifo = (dir.path / "pipe.csv").string();
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    // Opening a FIFO for reading blocks until a writer comes: the check must come first.
+    const std::string msg = error_of([&] { load_csv(fifo); });
+    CHECK(msg == "inputs file '" + fifo + "' is not a regular file (a FIFO); occam reads CSV files only");
+    CHECK(error_of([&] { make_inputs("file:" + fifo); }) == msg);
+    CHECK(error_of([&] { occam::experiment::input_dim("file:" + fifo); }) == msg);
+    CHECK(contains(error_of([] { load_csv("/dev/null"); }), "is not a regular file (a character device)"));
+    CHECK(contains(error_of([&] { load_csv(dir.path.string()); }), "is a directory"));
+    // A symbolic link to a regular file is read as the file.
+    const std::string data = dir.write("data.csv", numbered_rows(12));
+    std::filesystem::create_symlink(data, dir.path / "link.csv");
+    CHECK(load_csv((dir.path / "link.csv").string()).rows() == 12);
+    std::filesystem::create_symlink(fifo, dir.path / "fifo-link.csv");
+    CHECK(contains(error_of([&] { load_csv((dir.path / "fifo-link.csv").string()); }), "(a FIFO)"));
+}
+
+TEST_CASE("inputs: input_dim gives the dimension without loading the data") {
+    TempDir dir;
+    CHECK(occam::experiment::input_dim("sphere:3") == 3);
+    CHECK(occam::experiment::input_dim("disk") == 2);
+    CHECK(occam::experiment::input_dim("file:" + dir.write("h.csv", "\xEF\xBB\xBF\na,b,c\n1,2,3\n")) == 3);
+    CHECK(contains(error_of([&] { occam::experiment::input_dim("file:" + (dir.path / "no.csv").string()); }),
+                   "no such file"));
+    CHECK(contains(error_of([] { occam::experiment::input_dim("sphere:x"); }), "dimension must be an integer"));
+}

@@ -120,3 +120,186 @@ TEST_CASE("learners: linear learners' prediction map H = fit_predict(x, I, x_tes
         CHECK((H * y - direct).norm() <= 1e-10 * direct.norm());
     }
 }
+
+// ---- Learner specs and the sizes they imply, checked before a run (experiment::validate):
+// a value that cannot be read, or a matrix that cannot fit, is one line naming the setting and
+// the size, never std::bad_alloc or an int overflow half-way through a run.
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "experiment/meta_learning.hpp"
+#include "experiment/presets.hpp"
+
+namespace {
+/// validate's message for `c`, or "" if it accepts it.
+std::string validate_error(const experiment::Config& c) {
+    try {
+        experiment::validate(c);
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "";
+}
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("learner specs: numbers are read whole") {
+    const experiment::Config c;
+    const auto s = experiment::parse_learner_spec("kernel:features=10-20,ridge=0.5", c);
+    CHECK(s.features_min == 10);
+    CHECK(s.features_max == 20);
+    CHECK(s.ridge == 0.5);
+    auto error = [&](const std::string& spec) {
+        try {
+            experiment::parse_learner_spec(spec, c);
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    // std::stoi read "20x" as 20: the second number of a range was never checked.
+    CHECK(error("kernel:features=10-20x") ==
+          "learner 'kernel:features=10-20x': features must be K or MIN-MAX, integers with 1 <= MIN <= MAX <= "
+          "2147483647 (got '10-20x')");
+    CHECK(has(error("kernel:features=20x"), "features must be K or MIN-MAX"));
+    CHECK(has(error("kernel:features=99999999999"), "features must be K or MIN-MAX"));
+    CHECK(has(error("kernel:features=30-10"), "features must be K or MIN-MAX"));
+    CHECK(has(error("kernel:features=0"), "features must be K or MIN-MAX"));
+    CHECK(error("kernel:ridge=nan") == "learner 'kernel:ridge=nan': ridge: 'nan' is not a finite number");
+    CHECK(has(error("kernel:ridge=-1"), "ridge: '-1' is out of range (must be >= 0)"));
+    CHECK(has(error("kernel:ridge=0.1x"), "is not a number"));
+    CHECK(has(error("kernel:features"), "bad setting"));
+
+    experiment::Config m;
+    for (const char* hidden : {"20,0", "20,-5", "1.7", "1e20", "20x"}) {
+        CAPTURE(hidden);
+        m.learner_hidden = hidden;
+        CHECK_THROWS_WITH_AS(experiment::parse_learner_spec("mlp", m), doctest::Contains("--learner-hidden"),
+                             std::invalid_argument);
+    }
+    m = experiment::Config{};
+    m.connectivity = "biased:0.5,nan,0.5";
+    CHECK_THROWS_WITH_AS(experiment::parse_learner_spec("mlp", m), doctest::Contains("--connectivity: 'nan'"),
+                         std::invalid_argument);
+}
+
+TEST_CASE("validate: sizes that cannot fit are refused with the size, before anything is allocated") {
+    experiment::Config c;  // kernel, sphere:3, 20 + 80 points
+    CHECK(validate_error(c).empty());
+    auto refused = [&](const experiment::Config& bad, const std::string& part) {
+        const std::string msg = validate_error(bad);
+        CAPTURE(msg);
+        CHECK(has(msg, part));
+        CHECK(msg.find('\n') == std::string::npos);
+    };
+    c.learner = "kernel:features=100000000";
+    refused(c, "learner 'kernel:features=100000000' needs a 80 x 100000000 matrix of test features");
+    c = {};
+    c.features_min = c.features_max = 2000000000;
+    refused(c, "learner 'kernel' with --features 2000000000 needs a 3 x 2000000000 weight matrix");
+    c = {};
+    c.n_train = 1000000000;
+    refused(c, "needs a");
+    c = {};
+    c.n_train = c.n_test = 2000000000;  // their sum overflows int
+    refused(c, "--train + --test needs a 4000000000 x 3 matrix of task inputs");
+    c = {};
+    c.meta_hidden = 100000;
+    refused(c, "--meta-hidden needs a 100000 x 100000 hidden weight matrix");
+    c = {};
+    c.probe = 1000000000;
+    refused(c, "--probe needs a 1000000000 x 3 matrix of probe inputs");
+    c = {};
+    c.meta_optimizer = "des";
+    c.population = 100000000;
+    refused(c, "--population needs a 100000000 x");
+    c = {};
+    c.learner = "arccos";
+    c.n_train = 100000;
+    refused(c, "learner 'arccos' needs a 100000 x 100000 Gram matrix");
+    c = {};
+    c.divergence = "energy";
+    c.n_test = 60000;
+    refused(c, "--divergence energy needs a 60020 x 60020 matrix of pairwise distances");
+    c = {};
+    c.learner = "mlp";
+    c.learner_hidden = "100000,100000";
+    refused(c, "weight matrix");
+    // Each matrix fits, all of them together do not: 2e9 inner steps of 521 parameters (8 TB).
+    c = {};
+    c.learner = "mlp";
+    c.inner_steps = 2000000000;
+    refused(c, "this machine has");
+    // The sizes of a normal run pass, and so do the presets.
+    for (const auto& p : experiment::presets()) {
+        CAPTURE(p.name);
+        CHECK(validate_error(p.config).empty());
+    }
+}
+
+TEST_CASE("validate: absurd values are refused naming the flag") {
+    const double nan = std::nan(""), inf = HUGE_VAL;
+    struct Case {
+        const char* flag;
+        std::function<void(experiment::Config&)> set;
+    };
+    const std::vector<Case> cases = {
+        {"--exec-timeout", [](auto& c) { c.exec_timeout = 1e300; }},
+        {"--exec-timeout", [&](auto& c) { c.exec_timeout = nan; }},
+        {"--exec-timeout", [](auto& c) { c.exec_timeout = 0; }},
+        {"--lr", [&](auto& c) { c.lr = inf; }},
+        {"--lr", [&](auto& c) { c.lr = nan; }},
+        {"--inner-lr", [&](auto& c) { c.inner_lr = nan; }},
+        {"--inner-lr", [](auto& c) { c.inner_lr = 0; }},
+        {"--ridge", [&](auto& c) { c.ridge = inf; }},
+        {"--sigma", [&](auto& c) { c.sigma = inf; }},
+        {"--blur", [&](auto& c) { c.blur = inf; }},
+        {"--div-weight", [&](auto& c) { c.div_weight = inf; }},
+        {"--mse-weight", [&](auto& c) { c.mse_weight = nan; }},
+        {"--orth-weight", [&](auto& c) { c.orth_weight = inf; }},
+        {"--scaling", [](auto& c) { c.scaling = 0.999999; }},  // millions of Sinkhorn iterations
+        {"--inner-steps", [](auto& c) { c.inner_steps = 0; }},
+        {"--inner-batch", [](auto& c) { c.inner_batch = -1; }},
+        {"--truncate", [](auto& c) { c.truncate = -1; }},
+        {"--threads", [](auto& c) { c.threads = 0; }},
+        {"--threads", [](auto& c) { c.threads = 1000000; }},
+        {"--meta-depth", [](auto& c) { c.meta_depth = 1000000; }},
+        {"--checkpoint-every", [](auto& c) { c.checkpoint_every = 0; }},
+        {"--functions x --steps", [](auto& c) { c.functions = 100000, c.steps = 100000; }},
+    };
+    for (const Case& k : cases) {
+        experiment::Config c;
+        k.set(c);
+        const std::string msg = validate_error(c);
+        CAPTURE(msg);
+        CHECK(msg.rfind(k.flag, 0) == 0);
+    }
+    experiment::Config c;
+    c.exec_timeout = 604800;  // a week is allowed
+    CHECK(validate_error(c).empty());
+}
+
+TEST_CASE("warnings: a CSV file with fewer rows than a task's points says they are drawn with replacement") {
+    const auto path = std::filesystem::temp_directory_path() / "occam-warnings-test.csv";
+    {
+        std::ofstream out(path);
+        for (int i = 0; i < 30; ++i) out << i << "," << 0.5 * i << "\n";
+    }
+    experiment::Config c;
+    c.inputs = "file:" + path.string();
+    c.n_train = 20;
+    c.n_test = 10;
+    CHECK(experiment::warnings(c).empty());  // 30 rows for 30 points: drawn without replacement
+    c.n_test = 80;
+    const auto w = experiment::warnings(c);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0] == "inputs file '" + path.string() +
+                      "' has 30 rows, fewer than the 100 points of a task (--train 20 + --test 80): points are drawn "
+                      "with replacement, so a task repeats points and a point can be in both its training and its "
+                      "test set");
+    CHECK(experiment::warnings(experiment::Config{}).empty());
+    std::filesystem::remove(path);
+}

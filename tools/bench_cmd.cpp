@@ -161,6 +161,11 @@ int bench(int argc, char** argv) {
         fmt::print(stderr, "occam bench: --repeats must be at least 1 (got {})\n", repeats);
         return kUsageError;
     }
+    const int threads = args["threads"].as<int>();
+    if (threads < 1 || threads > 1024) {
+        fmt::print(stderr, "occam bench: --threads must be between 1 and 1024 (got {})\n", threads);
+        return kUsageError;
+    }
     if (workload != "tape") {
         nlohmann::json all = nlohmann::json::array();
         bool known = workload == "all";
@@ -168,7 +173,7 @@ int bench(int argc, char** argv) {
             if (workload != "all" && workload != name) continue;
             known = true;
             const auto [ms, tape_mb] =
-                preset_step(preset, std::max(20, std::min(repeats, 200)), std::max(1, args["threads"].as<int>()));
+                preset_step(preset, std::max(20, std::min(repeats, 200)), threads);
             const double rss = peak_rss_mb();
             if (args.count("json"))
                 all.push_back({{"workload", name}, {"preset", preset}, {"ms_per_step", ms}, {"tape_mb", tape_mb},

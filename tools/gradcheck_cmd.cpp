@@ -1,6 +1,8 @@
 // occam gradcheck: every op's first- and second-order check, as a table.
 #include <fmt/core.h>
 
+#include <cmath>
+
 #include "autodiff/autodiff.hpp"
 #include "autodiff/check/op_checks.hpp"
 #include "cli.hpp"
@@ -25,6 +27,11 @@ int gradcheck(int argc, char** argv) {
     opts.step = args["step"].as<double>();
     opts.atol = args["atol"].as<double>();
     opts.rtol = args["rtol"].as<double>();
+    // A step of 0 divides by zero and a negative tolerance fails every op: neither is a check.
+    if (!(opts.step > 0 && opts.step < 1)) throw cxxopts::exceptions::exception("--step must be in (0, 1)");
+    if (!(opts.atol >= 0 && opts.rtol >= 0 && std::isfinite(opts.atol) && std::isfinite(opts.rtol) &&
+          opts.atol + opts.rtol > 0))
+        throw cxxopts::exceptions::exception("--atol and --rtol must be finite, >= 0, and not both 0");
     const std::string filter = args.count("op") ? args["op"].as<std::string>() : "";
 
     int checked = 0, failed = 0;

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "cli.hpp"
@@ -31,6 +32,7 @@ flags:
 }  // namespace
 
 int main(int argc, char** argv) {
+    using occam::cli::printable;  // every message that quotes input is made one printable line
     if (argc < 2) {
         fmt::print(stderr, "{}", kUsage);
         return occam::cli::kUsageError;
@@ -56,13 +58,20 @@ int main(int argc, char** argv) {
         if (sub == "plot") return occam::cli::plot(argc - 1, argv + 1);
         if (sub == "reproduce") return occam::cli::reproduce(argc - 1, argv + 1);
         if (sub == "check") return occam::cli::check(argc - 1, argv + 1);
-        fmt::print(stderr, "occam: unknown subcommand '{}' (see occam --help)\n", sub);
+        fmt::print(stderr, "occam: unknown subcommand '{}' (see occam --help)\n", printable(sub));
         return occam::cli::kUsageError;
     } catch (const cxxopts::exceptions::exception& e) {
-        fmt::print(stderr, "{}: {} (see {} --help)\n", name, e.what(), name);
+        fmt::print(stderr, "{}: {} (see {} --help)\n", name, printable(e.what()), name);
         return occam::cli::kUsageError;
+    } catch (const std::bad_alloc&) {
+        // The last resort: validate() refuses the sizes it can foresee, with the flag's name.
+        fmt::print(stderr,
+                   "{}: out of memory (the run asked for more memory than this machine could give; try smaller "
+                   "sizes: --train, --test, --features, --meta-hidden, --probe, --population)\n",
+                   name);
+        return 1;
     } catch (const std::exception& e) {
-        fmt::print(stderr, "{}: error: {}\n", name, e.what());
+        fmt::print(stderr, "{}: error: {}\n", name, printable(e.what()));
         return 1;
     }
 }

@@ -2,7 +2,16 @@
 
 #include <fmt/core.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include "cli.hpp"
@@ -14,7 +23,62 @@ namespace occam::cli {
 
 bool gnuplot_available() { return std::system("gnuplot --version > /dev/null 2>&1") == 0; }
 
+bool warn_once_without_gnuplot(const std::string& command) {
+    static std::atomic<bool> warned{false};
+    if (gnuplot_available()) return false;
+    if (!warned.exchange(true))
+        fmt::print(stderr, "{}: warning: gnuplot not found, no figures (make demo installs it)\n", command);
+    return true;
+}
+
 namespace {
+
+/// Runs `gnuplot SCRIPT` in `dir` (its stderr to plot.log) and checks what it drew: gnuplot can
+/// exit 0 after failing to write a file (a full disk), so each figure must exist and end as its
+/// format ends. A figure that did not come out whole is removed, never left half-written.
+void run_gnuplot(const fs::path& dir, const std::string& script, const std::vector<fs::path>& files) {
+    for (const auto& f : files) fs::remove(f);  // an old figure must not pass for a new one
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    // chdir in the child: the directory's name reaches no shell, whatever characters it holds.
+    posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "plot.log", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const char* argv[] = {"gnuplot", script.c_str(), nullptr};
+    pid_t pid = 0;
+    const int rc = posix_spawnp(&pid, "gnuplot", &actions, nullptr, const_cast<char**>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw std::runtime_error(std::string("cannot start gnuplot: ") + std::strerror(rc));
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    auto first_line = [&] {
+        std::ifstream in(dir / "plot.log");
+        std::string line;
+        std::getline(in, line);
+        return line.empty() ? std::string() : ": " + line;
+    };
+    const auto remove_all_figures = [&] {
+        for (const auto& f : files) fs::remove(f);
+    };
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        remove_all_figures();
+        throw std::runtime_error(fmt::format("gnuplot failed{} (see {})", first_line(), (dir / "plot.log").string()));
+    }
+    for (const auto& f : files) {
+        std::ifstream in(f, std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        static const std::string png_end("IEND\xAE\x42\x60\x82", 8);
+        const bool whole = f.extension() == ".png" ? bytes.size() > 8 && bytes.compare(0, 4, "\x89PNG") == 0 &&
+                                                         bytes.size() >= png_end.size() &&
+                                                         bytes.compare(bytes.size() - 8, 8, png_end) == 0
+                                                   : bytes.find("</svg>") != std::string::npos;
+        if (!whole) {
+            remove_all_figures();
+            throw std::runtime_error(fmt::format("gnuplot did not write {} whole (a full disk?){}", f.string(), first_line()));
+        }
+    }
+}
 
 /// The coordinates of a labelling panel for the run's inputs: longitude/latitude on the
 /// sphere, the plane for 2-D inputs, otherwise the first input against the label.
@@ -141,6 +205,8 @@ std::vector<std::filesystem::path> plot_sweep(const std::filesystem::path& dir) 
         const std::string name = name_j.get<std::string>();
         const experiment::Config c = config_from_json(read_json(dir / name / "config.json"));
         const ProbeTable probe = read_probe(dir / name / "probe.csv");
+        check_probe(probe, c, dir / name / "probe.csv");
+        check_summary_functions(summary["runs"][name], c.functions, dir / "summary.json");
         const auto& fs = summary["runs"][name]["functions"];
         const std::string file = name + "/probe.csv";
         const std::string label = gnuplot_text(name);
@@ -191,15 +257,16 @@ std::vector<std::filesystem::path> plot_sweep(const std::filesystem::path& dir) 
         files.push_back(dir / (std::string("sweep.") + ext));
     }
     write_text(dir / "sweep.gp", script);
-    const std::string cmd = fmt::format("cd '{}' && gnuplot sweep.gp 2> plot.log", dir.string());
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("gnuplot failed; see " + (dir / "plot.log").string());
+    run_gnuplot(dir, "sweep.gp", files);
     return files;
 }
 
 std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
     const experiment::Config c = config_from_json(read_json(dir / "config.json"));
     const ProbeTable probe = read_probe(dir / "probe.csv");
+    check_probe(probe, c, dir / "probe.csv");
     const nlohmann::json summary = read_json(dir / "summary.json");
+    check_summary_functions(summary, c.functions, dir / "summary.json");
     std::string script = "# occam figures; run `gnuplot plot.gp` in this directory to redraw them.\n";
     std::vector<std::filesystem::path> files;
     const bool has_log = std::filesystem::exists(dir / "log.csv") && std::filesystem::file_size(dir / "log.csv") > 40;
@@ -216,9 +283,7 @@ std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
         }
     }
     write_text(dir / "plot.gp", script);
-    const std::string cmd = fmt::format("cd '{}' && gnuplot plot.gp 2> plot.log", dir.string());
-    if (std::system(cmd.c_str()) != 0)
-        throw std::runtime_error("gnuplot failed; see " + (dir / "plot.log").string());
+    run_gnuplot(dir, "plot.gp", files);
     return files;
 }
 

@@ -9,7 +9,11 @@
 namespace occam::cli {
 
 bool gnuplot_available();
-/// Writes plot.gp into `dir` and runs gnuplot there; returns the figure files written.
+/// True when gnuplot is missing; then the first call in this process prints one warning
+/// ("COMMAND: warning: gnuplot not found, no figures"), later calls print nothing.
+bool warn_once_without_gnuplot(const std::string& command);
+/// Writes plot.gp into `dir` and runs gnuplot there; returns the figure files written. Throws
+/// when gnuplot fails or a figure did not come out whole (and removes the broken figures).
 std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir);
 /// A sweep's figure (sweep.png/svg in `dir`): one row per run. Each row shows the run's
 /// functions as maps (sphere or plane inputs), or for other vector inputs f1 over the plane of

@@ -13,6 +13,7 @@
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
 #include "experiment/thread_pool.hpp"
+#include "run_dir.hpp"
 #include "run_experiment.hpp"
 #include "sweep.hpp"
 #include "targets.hpp"
@@ -33,8 +34,9 @@ int reproduce(int argc, char** argv) {
         "seeds", "Comma-separated seeds", cxxopts::value<std::string>()->default_value("1,2,3"))(
         "out", "Output directory", cxxopts::value<std::string>()->default_value("runs/reproduce"))(
         "threads", "Runs at once",
-        cxxopts::value<int>()->default_value(std::to_string(std::max(1u, std::thread::hardware_concurrency()))))(
-        "force", "Overwrite a non-empty output directory")("no-plot", "Do not draw figures")(
+        cxxopts::value<int>()->default_value(std::to_string(
+            std::clamp(int(std::thread::hardware_concurrency()), 1, experiment::kMaxThreads))))(
+        "force", "Replace an output directory occam made (a non-empty directory occam did not make is refused)")("no-plot", "Do not draw figures")(
         "no-control",
         "Skip the control runs (each preset again without the learner's term, --mse-weight 0; about doubles the "
         "time); targets that read the control are then skipped");
@@ -42,27 +44,40 @@ int reproduce(int argc, char** argv) {
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
 
+    // Every list and count is checked whole before any run starts: "--seeds -1" is not seed
+    // 2^64 - 1, and a seed or preset listed twice would run twice and count twice in a median.
     std::vector<experiment::Preset> chosen;
     if (args.count("presets")) {
-        for (const auto& name : experiment::split_list(args["presets"].as<std::string>()))
-            chosen.push_back(experiment::find_preset(name));
+        const std::string list = args["presets"].as<std::string>();
+        std::vector<std::string> names;
+        std::string::size_type start = 0, comma = 0;
+        do {
+            comma = list.find(',', start);
+            const std::string name = list.substr(start, comma - start);  // to the end when there is no comma
+            if (name.empty()) throw cxxopts::exceptions::exception("--presets: empty item in '" + list + "'");
+            if (std::find(names.begin(), names.end(), name) != names.end())
+                throw cxxopts::exceptions::exception("--presets: " + name + " is listed twice");
+            names.push_back(name);
+            start = comma + 1;
+        } while (comma != std::string::npos);
+        for (const auto& name : names) chosen.push_back(experiment::find_preset(name));
     } else {
         chosen = experiment::presets();
     }
     for (const auto& p : chosen)
         for (const auto& t : p.targets) check_metric_name(t.metric);  // a typo fails now, not after the runs
     std::vector<std::uint64_t> seeds;
-    for (const auto& s : experiment::split_list(args["seeds"].as<std::string>())) {
-        try {
-            seeds.push_back(std::stoull(s));
-        } catch (const std::exception&) {
-            throw cxxopts::exceptions::exception("--seeds must be comma-separated integers (got '" + s + "')");
-        }
+    try {
+        seeds = experiment::parse_integer_list<std::uint64_t>(args["seeds"].as<std::string>(), "--seeds");
+    } catch (const std::invalid_argument& e) {
+        throw cxxopts::exceptions::exception(e.what());  // a usage error: exit status 2
     }
-    if (seeds.empty()) throw cxxopts::exceptions::exception("--seeds is empty");
+    const int threads = args["threads"].as<int>();
+    if (threads < 1 || threads > experiment::kMaxThreads)
+        throw cxxopts::exceptions::exception("--threads must be from 1 to " + std::to_string(experiment::kMaxThreads) +
+                                             " (got " + std::to_string(threads) + ")");
     const fs::path out = args["out"].as<std::string>();
-    prepare_run_dir(out, args.count("force") > 0);
-    const int threads = std::max(1, args["threads"].as<int>());
+    const DirLock out_lock = claim_new_dir(out, args.count("force") > 0, "reproduce");
     const bool plot = args.count("no-plot") == 0;
     const bool controls = args.count("no-control") == 0;
 
@@ -87,7 +102,8 @@ int reproduce(int argc, char** argv) {
         const fs::path dir = out / job.preset->name / fmt::format("seed{}", job.seed);
         auto t0 = std::chrono::steady_clock::now();
         try {
-            fs::create_directories(dir);
+            fs::create_directories(dir.parent_path());
+            const DirLock run_lock = claim_new_dir(dir, true, c.sweep.empty() ? "run" : "sweep");
             write_text(dir / "config.json", config_text(c));
             job.summary =
                 c.sweep.empty() ? run_experiment(c, dir, nullptr, true, plot) : run_sweep(c, dir, false, true, plot);
@@ -97,7 +113,7 @@ int reproduce(int argc, char** argv) {
         job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::lock_guard<std::mutex> lock(print);
         fmt::print(stderr, "occam reproduce: {} seed {} {} ({:.1f} s)\n", job.preset->name, job.seed,
-                   job.error.empty() ? "done" : "FAILED: " + job.error, job.seconds);
+                   job.error.empty() ? "done" : "FAILED: " + printable(job.error), job.seconds);
     });
 
     // The table: one row per preset and target metric.

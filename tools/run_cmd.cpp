@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <type_traits>
 #include <variant>
@@ -12,8 +14,10 @@
 #include "cli.hpp"
 #include "control.hpp"
 #include "experiment/meta_learning.hpp"
+#include "experiment/parse.hpp"
 #include "experiment/presets.hpp"
 #include "plot.hpp"
+#include "run_dir.hpp"
 #include "run_experiment.hpp"
 #include "run_files.hpp"
 #include "settings.hpp"
@@ -54,26 +58,48 @@ void add_experiment_flags(cxxopts::Options& o) {
     }
     o.add_options("output")
         ("out", "Run directory (default runs/PRESET-seedN)", cxxopts::value<std::string>())
-        ("force", "Overwrite a non-empty run directory")
-        ("resume", "Continue the interrupted run in DIR (other experiment flags are ignored, except --steps)", cxxopts::value<std::string>())
+        ("force", "Replace a run directory occam made (a non-empty directory occam did not make is refused)")
+        ("resume", "Continue the interrupted run in DIR with its recorded settings; only --threads, and --steps "
+                   "while the first function is training, may be given with it", cxxopts::value<std::string>())
         ("quiet", "No progress line")
         ("no-plot", "Do not draw figures");
 }
 
 void parse_features(const std::string& s, Config& c) {
-    auto colon = s.find(':');
-    try {
-        std::size_t used = 0;
-        if (colon == std::string::npos) {
-            c.features_min = c.features_max = std::stoi(s, &used);
-            if (used != s.size()) throw std::invalid_argument(s);
-        } else {
-            c.features_min = std::stoi(s.substr(0, colon), &used);
-            c.features_max = std::stoi(s.substr(colon + 1));
-        }
-    } catch (const std::exception&) {
-        throw std::invalid_argument("--features must be K or MIN:MAX (got '" + s + "')");
-    }
+    std::tie(c.features_min, c.features_max) = experiment::parse_int_range(s, ':', "--features");
+}
+
+/// What the run will do that the user may not expect (a small data file sampled with
+/// replacement): one line each on stderr, before the run starts.
+void print_warnings(const Config& c) {
+    std::vector<Config> runs;
+    if (c.sweep.empty())
+        runs.push_back(c);
+    else
+        for (const auto& [name, sub] : sweep_runs(c)) runs.push_back(sub);
+    std::vector<std::string> said;
+    for (const Config& r : runs)
+        for (const std::string& w : experiment::warnings(r))
+            if (std::find(said.begin(), said.end(), w) == said.end()) {
+                fmt::print(stderr, "occam run: warning: {}\n", printable(w));
+                said.push_back(w);
+            }
+}
+
+/// --resume continues a run with the settings it recorded: only --steps (see check_resumable)
+/// and --threads (results do not depend on it) may be given with it; anything else is refused,
+/// never silently ignored.
+void refuse_flags_with_resume(const cxxopts::ParseResult& a) {
+    std::vector<std::string> given;
+    for (const char* flag : {"preset", "features", "out", "force"})
+        if (a.count(flag)) given.push_back(flag);
+    for (const Setting& f : settings())
+        if (f.flag && a.count(f.flag) && std::string(f.flag) != "steps" && std::string(f.flag) != "threads")
+            given.push_back(f.flag);
+    if (!given.empty())
+        throw std::invalid_argument("--resume continues a run with its own settings; --" + given.front() +
+                                    " cannot be given with it (only --steps and --threads can); start a new run "
+                                    "to change settings");
 }
 
 /// The preset (if any), then every flag the user actually gave on top of it.
@@ -131,20 +157,6 @@ std::string log_row(const experiment::StepLog& s, int steps_per_function) {
     return fmt::format("{},{},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g},{:.3f}\n", s.function * steps_per_function + s.step,
                        s.function + 1, s.loss, s.mse, s.divergence, s.orthogonality, s.mse_neglected, s.tape_mb);
 }
-const char* kLogHeader = "step,function,loss,mse,divergence,orthogonality,mse_neglected,tape_mb\n";
-
-/// Keeps the header and the rows of steps before `step` (a resumed run rewrites the rest).
-std::string log_until(const fs::path& path, int step) {
-    std::ifstream in(path);
-    std::string line, out = kLogHeader;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-        if (line.empty()) continue;
-        if (std::stoi(line.substr(0, line.find(','))) >= step) break;
-        out += line + "\n";
-    }
-    return out;
-}
 
 void append(const fs::path& path, const std::string& text) {
     std::ofstream out(path, std::ios::app);
@@ -152,8 +164,9 @@ void append(const fs::path& path, const std::string& text) {
     if (!out) throw std::runtime_error("error writing " + path.string());
 }
 
-void save_checkpoint(const fs::path& dir, const experiment::MetaTrainer& t) {
-    write_checkpoint(dir / "checkpoint.json", {t.frozen(), t.steps_done(), t.params(), t.optimizer_state()});
+void save_checkpoint(const fs::path& dir, const experiment::MetaTrainer& t, const std::string& inputs_hash) {
+    write_checkpoint(dir / "checkpoint.json", {t.frozen(), t.steps_done(), t.params(), t.optimizer_state(),
+                                               checkpoint_config(t.config()), inputs_hash});
 }
 
 /// The probe set: fixed by the seed, shared by the orthogonalisation, the analysis and plots.
@@ -198,12 +211,12 @@ json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot
     summary["learner_description"] = trainer.learner(0).describe();
     if (students) summary["neglected_description"] = trainer.learner(1).describe();
     write_text(dir / "summary.json", summary.dump(2) + "\n");
-    if (plot) {
-        if (gnuplot_available()) {
+    if (plot && !warn_once_without_gnuplot("occam run")) {
+        try {
             auto files = plot_run(dir);
             if (!quiet) fmt::print("figure: {}\n", files.front().string());
-        } else if (!quiet) {
-            fmt::print(stderr, "occam run: gnuplot not found, no figures (make demo installs it)\n");
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("the results are in {}, but the figures failed: {}", dir.string(), e.what()));
         }
     }
     return summary;
@@ -225,8 +238,8 @@ json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from
     experiment::MetaTrainer trainer(c);
     if (resume_from) trainer.restore(resume_from->frozen, resume_from->step, resume_from->params, resume_from->optimizer);
     const int done_before = trainer.functions_done() * c.steps + trainer.steps_done();
-    write_text(dir / "log.csv", resume_from && fs::exists(dir / "log.csv") ? log_until(dir / "log.csv", done_before)
-                                                                           : std::string(kLogHeader));
+    write_text(dir / "log.csv", log_prefix(dir / "log.csv", done_before));
+    const std::string inputs_hash = inputs_fingerprint(c);
     if (!quiet)
         fmt::print(stderr, "occam run: {} | {} | {}{} -> {}\n", c.preset.empty() ? "custom" : c.preset, c.inputs,
                    trainer.learner(0).describe(),
@@ -247,14 +260,14 @@ json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from
             if (done % c.checkpoint_every == 0) {
                 append(dir / "log.csv", pending);
                 pending.clear();
-                save_checkpoint(dir, trainer);
+                save_checkpoint(dir, trainer, inputs_hash);
             }
         }
         if (trainer.function_index() + 1 == c.functions) {
             // The last checkpoint holds the last function unfrozen, so --resume with more
             // --steps can go on training it.
             append(dir / "log.csv", pending);
-            save_checkpoint(dir, trainer);
+            save_checkpoint(dir, trainer, inputs_hash);
         }
         trainer.finish_function(probe_x);
     }
@@ -268,12 +281,14 @@ json run_control(const Config& c, const fs::path& dir, bool resume, bool quiet, 
     const fs::path cd = dir / "control";
     const bool same = resume && fs::exists(cd / "config.json") && read_json(cd / "config.json") == json::parse(config_text(cc));
     if (same && fs::exists(cd / "summary.json")) return read_json(cd / "summary.json");
-    Checkpoint ckpt;
     const bool from_checkpoint = same && fs::exists(cd / "checkpoint.json");
-    if (from_checkpoint)
+    // The experiment owns its control's directory: a control made with other settings is replaced.
+    const DirLock lock = from_checkpoint ? claim_existing_dir(cd, "run") : claim_new_dir(cd, true, "run");
+    Checkpoint ckpt;
+    if (from_checkpoint) {
         ckpt = read_checkpoint(cd / "checkpoint.json");
-    else
-        prepare_run_dir(cd, true);  // the experiment owns its control's directory
+        check_resumable(ckpt, cc);
+    }
     write_text(cd / "config.json", config_text(cc));
     if (!quiet) fmt::print(stderr, "occam run: the control (no learner term) -> {}\n", cd.string());
     return run_one(cc, cd, from_checkpoint ? &ckpt : nullptr, quiet, plot);
@@ -312,30 +327,51 @@ int run(int argc, char** argv) {
 
     Config c;
     fs::path dir;
-    Checkpoint ckpt;
+    DirLock lock;
+    std::optional<Checkpoint> ckpt;
     const bool resume = args.count("resume") > 0;
     if (resume) {
         dir = args["resume"].as<std::string>();
+        refuse_flags_with_resume(args);
+        lock = claim_existing_dir(dir, "run");
         if (!fs::exists(dir / "config.json")) throw std::runtime_error(dir.string() + " has no config.json to resume");
         c = config_from_json(read_json(dir / "config.json"));
+        const int recorded_steps = c.steps;
         if (args.count("steps")) c.steps = args["steps"].as<int>();
         if (args.count("threads")) c.threads = args["threads"].as<int>();
-        if (c.sweep.empty() && fs::exists(dir / "checkpoint.json")) ckpt = read_checkpoint(dir / "checkpoint.json");
+        experiment::validate(c);
+        if (!c.sweep.empty()) {
+            if (c.steps != recorded_steps)
+                throw std::runtime_error("--steps cannot change when resuming a sweep (its finished runs have " +
+                                         std::to_string(recorded_steps) + "); start a new sweep");
+        } else if (fs::exists(dir / "checkpoint.json")) {
+            ckpt = read_checkpoint(dir / "checkpoint.json");
+            check_resumable(*ckpt, c);
+        } else {
+            if (!quiet) fmt::print(stderr, "occam run: {} has no checkpoint yet: starting from step 0\n", dir.string());
+            if (fs::exists(dir / "summary.json"))
+                throw std::runtime_error(dir.string() + " has a summary.json but no checkpoint.json; nothing to resume");
+        }
+        if (c.steps != recorded_steps) {
+            // The old results describe the old step count: gone before config.json says otherwise.
+            for (const char* stale : {"summary.json", "probe.csv"}) fs::remove(dir / stale);
+        }
         write_text(dir / "config.json", config_text(c));
     } else {
         c = resolve_config(args);
         experiment::validate(c);
         if (!c.sweep.empty()) sweep_runs(c);  // every run's settings are checked before any starts
+        print_warnings(c);
         dir = args.count("out") ? fs::path(args["out"].as<std::string>())
                                 : fs::path("runs") / fmt::format("{}-seed{}", c.preset.empty() ? "custom" : c.preset, c.seed);
-        prepare_run_dir(dir, args.count("force") > 0);
+        lock = claim_new_dir(dir, args.count("force") > 0, c.sweep.empty() ? "run" : "sweep");
         write_text(dir / "config.json", config_text(c));
     }
 
     if (!c.sweep.empty()) {
         fmt::print("{}", describe_sweep(run_sweep(c, dir, resume, quiet, plot)));
     } else {
-        json summary = run_experiment(c, dir, resume ? &ckpt : nullptr, quiet, plot);
+        json summary = run_experiment(c, dir, ckpt ? &*ckpt : nullptr, quiet, plot);
         fmt::print("{}{}", describe_summary(summary), describe_control(summary));
     }
     fmt::print("results: {}\n", dir.string());
@@ -354,25 +390,35 @@ int presets(int argc, char** argv) {
 int analyse(int argc, char** argv) {
     cxxopts::Options options(argv[0],
                              "Recomputes DIR/summary.json from DIR/probe.csv (label statistics, linear fit,\n"
-                             "spherical-harmonic energy per degree on sphere inputs). Keeps the test MSE that\n"
-                             "the run measured.");
+                             "spherical-harmonic energy per degree on sphere inputs). Keeps everything else the\n"
+                             "run measured (test MSE, the control). Refuses a probe.csv that does not match\n"
+                             "config.json (columns, rows).");
     add_run_dir(options);
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
     const fs::path dir = run_dir(args, argv[0]);
+    const DirLock lock = claim_existing_dir(dir, "run");
     const Config c = config_from_json(read_json(dir / "config.json"));
     if (!c.sweep.empty())
         throw std::runtime_error(dir.string() + " is a sweep; analyse each of its runs (" + dir.string() + "/SETTING=VALUE)");
-    json summary = analyse_probe(read_probe(dir / "probe.csv"), c);
-    if (fs::exists(dir / "summary.json")) {
-        json old = read_json(dir / "summary.json");
-        for (std::size_t k = 0; k < summary["functions"].size() && k < old["functions"].size(); ++k)
-            for (const char* measured : {"test_mse", "neglected_test_mse", "control_mse_ratio"})
-                if (old["functions"][k].contains(measured)) summary["functions"][k][measured] = old["functions"][k][measured];
-        for (const char* measured : {"learner_description", "neglected_description", "control"})
-            if (old.contains(measured)) summary[measured] = old[measured];
+    ProbeTable probe = read_probe(dir / "probe.csv");
+    check_probe(probe, c, dir / "probe.csv");
+    const json fresh = analyse_probe(probe, c);
+    // What the analysis recomputes replaces the old values; everything else the run measured
+    // (test MSE, the control, the learners' descriptions...) is kept as it was.
+    json summary = fs::exists(dir / "summary.json") ? read_json(dir / "summary.json") : json::object();
+    if (!summary.is_object()) throw std::runtime_error((dir / "summary.json").string() + " is not a JSON object");
+    json functions = summary.value("functions", json::array());
+    if (!functions.is_array()) functions = json::array();
+    for (const auto& [key, value] : fresh.items())
+        if (key != "functions") summary[key] = value;
+    functions.get_ref<json::array_t&>().resize(fresh["functions"].size(), json::object());
+    for (std::size_t k = 0; k < fresh["functions"].size(); ++k) {
+        if (!functions[k].is_object()) functions[k] = json::object();
+        for (const auto& [key, value] : fresh["functions"][k].items()) functions[k][key] = value;
     }
+    summary["functions"] = functions;
     write_text(dir / "summary.json", summary.dump(2) + "\n");
     fmt::print("{}", describe_summary(summary));
     return 0;
@@ -386,6 +432,7 @@ int plot(int argc, char** argv) {
     if (help) return 0;
     if (!gnuplot_available()) throw std::runtime_error("gnuplot is not installed (make demo installs it)");
     const fs::path dir = run_dir(args, argv[0]);
+    const DirLock lock = claim_existing_dir(dir, "run");
     const bool sweep = !config_from_json(read_json(dir / "config.json")).sweep.empty();
     for (const auto& f : sweep ? plot_sweep(dir) : plot_run(dir)) fmt::print("{}\n", f.string());
     return 0;

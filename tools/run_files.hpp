@@ -30,9 +30,6 @@ nlohmann::json read_json(const fs::path& path);
 /// half-written file behind.
 void write_text(const fs::path& path, const std::string& text);
 
-/// Makes `dir` ready for a new run: creates it, or refuses a non-empty one unless `force`.
-void prepare_run_dir(const fs::path& dir, bool force);
-
 /// probe.csv: header x0..x{d-1}, then named columns (f1, g1, ...).
 struct ProbeTable {
     Eigen::MatrixXd x;
@@ -42,14 +39,49 @@ struct ProbeTable {
 };
 void write_probe(const fs::path& path, const ProbeTable& t);
 ProbeTable read_probe(const fs::path& path);
+/// Throws unless `t` is the probe table a run with config `c` writes: inputs x0..x{d-1} (d of
+/// the run's inputs), then f1, g1 (, n1 in the students game), ... for every function, and
+/// one row per probe point. Every reader of probe.csv checks this before using the table.
+void check_probe(const ProbeTable& t, const experiment::Config& c, const fs::path& path);
 
+/// Throws unless summary.json's text `s` lists `functions` functions f1, f2, ... with their
+/// label statistics, as the analysis writes them (what plot and check read).
+void check_summary_functions(const nlohmann::json& s, int functions, const fs::path& path);
+
+/// log.csv: one row per meta-step.
+extern const char* const kLogHeader;
+/// The header and the first `rows` rows of log.csv, checked: every row complete and the steps
+/// consecutive from 0. Throws naming the line when the log cannot back a resume from step `rows`.
+std::string log_prefix(const fs::path& path, int rows);
+
+/// What a resume continues from, and what it depends on: the settings it was made with and,
+/// for file: inputs, a hash of the data file. checkpoint.json also holds a checksum of all of
+/// it, so an edited or damaged checkpoint is refused instead of resumed.
 struct Checkpoint {
     std::vector<experiment::FrozenFunction> frozen;  ///< finished functions
     int step = 0;                                    ///< within the current function
     std::vector<Eigen::MatrixXd> params;             ///< the current function's meta-learner
     ad::optim::OptimizerState optimizer;
+    nlohmann::json config;                           ///< the run's settings (config.json's, less threads)
+    std::string inputs_hash;                         ///< inputs_fingerprint() when it was written
 };
 void write_checkpoint(const fs::path& path, const Checkpoint& c);
+/// Reads and verifies the checksum; throws naming the file on any damage.
 Checkpoint read_checkpoint(const fs::path& path);
+
+/// The checksum of a checkpoint's JSON (everything but the "checksum" key itself).
+std::string checkpoint_checksum(const nlohmann::json& without_checksum);
+
+/// A hash of the input data file for file: inputs ("" for generated inputs): a resume refuses
+/// a data file that changed since the run started.
+std::string inputs_fingerprint(const experiment::Config& c);
+/// The settings a checkpoint records: config.json's, less what a resume may change freely.
+nlohmann::json checkpoint_config(const experiment::Config& c);
+
+/// Throws, naming the difference, unless the run configured by `c` (config.json, plus a new
+/// --steps) can continue from `ckpt` and give exactly the result of a fresh run with `c`: every
+/// setting as recorded (threads excepted), the same input data, the step within range, and a
+/// new --steps only while the first function is still training and not below its step.
+void check_resumable(const Checkpoint& ckpt, const experiment::Config& c);
 
 }  // namespace occam::cli

@@ -6,7 +6,9 @@
 
 #include "experiment/meta_learning.hpp"
 #include "experiment/thread_pool.hpp"
+#include "cli.hpp"
 #include "plot.hpp"
+#include "run_dir.hpp"
 #include "run_experiment.hpp"
 #include "summary.hpp"
 
@@ -30,7 +32,13 @@ std::vector<std::pair<std::string, experiment::Config>> sweep_runs(const experim
         experiment::Config sub = with_setting(c, field, v);
         sub.sweep.clear();
         experiment::validate(sub);
-        out.emplace_back(field + "=" + v, sub);
+        // The value becomes a directory name inside --out: encoded, so '/' or '..' cannot lead
+        // out of it, and distinct values give distinct names.
+        const std::string name = field + "=" + safe_file_name(v);
+        if (name.size() > 255) throw std::invalid_argument("--sweep: the value '" + v + "' is too long for a directory name");
+        for (const auto& [other, unused] : out)
+            if (other == name) throw std::invalid_argument("--sweep lists " + field + "=" + v + " twice");
+        out.emplace_back(name, sub);
     }
     return out;
 }
@@ -47,15 +55,21 @@ json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bo
         const fs::path d = dir / name;
         try {
             if (resume && fs::exists(d / "summary.json")) {
+                // A finished run is reused only if it was made with this sweep's settings.
+                if (!fs::exists(d / "config.json") || read_json(d / "config.json") != json::parse(config_text(sub)))
+                    throw std::runtime_error((d / "config.json").string() +
+                                             " does not match the sweep's config.json (edited?); cannot resume");
                 summaries[std::size_t(i)] = read_json(d / "summary.json");
                 return;
             }
             Checkpoint ckpt;
             const bool from_checkpoint = resume && fs::exists(d / "checkpoint.json");
-            if (from_checkpoint)
+            // A sweep owns its sub-directories (it replaces what it made), never a foreign one.
+            const DirLock lock = from_checkpoint ? claim_existing_dir(d, "run") : claim_new_dir(d, true, "run");
+            if (from_checkpoint) {
                 ckpt = read_checkpoint(d / "checkpoint.json");
-            else
-                prepare_run_dir(d, true);  // a sweep owns its sub-directories
+                check_resumable(ckpt, sub);
+            }
             write_text(d / "config.json", config_text(sub));
             // Several runs at once would garble the progress lines: one line per run instead.
             summaries[std::size_t(i)] =
@@ -66,7 +80,7 @@ json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bo
         if (!quiet) {
             std::lock_guard<std::mutex> lock(print);
             fmt::print(stderr, "occam run: sweep {} {}\n", name,
-                       errors[std::size_t(i)].empty() ? "done" : "FAILED: " + errors[std::size_t(i)]);
+                       errors[std::size_t(i)].empty() ? "done" : "FAILED: " + printable(errors[std::size_t(i)]));
         }
     });
     for (std::size_t i = 0; i < runs.size(); ++i)
@@ -78,9 +92,13 @@ json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bo
         combined["runs"][runs[i].first] = summaries[i];
     }
     write_text(dir / "summary.json", combined.dump(2) + "\n");
-    if (plot && gnuplot_available()) {
-        auto files = plot_sweep(dir);
-        if (!quiet) fmt::print("figure: {}\n", files.front().string());
+    if (plot && !warn_once_without_gnuplot("occam run")) {
+        try {
+            auto files = plot_sweep(dir);
+            if (!quiet) fmt::print("figure: {}\n", files.front().string());
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("the results are in {}, but the sweep's figure failed: {}", dir.string(), e.what()));
+        }
     }
     return combined;
 }

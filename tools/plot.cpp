@@ -31,6 +31,17 @@ bool warn_once_without_gnuplot(const std::string& command) {
     return true;
 }
 
+void draw_run_figures(const fs::path& dir, bool quiet, const std::string& command,
+                      std::vector<fs::path> (*draw)(const fs::path&)) {
+    if (warn_once_without_gnuplot(command)) return;
+    try {
+        const auto files = draw(dir);
+        if (!quiet) fmt::print("figure: {}\n", files.front().string());
+    } catch (const std::exception& e) {
+        throw std::runtime_error(fmt::format("the results are in {}, but the figures failed: {}", dir.string(), e.what()));
+    }
+}
+
 namespace {
 
 /// Runs `gnuplot SCRIPT` in `dir` (its stderr to plot.log) and checks what it drew: gnuplot can

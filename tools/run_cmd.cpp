@@ -211,14 +211,7 @@ json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot
     summary["learner_description"] = trainer.learner(0).describe();
     if (students) summary["neglected_description"] = trainer.learner(1).describe();
     write_text(dir / "summary.json", summary.dump(2) + "\n");
-    if (plot && !warn_once_without_gnuplot("occam run")) {
-        try {
-            auto files = plot_run(dir);
-            if (!quiet) fmt::print("figure: {}\n", files.front().string());
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("the results are in {}, but the figures failed: {}", dir.string(), e.what()));
-        }
-    }
+    if (plot) draw_run_figures(dir, quiet, "occam run", plot_run);
     return summary;
 }
 

@@ -92,14 +92,7 @@ json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bo
         combined["runs"][runs[i].first] = summaries[i];
     }
     write_text(dir / "summary.json", combined.dump(2) + "\n");
-    if (plot && !warn_once_without_gnuplot("occam run")) {
-        try {
-            auto files = plot_sweep(dir);
-            if (!quiet) fmt::print("figure: {}\n", files.front().string());
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("the results are in {}, but the sweep's figure failed: {}", dir.string(), e.what()));
-        }
-    }
+    if (plot) draw_run_figures(dir, quiet, "occam run", plot_sweep);
     return combined;
 }
 

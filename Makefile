@@ -2,7 +2,7 @@
 # configure, build, and then run the default experiment or the test suite.
 BUILD    ?= build
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
-PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox python3
+PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox python3 procps
 
 .PHONY: all deps configure build demo test fuzz reproduce clean
 

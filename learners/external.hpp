@@ -4,14 +4,15 @@
 // meta-learned with an evolution strategy. POSIX only (fork, pipes, poll), with Linux extras.
 //
 // Running other programs from a multithreaded optimiser must neither hang nor leak them:
-//  - every call runs in a process group of its own, killed whole when the call ends, however
-//    it ends (a guard object, so an exception anywhere cannot leak it);
+//  - every call runs in a process group of its own, led by a small supervisor process that
+//    starts the shell; the group is killed whole when the call ends, however it ends (a guard
+//    object, so an exception anywhere cannot leak it);
 //  - one failing call stops the other calls of the same learner at once, so a generation whose
 //    result is lost does not wait for each member's own time-out;
 //  - the live groups are listed in a lock-free table that a SIGINT/SIGTERM/SIGHUP/SIGQUIT
 //    handler kills before occam dies (installed at the first call; a signal that was ignored,
-//    as under nohup, stays ignored), and on Linux the shell itself dies with occam even on
-//    SIGKILL (PR_SET_PDEATHSIG);
+//    as under nohup, stays ignored), and if occam dies of SIGKILL, which no handler sees, each
+//    supervisor sees its lifeline pipe close and kills its group;
 //  - the reply is read strictly (json_reply.hpp) and stdout is capped.
 #pragma once
 
@@ -19,11 +20,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -158,51 +158,134 @@ struct Pipe {
     }
 };
 
-/// The child side of fork(), up to execve: async-signal-safe calls only (another thread of the
-/// parent may have held any lock at the fork). All signals are blocked on entry.
-[[noreturn]] inline void exec_child(const char* const argv[], pid_t parent, int in, int out, int err, int go,
-                                    int status) {
+/// Closes every descriptor >= 3 except those in `keep` (sorted, each >= 3). Async-signal-safe:
+/// close_range where the kernel has it, else one close() per number up to the descriptor limit.
+inline void close_all_but(const int* keep, int n) {
+    unsigned lo = 3;
+    for (int k = 0; k <= n; ++k) {
+        const unsigned hi = k < n ? unsigned(keep[k]) : ~0u;  // close [lo, hi)
+        if (hi > lo) {
+#ifdef SYS_close_range
+            if (syscall(SYS_close_range, lo, hi - 1, 0) == 0) {
+                lo = hi + 1;
+                continue;
+            }
+#endif
+            struct rlimit limit {};
+            const unsigned top = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY
+                                     ? unsigned(std::min<rlim_t>(limit.rlim_cur, 1u << 20))
+                                     : 1u << 20;
+            for (unsigned fd = lo; fd < std::min(hi, top); ++fd) ::close(int(fd));
+        }
+        lo = hi + 1;
+    }
+}
+
+/// The descriptors of one call, as the supervisor sees them after fork.
+struct SupervisorFds {
+    int in, out, err;  ///< the program's stdin, stdout, stderr
+    int go;            ///< one byte once the parent has registered the group; end-of-file: it is gone
+    int status;        ///< execve's errno, if it fails (close-on-exec: end-of-file means it worked)
+    int lifeline;      ///< read end of a pipe only occam writes: end-of-file means occam is gone
+    int report;        ///< the shell's wait status, written once when it exits
+};
+
+/// The supervisor: the child side of fork() in a multithreaded process, so async-signal-safe
+/// calls only (another thread may have held any lock at the fork); all signals are blocked on
+/// entry. It leads the call's process group, starts `sh -c` in it, reports the shell's exit and
+/// then waits on the lifeline. When occam is gone, however it died (SIGKILL included), the
+/// lifeline reads end-of-file and the supervisor kills its whole group, itself included: so
+/// nothing the program started outlives occam. (A process that leaves the group with setsid
+/// escapes; that needs a cgroup or a PID namespace, which occam does not ask for.)
+[[noreturn]] inline void supervise(const char* const argv[], SupervisorFds fd) {
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
-    for (int s : kSignals) {  // our handler must not run in the child; an ignored signal stays ignored
+    for (int s : kSignals) {  // our handler must not run here; an ignored signal stays ignored
         struct sigaction cur {};
         if (sigaction(s, nullptr, &cur) == 0 && ((cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_IGN))
             sigaction(s, &dfl, nullptr);
     }
     sigaction(SIGPIPE, &dfl, nullptr);  // occam ignores SIGPIPE; the program should not inherit that
     setpgid(0, 0);
-#ifdef __linux__
-    // Dies when the thread that forked it dies, so with occam even on SIGKILL. That thread waits
-    // for the child before it returns, so the thread's own exit never triggers this.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // occam died before prctl
-#else
-    (void)parent;
-#endif
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(127);
-    // Run nothing before the parent has registered this group (a byte on `go`; end-of-file
-    // means the parent is gone), so a signal handler never misses a group that has children.
+    if (dup2(fd.in, 0) < 0 || dup2(fd.out, 1) < 0 || dup2(fd.err, 2) < 0) _exit(127);
+    // Everything else occam had open goes, above all the other calls' pipes: a supervisor that
+    // held another call's stdin or lifeline would keep that call's program or supervisor from
+    // ever seeing end-of-file. (The shell gets no copies: what is kept is close-on-exec.)
+    int keep[4] = {fd.go, fd.status, fd.lifeline, fd.report};
+    std::sort(keep, keep + 4);
+    close_all_but(keep, 4);
+    // Start nothing before the parent has registered this group, so a signal handler never
+    // misses a group that has children.
     char byte = 0;
     ssize_t n;
-    do n = ::read(go, &byte, 1);
+    do n = ::read(fd.go, &byte, 1);
     while (n < 0 && errno == EINTR);
     if (n != 1) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execve("/bin/sh", const_cast<char* const*>(argv), environ);
-    const int e = errno;
-    ssize_t ignored = ::write(status, &e, sizeof e);
-    (void)ignored;
+    ::close(fd.go);
+
+    // SIGCHLD wakes the wait below: a handler that does nothing, the signal blocked except
+    // inside ppoll, so a child's exit between waitpid and ppoll is not missed.
+    struct sigaction wake {};
+    wake.sa_handler = [](int) {};
+    sigemptyset(&wake.sa_mask);
+    sigaction(SIGCHLD, &wake, nullptr);
+    const pid_t shell = fork();
+    if (shell == 0) {
+        sigaction(SIGCHLD, &dfl, nullptr);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
+        execve("/bin/sh", const_cast<char* const*>(argv), environ);
+        const int e = errno;
+        ssize_t ignored = ::write(fd.status, &e, sizeof e);
+        (void)ignored;
+        _exit(127);
+    }
+    if (shell < 0) {
+        const int e = errno;
+        ssize_t ignored = ::write(fd.status, &e, sizeof e);
+        (void)ignored;
+        _exit(127);
+    }
+    // Only the shell holds the program's pipes now: its exit and its output's end are its own.
+    ::close(0);
+    ::close(1);
+    ::close(2);
+    ::close(fd.status);
+    bool reported = false;
+    for (;;) {
+        int st = 0;
+        if (!reported && waitpid(shell, &st, WNOHANG) == shell) {
+            ssize_t ignored = ::write(fd.report, &st, sizeof st);
+            (void)ignored;
+            ::close(fd.report);
+            reported = true;
+        }
+        pollfd life = {fd.lifeline, POLLIN, 0};
+#ifdef __linux__
+        sigset_t chld_open;
+        sigfillset(&chld_open);
+        sigdelset(&chld_open, SIGCHLD);
+        const int r = ppoll(&life, 1, nullptr, &chld_open);
+#else
+        const int r = poll(&life, 1, reported ? -1 : 20);  // no ppoll: look at the shell every 20 ms
+#endif
+        // Readable or hung up: occam closed the lifeline (it never writes), on purpose or by dying.
+        if (r > 0) break;
+    }
+    ::kill(0, SIGKILL);  // the whole group, this process last
     _exit(127);
 }
 
-/// A started `sh -c` and its process group: registered while it lives; the destructor kills
-/// the whole group and reaps the shell, so no path out of a call leaves a process behind.
+/// A supervisor (see supervise) and the process group it leads: registered while it lives;
+/// the destructor kills the whole group and reaps the supervisor, so no path out of a call
+/// leaves a process behind, and the lifeline takes them all if occam itself dies.
 class Child {
 public:
-    explicit Child(pid_t pid) : pid_(pid) {}
+    Child(pid_t pid, int lifeline, int report) : pid_(pid), lifeline_(lifeline), report_(report) {
+        fcntl(report_, F_SETFL, O_NONBLOCK);
+    }
     Child(const Child&) = delete;
     Child& operator=(const Child&) = delete;
     ~Child() {
@@ -212,13 +295,26 @@ public:
         slot_ = exec::register_group(pid_);
         return slot_ >= 0;
     }
-    /// Whether the shell has exited (it stays a zombie, so its pid, the group's id, cannot be reused).
-    bool exited() const {
-        siginfo_t info{};
-        return waitid(P_PID, id_t(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
+    /// The supervisor's report pipe: readable when the shell has exited.
+    int report_fd() const { return shell_exited_ ? -1 : report_; }
+    /// Whether the shell has exited (the group lives on, led by the supervisor, until finish()).
+    bool exited() {
+        if (shell_exited_) return true;
+        int st = 0;
+        ssize_t n;
+        do n = ::read(report_, &st, sizeof st);
+        while (n < 0 && errno == EINTR);
+        if (n == ssize_t(sizeof st)) {
+            shell_status_ = st;
+            shell_exited_ = true;
+        } else if (n == 0) {  // the supervisor died without a report: only if someone killed it
+            shell_status_ = SIGKILL;  // reads as "killed by signal 9"
+            shell_exited_ = true;
+        }
+        return shell_exited_;
     }
-    /// Kills what is left of the group (before reaping, so the group id is still ours), then
-    /// reaps the shell; returns its wait status.
+    /// Kills what is left of the group (before reaping the supervisor, so the group id is still
+    /// ours), then reaps it; returns the shell's wait status.
     int finish() {
         ::kill(-pid_, SIGKILL);
         unregister_group(slot_);
@@ -227,12 +323,18 @@ public:
         while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
         }
         pid_ = -1;
-        return status;
+        exited();  // a report not read yet; or end-of-file, read as "killed by signal 9"
+        ::close(lifeline_);
+        ::close(report_);
+        return shell_status_;
     }
 
 private:
     pid_t pid_;
+    int lifeline_, report_;  ///< owned: the write end of the lifeline, the read end of the report
     int slot_ = -1;
+    bool shell_exited_ = false;
+    int shell_status_ = 0;
 };
 
 }  // namespace detail::exec
@@ -431,23 +533,25 @@ private:
         using clock = std::chrono::steady_clock;
         namespace ex = detail::exec;
         const std::size_t cap = kStdoutBase + kStdoutPerPrediction * std::size_t(std::max<Eigen::Index>(expected, 0));
-        ex::Pipe in, out, err, go, status;
-        if (!in.open() || !out.open() || !err.open() || !go.open() || !status.open())
+        ex::Pipe in, out, err, go, status, lifeline, report;
+        if (!in.open() || !out.open() || !err.open() || !go.open() || !status.open() || !lifeline.open() ||
+            !report.open())
             throw fail(std::string("cannot create pipes: ") + std::strerror(errno));
         ex::install_signal_handlers();
         const char* argv[] = {"sh", "-c", command_.c_str(), nullptr};  // ready before fork: no allocation after
-        const pid_t parent = getpid();
-        // All signals blocked across fork: the child must not run our handlers before exec.
+        const ex::SupervisorFds plumbing{in.fd[0], out.fd[1], err.fd[1], go.fd[0], status.fd[1], lifeline.fd[0], report.fd[1]};
+        // All signals blocked across fork: the child must not run our handlers.
         sigset_t all, old_mask;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old_mask);
         const pid_t pid = fork();
-        if (pid == 0) ex::exec_child(argv, parent, in.fd[0], out.fd[1], err.fd[1], go.fd[0], status.fd[1]);
+        if (pid == 0) ex::supervise(argv, plumbing);
         const int fork_errno = errno;
         pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
         if (pid < 0) throw fail(std::string("cannot start /bin/sh: ") + std::strerror(fork_errno));
-        ex::Child child(pid);
-        setpgid(pid, pid);  // the child does it too: the group exists whichever runs first
+        ex::Child child(pid, lifeline.fd[1], report.fd[0]);  // owns them from here
+        lifeline.fd[1] = report.fd[0] = -1;
+        setpgid(pid, pid);  // the supervisor does it too: the group exists whichever runs first
         go.close_end(0);
         if (!child.register_group()) throw fail("more than " + std::to_string(ex::kGroupSlots) + " programs at once");
         const char byte = 1;
@@ -457,6 +561,8 @@ private:
         out.close_end(1);
         err.close_end(1);
         status.close_end(1);
+        lifeline.close_end(0);
+        report.close_end(1);
         int exec_errno = 0;  // end-of-file: execve succeeded (the pipe is close-on-exec)
         ssize_t got;
         do got = ::read(status.fd[0], &exec_errno, sizeof exec_errno);
@@ -470,7 +576,6 @@ private:
         bool open_out = true, open_err = true;
         const auto start = clock::now();
         const auto deadline = start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout_s_));
-        int wait_ms = 1;  // once both pipes are closed: back-off while waiting for the shell to exit
         char buf[65536];
         for (;;) {
             if (aborted()) {
@@ -492,20 +597,18 @@ private:
                                " s)" + said);
                 throw fail("no answer after " + std::string(elapsed) + " s (time-out " + limit + " s; killed)" + said);
             }
-            long long left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-            if (!open_out && !open_err) {
-                left = std::min<long long>(left, wait_ms);
-                wait_ms = std::min(2 * wait_ms, 50);
-            }
-            pollfd fds[4] = {{open_out ? out.fd[0] : -1, POLLIN, 0},
+            const long long left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+            pollfd fds[5] = {{open_out ? out.fd[0] : -1, POLLIN, 0},
                              {open_err ? err.fd[0] : -1, POLLIN, 0},
                              {in.fd[1], POLLOUT, 0},
-                             {wake_.fd[0], POLLIN, 0}};
-            if (poll(fds, 4, int(std::min<long long>(left, 1000))) < 0) {
+                             {wake_.fd[0], POLLIN, 0},
+                             {child.report_fd(), POLLIN, 0}};  // the shell's exit
+            if (poll(fds, 5, int(std::min<long long>(left, 1000))) < 0) {
                 if (errno == EINTR) continue;
                 throw fail(std::string("poll failed: ") + std::strerror(errno));
             }
             if (fds[3].revents) continue;  // another call failed: seen at the top of the loop
+            if (fds[4].revents) child.exited();  // reads the report
             if (in.fd[1] >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
                 const ssize_t n = ::write(in.fd[1], input.data() + written, input.size() - written);
                 if (n > 0) written += std::size_t(n);

@@ -38,7 +38,7 @@ expect_error "hex numbers are not JSON" "exec:cat > /dev/null; echo '{\"test_y\"
 expect_error "exited, but a process it started still holds its stdout open" \
   "exec:cat > /dev/null; echo '{\"test_y\": [1,$zeros]}'; sleep 30 &" --exec-timeout 1
 expect_error "604800" 'exec:true' --exec-timeout 1e300
-# occam stopped by SIGTERM or SIGINT (Ctrl-C) takes its learners' processes with it. The sleep's
+# occam stopped by SIGTERM, SIGINT (Ctrl-C) or SIGKILL takes its learners' processes with it. The sleep's
 # own arguments carry this run's marker (a unique duration), so pgrep finds only its processes.
 orphans() {  # orphans SIGNAL DIGIT
   m="300.$$$2"
@@ -63,5 +63,6 @@ orphans() {  # orphans SIGNAL DIGIT
 }
 orphans TERM 1
 orphans INT 2
+orphans KILL 3  # no handler sees SIGKILL: each supervisor sees its lifeline close
 echo "exec learner: $fails failures"
 [ $fails -eq 0 ]

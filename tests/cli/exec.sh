@@ -42,8 +42,11 @@ expect_error "604800" 'exec:true' --exec-timeout 1e300
 # own arguments carry this run's marker (a unique duration), so pgrep finds only its processes.
 orphans() {  # orphans SIGNAL DIGIT
   m="300.$$$2"
-  # env: a background job of a non-interactive shell starts with SIGINT ignored; restore it.
-  env --default-signal="$1" "$occam" $base --learner "exec:sleep $m; :" --exec-timeout 600 --out "$work/orphans" \
+  # env: a background job of a non-interactive shell starts with SIGINT ignored; restore it
+  # (SIGKILL cannot be ignored, nor its action set).
+  restore="--default-signal=$1"
+  [ "$1" = KILL ] && restore=""
+  env $restore "$occam" $base --learner "exec:sleep $m; :" --exec-timeout 600 --out "$work/orphans" \
     > "$work/orphans.txt" 2>&1 &
   pid=$!
   i=0

@@ -12,6 +12,7 @@
 #include "ops/declarations.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/unary.hpp"
+#include "ops/spike.hpp"
 #include "ops/shape.hpp"
 #include "ops/reduce.hpp"
 #include "ops/matmul.hpp"

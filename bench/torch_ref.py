@@ -7,7 +7,7 @@ test it, add the label-distribution term, backpropagate, take one optimiser step
 Sinkhorn follows geomloss (epsilon-scaling with symmetric updates, debiased, gradient through
 the last extrapolation step only); geomloss itself is not a Debian package.
 
-Usage: python3 bench/torch_ref.py [--workload all|kernel|ridge|unrolled|connectome] [--repeats N] [--json]
+Usage: python3 bench/torch_ref.py [--workload all|kernel|ridge|unrolled|connectome|spiking] [--repeats N] [--json]
 """
 import argparse
 import json
@@ -191,7 +191,89 @@ class Connectome:
         self.opt.step()
 
 
-WORKLOADS = {"kernel": Kernel, "ridge": Ridge, "unrolled": Unrolled, "connectome": Connectome}
+class Spike(torch.autograd.Function):
+    """H(v - 1) forward; the sigmoid surrogate (beta 5) backward, written with differentiable ops
+    so that create_graph records it and the meta-gradient gets its derivative."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(5.0 * x)
+        return g * 5.0 * s * (1.0 - s)
+
+
+def ipd_spikes(dphi, gen, fibres=16, dt=0.002, bins=50, freq=20.0, rate=400.0, power=2):
+    """Two ears' Bernoulli spike trains (trials, bins, 2 * fibres) for phase differences dphi:
+    theta = 2 pi (f k dt + psi) + d_j + e dphi, p = rate dt ((1 + sin theta) / 2)^power."""
+    n = dphi.shape[0]
+    psi = torch.rand(n, 1, 1, 1, generator=gen)
+    k = torch.arange(bins).reshape(1, bins, 1, 1)
+    ear = torch.arange(2).reshape(1, 1, 2, 1)
+    delay = torch.linspace(0, math.pi / 2, fibres).reshape(1, 1, 1, fibres)
+    theta = 2 * math.pi * (freq * k * dt + psi) + delay + ear * dphi.reshape(n, 1, 1, 1)
+    p = rate * dt * ((1 + torch.sin(theta)) / 2) ** power
+    return (torch.rand(p.shape, generator=gen) < p).to(torch.float64).reshape(n, bins, 2 * fibres)
+
+
+def lif_output(x, w1, w2, alpha):
+    """The LIF circuit (SpyTorch order, reset attached) and its leaky-integrator readout's time
+    mean, y = sum_k r_k s_k W2 with r_k = (1 - alpha^(T-1-k)) / ((1 - alpha) T)."""
+    trials, bins, _ = x.shape
+    current = x @ w1
+    v = torch.zeros(trials, w1.shape[1])
+    y = torch.zeros(trials)
+    for k in range(bins):
+        s = Spike.apply(v - 1.0)
+        y = y + (1 - alpha ** (bins - 1 - k)) / ((1 - alpha) * bins) * (s @ w2).reshape(-1)
+        v = (alpha * v + current[:, k]) * (1 - s)
+    return y
+
+
+class Spiking:
+    """fig5 (R1): a 32-16-1 LIF circuit over 50 bins of 2 ms, re-initialised (W1 ~ U(+-0.289),
+    W2 ~ U(+-0.05)) and trained by 50 differentiable Adam steps (lr 0.03, sqrt(v_hat + eps^2))
+    on 32 IPD trials, tested on 256; meta-learner 1-100-100-1 tanh on u = dphi / (pi/2), loss
+    test MSE + 10 energy distance to U(-1, 1), Adam 0.001."""
+
+    def __init__(self, gen):
+        self.gen, self.p = gen, mlp([1, 100, 100, 1], gen)
+        self.opt = torch.optim.Adam(flat(self.p), lr=0.001)
+        self.alpha = math.exp(-0.002 / 0.02)
+
+    def meta_forward(self, u):
+        h = u
+        for k, (w, b) in enumerate(self.p):
+            h = h @ w.T + b
+            if k + 1 < len(self.p):
+                h = torch.tanh(h)
+        return h.reshape(-1)
+
+    def step(self):
+        dphi = (torch.rand(288, generator=self.gen) - 0.5) * math.pi
+        x = ipd_spikes(dphi, self.gen)
+        z = self.meta_forward((dphi / (math.pi / 2)).reshape(-1, 1))
+        w = [(torch.rand(32, 16, generator=self.gen) * 2 - 1) * 0.289, (torch.rand(16, 1, generator=self.gen) * 2 - 1) * 0.05]
+        w = [t.requires_grad_() for t in w]
+        m, v = [torch.zeros_like(t) for t in w], [torch.zeros_like(t) for t in w]
+        for t in range(1, 51):
+            loss = ((lif_output(x[:32], w[0], w[1], self.alpha) - z[:32]) ** 2).mean()
+            g = torch.autograd.grad(loss, w, create_graph=True)
+            m = [0.9 * a + 0.1 * b for a, b in zip(m, g)]
+            v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
+            w = [p - 0.03 * (a / (1 - 0.9 ** t)) / torch.sqrt(b / (1 - 0.999 ** t) + 1e-16) for p, a, b in zip(w, m, v)]
+        pred = lif_output(x[32:], w[0], w[1], self.alpha)
+        loss = ((pred - z[32:]) ** 2).mean() + 10 * energy(z, 2 * torch.rand(288, generator=self.gen) - 1)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+WORKLOADS = {"kernel": Kernel, "ridge": Ridge, "unrolled": Unrolled, "connectome": Connectome, "spiking": Spiking}
 
 
 def main():

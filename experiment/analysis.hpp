@@ -189,6 +189,30 @@ inline Eigen::VectorXd legendre_degree_energy(const Eigen::VectorXd& u, const Ei
     return detail::degree_differences(cumulative);
 }
 
+/// f's energy split over Legendre degrees (legendre_energy).
+struct LegendreEnergy {
+    Eigen::VectorXd degree;  ///< fraction of the energy in each degree 0..max_degree (legendre_degree_energy)
+    double even = 0;         ///< degrees 0, 2, 4, ... <= max_degree: the part symmetric in u
+    double odd = 0;          ///< degrees 1, 3, 5, ... <= max_degree: the part antisymmetric in u
+    double above = 0;        ///< above max_degree: 1 - even - odd (0 for a zero f)
+};
+
+/// The fraction of f's energy (mean of f^2 over the points, as in sphere_degree_energy, so
+/// degree 0 holds the mean's share mean(f)^2 / mean(f^2)) in each Legendre degree 0..max_degree
+/// for points u in [-1, 1]: least squares on P_0..P_L at the points, cumulative projections
+/// E(<=l), per-degree differences (legendre_degree_energy). Then the even and odd shares (sums
+/// over even and odd degrees <= max_degree) and the rest above max_degree. Subtract f's mean
+/// first for the shares of its shape alone. Under the empirical measure of u the degrees are
+/// only approximately orthogonal (deviations ~ 1/sqrt(points)), and so are even and odd parts.
+/// Throws std::invalid_argument as legendre_degree_energy does.
+inline LegendreEnergy legendre_energy(const Eigen::VectorXd& u, const Eigen::VectorXd& f, int max_degree) {
+    LegendreEnergy e;
+    e.degree = legendre_degree_energy(u, f, max_degree);
+    for (Eigen::Index l = 0; l < e.degree.size(); ++l) (l % 2 ? e.odd : e.even) += e.degree(l);
+    e.above = f.squaredNorm() == 0.0 ? 0.0 : std::max(0.0, 1.0 - e.even - e.odd);
+    return e;
+}
+
 /// The degree holding the most energy (the lowest such degree on a tie).
 inline int dominant_degree(const Eigen::VectorXd& energy) {
     if (energy.size() == 0) throw std::invalid_argument("dominant_degree: empty energy vector");

@@ -52,6 +52,9 @@ struct Config {
     std::string orthogonality = "project";  ///< project | penalty | none (see meta_learning.hpp)
     double orth_weight = 10.0;         ///< weight of the normalised overlap penalty (penalty mode)
     bool orth_constant = false;        ///< also orthogonal to the constant: adds mean(labels)^2 to the loss
+    /// Shift and scale each batch's labels to mean 0 and the std of U(-1, 1) before the learner
+    /// and the divergence see them (a frozen function keeps the map fitted on the probe set).
+    bool standardize_labels = false;
     std::string chosen;                ///< students game: the learner that must generalise well
     std::string neglected;             ///< ... and the one that must generalise badly
     std::string students_loss = "difference";  ///< difference: MSE_c - MSE_n; log-ratio: log MSE_c - log MSE_n

@@ -1,6 +1,9 @@
 // What this file teaches: where a task's inputs come from. An input distribution is a sampler
-// (disk, sphere, cube, Gaussian, or the rows of a CSV file) named by a short spec string, so a
-// run's config can say "sphere:3" and every draw is reproducible from the counter-based Rng.
+// (disk, sphere, cube, Gaussian, the rows of a CSV file, or the paper's Fig. 5 interaural phase
+// differences) named by a short spec string, so a run's config can say "sphere:3" and every draw
+// is reproducible from the counter-based Rng. A sample can have two views: the meta-learner
+// labels the sample itself (X), the learner sees what a circuit would receive of it (for "ipd",
+// two ears' spike trains); every other distribution shows both the same X.
 #pragma once
 
 #include <Eigen/Dense>
@@ -10,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <memory>
 #include <numbers>
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "../autodiff/random.hpp"
+#include "parse.hpp"
 
 namespace occam::experiment {
 
@@ -42,6 +47,27 @@ public:
     virtual std::string describe() const = 0;
     /// True when every sample lies on the unit sphere (so spherical-harmonic analysis applies).
     virtual bool is_sphere() const { return false; }
+
+    // ---- what the learner sees of the samples ----------------------------------------------
+    // The meta-learner labels the samples X (n x dim()); the learner is trained and tested on
+    // learner_view(X), one row per sample. For most distributions the two are the same matrix.
+    // A distribution whose learner sees a noisy encoding of each sample (spike trains of a
+    // phase difference) overrides all three; the view may draw fresh randomness every call.
+
+    /// Columns of the learner's view of one sample.
+    virtual int learner_dim() const { return dim(); }
+    /// Time bins in the learner's view of one sample: learner_dim() = time_bins() * channels(),
+    /// each row laid out bin by bin (column k * channels() + c is channel c at bin k), so a
+    /// row reshapes to a time_bins() x channels() matrix, row-major. 1 for a static view.
+    virtual int time_bins() const { return 1; }
+    /// The width of one of those time bins, in ms (0 for a static view).
+    virtual double time_bin_ms() const { return 0.0; }
+    /// Channels per time bin of the learner's view.
+    int channels() const { return learner_dim() / time_bins(); }
+    /// What the learner sees of the samples X (n x dim()): an n x learner_dim() matrix, row i
+    /// the view of sample i. The default view is X itself and draws nothing from `rng`, so
+    /// adding this step to a run changes none of its other draws.
+    virtual Eigen::MatrixXd learner_view(const Eigen::MatrixXd& X, ad::Rng& /*rng*/) const { return X; }
 
 protected:
     /// Callers pass sample counts computed from configs; a negative one is a bug, not user error.
@@ -310,6 +336,202 @@ private:
 
 namespace detail {
 
+/// The shortest text that reads back as exactly v ("2", "0.25", "1e-05"), for canonical specs.
+inline std::string shortest(double v) {
+    char buf[64];
+    const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
+}
+
+}  // namespace detail
+
+/// The settings of IpdInputs, named as in its spec (ipd:fibres=16,dt=2,...). The defaults are
+/// the reduced size "R1": 16 fibres per ear, 2 ms bins over 100 ms (50 bins), a 20 Hz tone.
+struct IpdSettings {
+    int fibres = 16;            ///< auditory-nerve fibres per ear (N_a)
+    double dt = 2;              ///< time bin, ms
+    double duration = 100;      ///< ms; duration / dt time bins (a whole number >= 2)
+    double freq = 20;           ///< the tone's frequency, Hz
+    double rate = 400;          ///< peak firing rate R_max, Hz (rate * dt / 1000 <= 1: one spike per bin at most)
+    double power = 2;           ///< envelope power k > 0: sharper phase locking as it grows
+    bool shared_phase = false;  ///< the tone's start phase: drawn per sample (false) or once per learner_view call
+};
+
+/// The paper's Fig. 5 (Dorrell, Yuffa & Latham, ICML 2023): a tone reaches the two ears with an
+/// interaural phase difference dphi ~ U(-pi/2, pi/2), and a spiking circuit learns functions
+/// of it. The meta-learner sees one number per sample, u = dphi / (pi/2) in [-1, 1] (sample());
+/// the learner sees what the circuit receives (learner_view()): N_a fibres per ear, each a
+/// Bernoulli spike train over Ts = duration / dt bins. Fibre j of ear e (0 left, 1 right) at
+/// bin k of sample b fires with probability
+///   p = (R_max dt / 1000) ((1 + sin theta) / 2)^power,
+///   theta = 2 pi ((freq dt / 1000) k + psi_b) + d_j + e dphi_b,
+/// psi_b ~ U(0, 1) the tone's start phase in cycles (unknown to the circuit: only the difference
+/// between the ears carries dphi), d_j = j (pi/2) / (N_a - 1) the fibre's preferred phase
+/// (d_0 = 0 for one fibre). The right ear's phase is ahead by dphi, so its trains lead the
+/// left's by dphi / (2 pi freq). A fibre's mean rate is R_max E[((1 + sin)/2)^power], 3/8 R_max
+/// for power 2.
+///
+/// The view of n samples is n x (Ts * 2 * N_a), one trial per row: column k * (2 N_a) + e N_a + j
+/// holds fibre j of ear e at bin k, exactly 0.0 or 1.0. Draw order (fixed, so a view is
+/// reproducible bit for bit): sample by sample, psi_b (phase=per-sample) and then one uniform
+/// per column in column order, spike = (uniform < p); with phase=shared, one psi before the
+/// first sample and none per sample.
+class IpdInputs : public InputDistribution {
+public:
+    /// `spec` names the distribution in messages (the canonical spec when empty). Throws
+    /// InputError for settings out of range.
+    explicit IpdInputs(IpdSettings s = {}, const std::string& spec = "") : s_(s) {
+        const std::string where = "inputs '" + (spec.empty() ? canonical(s) : spec) + "'";
+        if (s.fibres < 1 || s.fibres > kMaxFibres)
+            throw InputError(where + ": fibres must be from 1 to " + std::to_string(kMaxFibres));
+        if (!(s.dt > 0 && s.duration > 0 && s.rate > 0 && s.power > 0 && s.freq >= 0) || !std::isfinite(s.dt) ||
+            !std::isfinite(s.duration) || !std::isfinite(s.rate) || !std::isfinite(s.power) || !std::isfinite(s.freq))
+            throw InputError(where + ": dt, duration, rate and power must be finite and > 0, freq finite and >= 0");
+        const double bins = s.duration / s.dt, whole = std::round(bins);
+        if (!(std::abs(bins - whole) <= 1e-9 * std::max(1.0, whole)) || whole < 2)
+            throw InputError(where + ": duration / dt = " + detail::shortest(s.duration) + " / " +
+                             detail::shortest(s.dt) + " = " + detail::shortest(bins) +
+                             " time bins; it must be a whole number >= 2");
+        // Columns are counted in int; beyond that the view could never be allocated anyway.
+        const double columns = whole * 2.0 * s.fibres;
+        if (columns > double(std::numeric_limits<int>::max()))
+            throw InputError(where + ": " + describe_count(whole) + " time bins x 2 ears x " +
+                             std::to_string(s.fibres) + " fibres = " + describe_count(columns) +
+                             " columns per sample; at most " + std::to_string(std::numeric_limits<int>::max()));
+        if (s.rate * s.dt / 1000.0 > 1.0)
+            throw InputError(where + ": rate x dt = " + detail::shortest(s.rate) + " Hz x " + detail::shortest(s.dt) +
+                             " ms = " + detail::shortest(s.rate * s.dt / 1000.0) +
+                             " spikes per bin at the peak; a bin holds at most one (rate * dt / 1000 <= 1)");
+        bins_ = int(whole);
+        for (int j = 0; j < s.fibres; ++j)  // inclusive linspace 0..pi/2
+            fibre_phase_.push_back(s.fibres == 1 ? 0.0 : j * (std::numbers::pi / 2) / (s.fibres - 1));
+    }
+
+    int dim() const override { return 1; }
+    /// u = dphi / (pi/2) ~ U(-1, 1), one draw per sample.
+    Eigen::MatrixXd sample(int n, ad::Rng& rng) const override {
+        check_count(n);
+        Eigen::MatrixXd X(n, 1);
+        for (int i = 0; i < n; ++i) X(i, 0) = rng.uniform(-1.0, 1.0);
+        return X;
+    }
+    std::string describe() const override { return canonical(s_); }
+
+    int learner_dim() const override { return bins_ * 2 * s_.fibres; }
+    int time_bins() const override { return bins_; }
+    double time_bin_ms() const override { return s_.dt; }
+    /// Both ears' spike trains for each sample u in X (n x 1); see the class comment for the
+    /// layout and the draw order.
+    Eigen::MatrixXd learner_view(const Eigen::MatrixXd& X, ad::Rng& rng) const override {
+        if (X.cols() != 1)
+            throw std::invalid_argument("IpdInputs::learner_view: samples must be n x 1 (u), got n x " +
+                                        std::to_string(X.cols()));
+        const int n = int(X.rows()), na = s_.fibres, channels = 2 * na;
+        const double two_pi = 2.0 * std::numbers::pi;
+        const double cycles_per_bin = s_.freq * s_.dt / 1000.0, peak = s_.rate * s_.dt / 1000.0;
+        // Filled row by row (one trial at a time, in draw order), returned column-major.
+        Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> V(n, learner_dim());
+        const double shared_psi = s_.shared_phase ? rng.uniform() : 0.0;
+        for (int b = 0; b < n; ++b) {
+            const double dphi = X(b, 0) * (std::numbers::pi / 2);
+            const double psi = s_.shared_phase ? shared_psi : rng.uniform();
+            for (int k = 0; k < bins_; ++k)
+                for (int e = 0; e < 2; ++e)
+                    for (int j = 0; j < na; ++j) {
+                        const double theta = two_pi * (cycles_per_bin * k + psi) + fibre_phase_[std::size_t(j)] + e * dphi;
+                        const double p = peak * std::pow((1.0 + std::sin(theta)) / 2.0, s_.power);
+                        V(b, k * channels + e * na + j) = rng.uniform() < p ? 1.0 : 0.0;
+                    }
+        }
+        return V;
+    }
+
+    const IpdSettings& settings() const { return s_; }
+
+    /// The spec with every key, in a fixed order: what make_inputs reads back as these settings.
+    static std::string canonical(const IpdSettings& s) {
+        return "ipd:fibres=" + std::to_string(s.fibres) + ",dt=" + detail::shortest(s.dt) +
+               ",duration=" + detail::shortest(s.duration) + ",freq=" + detail::shortest(s.freq) +
+               ",rate=" + detail::shortest(s.rate) + ",power=" + detail::shortest(s.power) +
+               ",phase=" + (s.shared_phase ? "shared" : "per-sample");
+    }
+    static constexpr int kMaxFibres = 100000;  ///< far beyond any ear (about 30 000 fibres)
+
+private:
+    IpdSettings s_;
+    int bins_ = 0;
+    std::vector<double> fibre_phase_;  ///< d_j
+};
+
+namespace detail {
+
+/// The settings of "ipd" or "ipd:key=value,...": every key at most once, every value read whole
+/// and in range (parse.hpp), anything else one InputError line naming the spec and the key.
+/// The constructor of IpdInputs checks what involves two keys (whole bins, rate x dt).
+inline IpdSettings parse_ipd_settings(const std::string& spec, bool has_arg, std::string_view arg) {
+    const std::string where = "inputs '" + spec + "'";
+    const std::string keys = "fibres, dt, duration, freq, rate, power, phase";
+    IpdSettings s;
+    if (!has_arg) return s;
+    std::vector<std::string> seen;
+    std::size_t start = 0;
+    for (;;) {
+        const auto comma = arg.find(',', start);
+        const std::string_view item =
+            trim(arg.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+        if (item.empty()) throw InputError(where + ": empty setting (expected ipd:key=value,... with keys " + keys + ")");
+        const auto eq = item.find('=');
+        if (eq == std::string_view::npos)
+            throw InputError(where + ": '" + std::string(item) + "' is not key=value (keys: " + keys + ")");
+        const std::string key(trim(item.substr(0, eq)));
+        const std::string_view value = trim(item.substr(eq + 1));
+        static constexpr std::string_view known[] = {"fibres", "dt", "duration", "freq", "rate", "power", "phase"};
+        if (std::find(std::begin(known), std::end(known), key) == std::end(known))
+            throw InputError(where + ": unknown key '" + key + "' (keys: " + keys + ")");
+        if (std::find(seen.begin(), seen.end(), key) != seen.end()) throw InputError(where + ": " + key + " is given twice");
+        seen.push_back(key);
+        // A number > 0, with the message format of parse_number.
+        auto positive = [&](std::string_view text) {
+            const double v = parse_number(text, key);
+            if (!(v > 0)) throw std::invalid_argument(key + ": '" + std::string(text) + "' is out of range (must be > 0)");
+            return v;
+        };
+        try {
+            if (key == "fibres")
+                s.fibres = parse_integer<int>(value, key, 1, IpdInputs::kMaxFibres);
+            else if (key == "dt")
+                s.dt = positive(value);
+            else if (key == "duration")
+                s.duration = positive(value);
+            else if (key == "freq")
+                s.freq = parse_number(value, key, 0.0);
+            else if (key == "rate")
+                s.rate = positive(value);
+            else if (key == "power")
+                s.power = positive(value);
+            else if (value == "per-sample" || value == "shared")
+                s.shared_phase = value == "shared";
+            else
+                throw std::invalid_argument("phase must be per-sample or shared (got '" + std::string(value) + "')");
+        } catch (const std::invalid_argument& e) {
+            throw InputError(where + ": " + e.what());
+        }
+        if (comma == std::string_view::npos) return s;
+        start = comma + 1;
+    }
+}
+
+}  // namespace detail
+
+/// True when `spec` names IpdInputs ("ipd" or "ipd:..."), for tools that analyse or draw its
+/// functions of u differently, without building the distribution.
+inline bool is_ipd(const std::string& spec) {
+    const std::string_view s = detail::trim(spec);
+    return s == "ipd" || s.substr(0, 4) == "ipd:";
+}
+
+namespace detail {
+
 /// The D of "name:D": an integer in [min_dim, max_dim], or an InputError quoting the spec.
 inline int parse_dimension(const std::string& spec, std::string_view text, int min_dim) {
     constexpr int max_dim = 100000;  // far beyond any use; stops "sphere:999999999" exhausting memory
@@ -326,8 +548,9 @@ inline int parse_dimension(const std::string& spec, std::string_view text, int m
 
 }  // namespace detail
 
-/// The input distribution named by spec: disk, sphere:D (D >= 2), cube:D, gaussian:D (D >= 1)
-/// or file:PATH (a CSV file, see load_csv). Throws InputError for anything else.
+/// The input distribution named by spec: disk, sphere:D (D >= 2), cube:D, gaussian:D (D >= 1),
+/// ipd or ipd:key=value,... (IpdInputs) or file:PATH (a CSV file, see load_csv). Throws
+/// InputError for anything else.
 inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec) {
     const std::string_view s = detail::trim(spec);
     const auto colon = s.find(':');
@@ -339,6 +562,7 @@ inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec) {
         if (has_arg) throw InputError("inputs '" + spec + "': disk takes no dimension (it is always 2-D)");
         return std::make_unique<DiskInputs>();
     }
+    if (name == "ipd") return std::make_unique<IpdInputs>(detail::parse_ipd_settings(spec, has_arg, arg), spec);
     if (name == "file") {
         if (detail::trim(arg).empty()) throw InputError("inputs '" + spec + "': expected file:PATH.csv");
         return std::make_unique<FileInputs>(std::string(arg));  // the path is kept verbatim
@@ -351,7 +575,8 @@ inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec) {
         if (name == "cube") return std::make_unique<CubeInputs>(d);
         return std::make_unique<GaussianInputs>(d);
     }
-    throw InputError("unknown inputs '" + spec + "' (expected disk, sphere:D, cube:D, gaussian:D or file:PATH.csv)");
+    throw InputError("unknown inputs '" + spec +
+                     "' (expected disk, sphere:D, cube:D, gaussian:D, ipd[:key=value,...] or file:PATH.csv)");
 }
 
 /// The dimension of the inputs `spec` names, for checks before a run (the sizes of the matrices
@@ -371,6 +596,15 @@ inline int input_dim(const std::string& spec) {
             return static_cast<int>(std::min<size_t>(detail::split_cells(text).size(), size_t(1) << 30));
     }
     return 1;  // no data at all: load_csv says so when the run reads the file
+}
+
+/// The width of the learner's view of one sample of `spec` (learner_dim()), without loading a
+/// file: a file's rows are what its learner sees, so it is input_dim's. Throws InputError as
+/// make_inputs does.
+inline int learner_input_dim(const std::string& spec) {
+    const std::string_view s = detail::trim(spec);
+    if (s.substr(0, 5) == "file:") return input_dim(spec);
+    return make_inputs(spec)->learner_dim();
 }
 
 }  // namespace occam::experiment

@@ -4,6 +4,7 @@
 //   kernel:features=50,ridge=0.01,redraw=1
 //   kernel:activation=abs       even random features |x.w| (a learner that cannot fit odd functions)
 //   ridge:bias=1   arccos:ridge=0.1
+//   spiking:hidden=16,tau=20    a LIF circuit on spike-train inputs (--inputs ipd)
 #pragma once
 
 #include <map>
@@ -19,14 +20,28 @@
 #include "../learners/kernel_ridge.hpp"
 #include "../learners/mlp.hpp"
 #include "../learners/ridge.hpp"
+#include "../learners/spiking.hpp"
 #include "config.hpp"
 #include "parse.hpp"
 
 namespace occam::experiment {
 
+/// The spiking learner's circuit (its training is the run's --inner-* flags; defaults: the
+/// reduced size R1 that a 2-core machine trains through 50 Adam steps in a meta-step).
+struct SpikingSpec {
+    int hidden = 16;
+    double tau_ms = 20;  ///< membrane and readout time constant; alpha = exp(-dt / tau)
+    std::string order = "spytorch";  ///< spytorch | tutorial (kernels/lif.hpp)
+    bool detach_reset = false;
+    std::string surrogate = "sigmoid";  ///< sigmoid | fast-sigmoid
+    double beta = 5, scale = 100;
+    double w1_bound = 0.289, w2_bound = 0.05;  ///< initial weights U(+-bound)
+    learners::SpikingTraining training;
+};
+
 /// A learner's kind and its settings (defaults from the run's Config).
 struct LearnerSpec {
-    std::string kind;  ///< ridge | kernel | arccos | mlp | exec
+    std::string kind;  ///< ridge | kernel | arccos | mlp | spiking | exec
     std::string command;  ///< exec: the shell command
     double timeout = 60;  ///< exec: seconds per call
     int features_min = 20, features_max = 20;
@@ -38,6 +53,7 @@ struct LearnerSpec {
     std::string activation = "relu";  ///< mlp: its units; kernel: the random features (relu | abs)
     learners::InnerTraining inner;
     learners::Connectivity connectivity;
+    SpikingSpec spiking;
 };
 
 /// "a;b;c" of "x,y,..." lists, e.g. input groups "0,1;2,3,4". Every item is read whole
@@ -100,6 +116,67 @@ inline void fill_mlp(LearnerSpec& s, const Config& c) {
     }
 }
 
+/// "spiking[:key=value,...]": the circuit's settings; the training comes from the run's flags.
+inline LearnerSpec parse_spiking(LearnerSpec s, const std::string& text, std::size_t colon, const Config& c) {
+    SpikingSpec& sp = s.spiking;
+    if (c.inner_optimizer != "adam" && c.inner_optimizer != "sgd")
+        throw std::invalid_argument("the spiking learner trains with --inner-optimizer adam or sgd, not '" +
+                                    c.inner_optimizer + "'");
+    sp.training.optimizer = c.inner_optimizer;
+    sp.training.lr = c.inner_lr;
+    sp.training.steps = c.inner_steps;
+    sp.training.checkpoint = c.step_checkpointing;
+    if (colon == std::string::npos) return s;
+    std::stringstream rest(text.substr(colon + 1));
+    std::string item;
+    while (std::getline(rest, item, ',')) {
+        const auto eq = item.find('=');
+        const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+        const std::string where = "learner '" + text + "': " + key;
+        auto positive = [&] {
+            const double v = parse_number(value, where, 0.0);
+            if (!(v > 0)) throw std::invalid_argument(where + " must be > 0");
+            return v;
+        };
+        if (eq == std::string::npos) {
+            throw std::invalid_argument("learner '" + text + "': '" + item + "' is not key=value");
+        } else if (key == "hidden") {
+            sp.hidden = parse_integer<int>(value, where, 1, 100000);
+        } else if (key == "tau") {
+            sp.tau_ms = positive();
+        } else if (key == "order" && (value == "spytorch" || value == "tutorial")) {
+            sp.order = value;
+        } else if (key == "reset" && (value == "attached" || value == "detached")) {
+            sp.detach_reset = value == "detached";
+        } else if (key == "surrogate" && (value == "sigmoid" || value == "fast-sigmoid")) {
+            sp.surrogate = value;
+        } else if (key == "beta") {
+            sp.beta = positive();
+        } else if (key == "scale") {
+            sp.scale = positive();
+        } else if (key == "w1") {
+            sp.w1_bound = positive();
+        } else if (key == "w2") {
+            sp.w2_bound = positive();
+        } else if (key == "eps") {
+            sp.training.eps = positive();
+        } else if (key == "lr1") {
+            sp.training.lr_w1 = positive();
+        } else if (key == "lr2") {
+            sp.training.lr_w2 = positive();
+        } else if (key == "impl" && (value == "fused" || value == "ops")) {
+            sp.training.fused = value == "fused";
+        } else {
+            throw std::invalid_argument(
+                "learner '" + text + "': bad setting '" + item +
+                "' (settings: hidden=H, tau=MS, order=spytorch|tutorial, reset=attached|detached, "
+                "surrogate=sigmoid|fast-sigmoid, beta=B, scale=S, w1=BOUND, w2=BOUND, eps=E (adam), lr1=X, lr2=X (sgd), "
+                "impl=fused|ops)");
+        }
+    }
+    return s;
+}
+
 /// Parses "KIND[:key=value,...]"; keys: features (K or MIN-MAX), ridge, bias, redraw, and
 /// activation (relu | abs, kernel only).
 inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) {
@@ -117,9 +194,11 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
         s.timeout = c.exec_timeout;
         return s;
     }
-    if (s.kind != "ridge" && s.kind != "kernel" && s.kind != "arccos" && s.kind != "mlp")
-        throw std::invalid_argument("learner '" + text + "': the kind must be ridge, kernel, arccos, mlp or exec:COMMAND");
+    if (s.kind != "ridge" && s.kind != "kernel" && s.kind != "arccos" && s.kind != "mlp" && s.kind != "spiking")
+        throw std::invalid_argument("learner '" + text +
+                                    "': the kind must be ridge, kernel, arccos, mlp, spiking or exec:COMMAND");
     if (s.kind == "mlp") fill_mlp(s, c);
+    if (s.kind == "spiking") return parse_spiking(s, text, colon, c);
     if (colon == std::string::npos) return s;
     std::stringstream rest(text.substr(colon + 1));
     std::string item;
@@ -150,8 +229,25 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
     return s;
 }
 
-/// Builds the learner; random features draw from `rng` (a stream of their own).
-inline std::unique_ptr<learners::Learner> make_learner(const LearnerSpec& s, int input_dim, ad::Rng rng) {
+/// Builds the learner; random features draw from `rng` (a stream of their own). A spiking
+/// learner reads its input as `time_bins` bins of `bin_ms` milliseconds (the inputs' learner view).
+inline std::unique_ptr<learners::Learner> make_learner(const LearnerSpec& s, int input_dim, ad::Rng rng,
+                                                       int time_bins = 1, double bin_ms = 0) {
+    if (s.kind == "spiking") {
+        if (time_bins < 2 || !(bin_ms > 0) || input_dim % time_bins != 0)
+            throw std::invalid_argument("the spiking learner needs spike-train inputs (--inputs ipd)");
+        const SpikingSpec& sp = s.spiking;
+        kernels::lif::Surrogate sur;
+        sur.kind = sp.surrogate == "sigmoid" ? kernels::lif::Surrogate::Kind::sigmoid
+                                             : kernels::lif::Surrogate::Kind::fast_sigmoid;
+        sur.beta = sp.beta;
+        sur.scale = sp.scale;
+        const kernels::lif::Circuit circuit(input_dim / time_bins, sp.hidden, time_bins, std::exp(-bin_ms / sp.tau_ms),
+                                            sp.order == "tutorial" ? kernels::lif::Order::tutorial
+                                                                   : kernels::lif::Order::spytorch,
+                                            sp.detach_reset, sur);
+        return std::make_unique<learners::SpikingLearner>(circuit, sp.w1_bound, sp.w2_bound, sp.training);
+    }
     if (s.kind == "ridge") return std::make_unique<learners::Ridge>(s.ridge, s.bias);
     if (s.kind == "arccos") return std::make_unique<learners::ArcCosKernelRidge>(s.ridge);
     if (s.kind == "exec") return std::make_unique<learners::ExternalLearner>(s.command, s.timeout);

@@ -85,8 +85,8 @@ inline void validate(const Config& c) {
     };
     const bool exec = c.learner.rfind("exec:", 0) == 0;
     const std::string kind = c.learner.substr(0, c.learner.find(':'));  // "kernel:activation=abs" is a kernel
-    if (kind != "ridge" && kind != "kernel" && kind != "arccos" && kind != "mlp" && !exec)
-        fail("--learner must be ridge, kernel, arccos, mlp or exec:COMMAND, optionally with settings like "
+    if (kind != "ridge" && kind != "kernel" && kind != "arccos" && kind != "mlp" && kind != "spiking" && !exec)
+        fail("--learner must be ridge, kernel, arccos, mlp, spiking or exec:COMMAND, optionally with settings like "
              "kernel:activation=abs (got '" + c.learner + "')");
     auto uses_exec = [](const std::string& s) {
         return s.rfind("exec", 0) == 0 || s.find(",exec") != std::string::npos;
@@ -97,6 +97,8 @@ inline void validate(const Config& c) {
     if (!(c.exec_timeout > 0 && c.exec_timeout <= kMaxExecTimeout))
         fail("--exec-timeout must be in (0, " + number(kMaxExecTimeout) + "] seconds (at most a week; got " +
              number(c.exec_timeout) + ")");
+    if (c.standardize_labels && c.meta_output != "identity")
+        fail("--standardize-labels needs --meta-output identity (the map is folded into the last layer)");
     if (c.n_train < 1) fail("--train must be >= 1");
     if (c.n_test < 1) fail("--test must be >= 1");
     if (c.features_min < 1 || c.features_max < c.features_min)
@@ -166,7 +168,9 @@ inline void validate(const Config& c) {
     // A lower bound (each large matrix as often as the forward pass surely keeps it; the backward
     // pass and temporaries need more), so a run refused here could not have run; sizes are
     // doubles, so no product overflows.
-    const double d = input_dim(c.inputs);
+    // The meta-learner's input width is the samples' (d); the learners' is their view's (dl:
+    // the same for every distribution but ipd, whose learners see spike trains).
+    const double d = input_dim(c.inputs), dl = learner_input_dim(c.inputs);
     const double ntr = c.n_train, nte = c.n_test, n = ntr + nte, H = c.meta_hidden, L = c.meta_depth;
     double total = 0, largest = 0;
     std::string largest_what;
@@ -188,6 +192,12 @@ inline void validate(const Config& c) {
     };
     need("--train + --test", "matrix of task inputs (points x input dimension)", n, d);
     need("--probe", "matrix of probe inputs (points x input dimension)", c.probe, d);
+    if (dl != d) {
+        need("--train + --test with --inputs " + c.inputs, "matrix of the learner's view of a task (points x view width)",
+             n, dl);
+        need("--probe with --inputs " + c.inputs, "matrix of the learner's view of the probe (points x view width)",
+             c.probe, dl);
+    }
     const double meta_params = L == 0 ? d + 1 : d * H + H + (L - 1) * (H * H + H) + H + 1;
     if (L >= 1) {
         need("--meta-hidden", "first-layer weight matrix (width x input dimension)", H, d);
@@ -217,20 +227,20 @@ inline void validate(const Config& c) {
             if (name.find("features=") == std::string::npos)
                 who += " with --features " + std::to_string(s.features_max);
             const double K = s.features_max;
-            need(who, "weight matrix (input dimension x features)", d, K);
+            need(who, "weight matrix (input dimension x features)", dl, K);
             need(who, "matrix of training features (--train points x features)", ntr, K, 2);  // x J and relu
             need(who, "matrix of test features (--test points x features)", nte, K, 2);
             need(who, "ridge system (features or --train points, squared)", std::min(K, ntr), std::min(K, ntr));
             if (K > ntr) need(who, "kernel matrix (--test x --train points)", nte, ntr);
         } else if (s.kind == "ridge") {
-            const double p = d + (s.bias ? 1 : 0), side = p <= ntr || s.bias ? p : ntr;
+            const double p = dl + (s.bias ? 1 : 0), side = p <= ntr || s.bias ? p : ntr;
             need(who, "ridge system (input dimension or --train points, squared)", side, side);
         } else if (s.kind == "arccos") {
             need(who, "Gram matrix (--train x --train points)", ntr, ntr);
             need(who, "kernel matrix (--test x --train points)", nte, ntr);
         } else if (s.kind == "mlp") {
             who += " with --learner-hidden " + c.learner_hidden;
-            std::vector<double> widths = {d};
+            std::vector<double> widths = {dl};
             widths.insert(widths.end(), s.hidden.begin(), s.hidden.end());
             widths.push_back(1);
             double params = 0;
@@ -385,8 +395,12 @@ public:
         if (!metaloss::is_es_method(cfg_.meta_optimizer)) optimizer_.emplace(cfg_.meta_optimizer, cfg_.lr);
         inputs_ = make_inputs(cfg_.inputs);
         const auto specs = learner_specs(cfg_);
+        // The learners see the inputs' learner view (the samples themselves but for ipd, whose
+        // spike trains a spiking learner reads as time_bins() bins of time_bin_ms()).
         for (std::size_t i = 0; i < specs.size(); ++i)
-            learners_.push_back(make_learner(specs[i], inputs_->dim(), rng_for(cfg_.seed, Stream::learner_fixed, i)));
+            learners_.push_back(make_learner(specs[i], inputs_->learner_dim(),
+                                             rng_for(cfg_.seed, Stream::learner_fixed, i), inputs_->time_bins(),
+                                             inputs_->time_bin_ms()));
         std::vector<int> widths = {inputs_->dim()};
         for (int l = 0; l < cfg_.meta_depth; ++l) widths.push_back(cfg_.meta_hidden);
         widths.push_back(1);
@@ -414,6 +428,7 @@ public:
     /// starts the next one from a fresh initialisation and a fresh optimiser.
     void finish_function(const Eigen::MatrixXd& probe_x) {
         const int k = function_index();
+        if (cfg_.standardize_labels) fold_standardization(probe_x, k);
         FrozenFunction f{params_, Eigen::VectorXd::Zero(k)};
         if (k > 0 && cfg_.orthogonality == "project") {
             const Eigen::MatrixXd F = frozen_values(probe_x, k);
@@ -430,20 +445,26 @@ public:
     /// The current (unfinished) meta-learner's labels at X, before any projection.
     Eigen::VectorXd current_output(const Eigen::MatrixXd& X) const { return raw_output(params_, X); }
 
-    /// Learner `which` trained on (X_train, y_train), predicting at X_test (values only).
+    /// Learner `which` trained on (X_train, y_train), predicting at X_test (values only). X_train
+    /// and X_test are samples (the meta-learner's view); the learner is given their learner
+    /// views, drawn from `task_rng` (the training view, then the test view), and then draws its
+    /// own task from it (new_task).
     Eigen::VectorXd fit_predict(const Eigen::MatrixXd& X_train, const Eigen::VectorXd& y_train,
                                 const Eigen::MatrixXd& X_test, ad::Rng& task_rng, std::size_t which = 0) {
         ad::TapeScope scope;
         ad::NoGradGuard no_grad;
-        learners_.at(which)->new_task(task_rng);
-        return learners_[which]
-            ->fit_predict(ad::constant(X_train), ad::constant(Eigen::MatrixXd(y_train)), ad::constant(X_test))
+        learners::Learner& learner = *learners_.at(which);
+        const Eigen::MatrixXd view_train = inputs_->learner_view(X_train, task_rng);
+        const Eigen::MatrixXd view_test = inputs_->learner_view(X_test, task_rng);
+        learner.new_task(task_rng);
+        return learner.fit_predict(ad::constant(view_train), ad::constant(Eigen::MatrixXd(y_train)), ad::constant(view_test))
             .value()
             .col(0);
     }
 
     /// Learner `which`'s mean test MSE on frozen function k over fresh tasks of the training
-    /// sizes (the generalisation error the meta-learner minimised).
+    /// sizes (the generalisation error the meta-learner minimised). The labels are the function
+    /// at the samples; the learner sees their views (fit_predict).
     double test_mse(int k, int tasks, std::size_t which = 0) {
         double total = 0;
         for (int t = 0; t < tasks; ++t) {
@@ -458,13 +479,15 @@ public:
     }
 
     /// The next step's batch: its inputs (training rows first), the labels the learners will
-    /// be given (the current meta-learner's output, projected in project mode), and the step's
-    /// random stream after the task was drawn (the divergence's target samples come from it).
-    /// Leaves the trainer as it was; for checks of what step() computes.
+    /// be given (the current meta-learner's output, projected in project mode), the step's
+    /// random stream after the task was drawn (the divergence's target samples come from it),
+    /// and the learners' view of the inputs. Leaves the trainer as it was; for checks of what
+    /// step() computes.
     struct Batch {
         Eigen::MatrixXd X;
         Eigen::VectorXd labels;
         ad::Rng rng;
+        Eigen::MatrixXd view;
     };
     Batch next_batch() { return next_batch(params_); }
     /// The same batch labelled by a meta-learner with parameters `params`.
@@ -472,7 +495,8 @@ public:
         ad::TapeScope scope;
         ad::NoGradGuard no_grad;
         const Task task = draw_task();
-        return {task.X, project(net_(constants(params), ad::constant(task.X)), task).value().col(0), task.rng};
+        return {task.X, project(net_(constants(params), ad::constant(task.X)), task).value().col(0), task.rng,
+                task.view};
     }
 
     /// The meta-loss of the next step's task at meta-learner parameters `params`, and its
@@ -546,18 +570,22 @@ private:
         return "function " + std::to_string(function_index() + 1) + ", step " + std::to_string(step_) + ": ";
     }
 
-    /// One meta-step's task: inputs (training rows first), the projector onto the earlier
-    /// functions on these inputs (project mode), and the step's random stream after the task
+    /// One meta-step's task: the samples X (training rows first), which the meta-learner
+    /// labels; the learners' view of them (view, the same rows; X itself but for inputs such as
+    /// ipd), on which the learners train and are tested; the projector onto the earlier
+    /// functions on these inputs (project mode); and the step's random stream after the task
     /// was drawn (the divergence's target samples come from it).
     struct Task {
-        Eigen::MatrixXd X, proj;
+        Eigen::MatrixXd X, view, proj;
         ad::Rng rng;
     };
     Task draw_task() {
         const int k = function_index();
-        Task t{Eigen::MatrixXd(), Eigen::MatrixXd(),
+        Task t{Eigen::MatrixXd(), Eigen::MatrixXd(), Eigen::MatrixXd(),
                rng_for(cfg_.seed, Stream::step, (std::uint64_t(k) << 32) + std::uint64_t(step_))};
         t.X = inputs_->sample(cfg_.n_train + cfg_.n_test, t.rng);
+        // Before the learners' draws; a default view draws nothing, so their draws are as before.
+        t.view = inputs_->learner_view(t.X, t.rng);
         for (auto& l : learners_) l->new_task(t.rng);
         if (k > 0 && cfg_.orthogonality == "project") {
             const Eigen::MatrixXd F = frozen_values(t.X, k);
@@ -565,6 +593,30 @@ private:
             t.proj = F * (F.transpose() * F).ldlt().solve(F.transpose());
         }
         return t;
+    }
+
+    /// The std of U(-1, 1), the spread standardized labels get.
+    static constexpr double kUniformStd = 0.57735026918962576;
+    /// z shifted and scaled to mean 0 and std kUniformStd over the batch (differentiably: the
+    /// meta-gradient sees the map, so it cannot change the labels' mean or spread).
+    static ad::Var standardized(const ad::Var& z) {
+        const ad::Var centred = z - ad::mean(z);
+        return centred * (kUniformStd / ad::sqrt(ad::add_scalar(ad::mean(ad::square(centred)), 1e-12)));
+    }
+    /// Makes the finished function the standardized one as a fixed function: the map fitted on
+    /// the probe set, (h - m) s, folded into the meta-learner's last layer (W <- s W,
+    /// b <- s (b - m); an identity output map, which validate() requires).
+    void fold_standardization(const Eigen::MatrixXd& probe_x, int k) {
+        Eigen::VectorXd z = raw_output(params_, probe_x);
+        if (k > 0 && cfg_.orthogonality == "project") {
+            const Eigen::MatrixXd F = frozen_values(probe_x, k);
+            z -= F * F.colPivHouseholderQr().solve(z);
+        }
+        const double m = z.mean(), sd = std::sqrt((z.array() - m).square().mean());
+        if (!(sd > 0)) return;  // a constant: nothing to scale
+        const double s = kUniformStd / sd;
+        params_[params_.size() - 2] *= s;
+        params_.back() = (params_.back().array() - m) * s;
     }
 
     /// The labels: the meta-learner's output h, minus its projection on the earlier functions
@@ -588,9 +640,9 @@ private:
     Terms meta_loss(const ad::Var& h, const Task& task, ad::Rng rng, const ad::Var& orth,
                     const std::vector<Eigen::MatrixXd>* linear_maps = nullptr) {
         const int ntr = cfg_.n_train, nte = cfg_.n_test, k = function_index();
-        const ad::Var z = project(h, task);
+        const ad::Var z = cfg_.standardize_labels ? standardized(project(h, task)) : project(h, task);
         ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
-        ad::Var x_train = ad::constant(task.X.topRows(ntr)), x_test = ad::constant(task.X.bottomRows(nte));
+        ad::Var x_train = ad::constant(task.view.topRows(ntr)), x_test = ad::constant(task.view.bottomRows(nte));
         Terms t;
         // Without the learner's term (--mse-weight 0, a control run) the learner is measured but
         // not differentiated: its gradient would be multiplied by 0, so no tape is kept for it.
@@ -681,8 +733,8 @@ private:
             // Labels = the identity: column j of the predictions is H's column j.
             maps[i] =
                 learners_[i]
-                    ->fit_predict(ad::constant(task.X.topRows(ntr)), ad::constant(Eigen::MatrixXd::Identity(ntr, ntr)),
-                                  ad::constant(task.X.bottomRows(nte)))
+                    ->fit_predict(ad::constant(task.view.topRows(ntr)), ad::constant(Eigen::MatrixXd::Identity(ntr, ntr)),
+                                  ad::constant(task.view.bottomRows(nte)))
                     .value();
         }
         const bool penalty = function_index() > 0 && cfg_.orthogonality == "penalty";

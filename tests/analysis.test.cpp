@@ -11,6 +11,8 @@ using occam::experiment::correlation;
 using occam::experiment::correlation_matrix;
 using occam::experiment::dominant_degree;
 using occam::experiment::legendre_degree_energy;
+using occam::experiment::legendre_energy;
+using occam::experiment::LegendreEnergy;
 using occam::experiment::linear_fit;
 using occam::experiment::sphere_degree_energy;
 using occam::experiment::SphereInputs;
@@ -215,6 +217,98 @@ TEST_CASE("analysis: legendre energy on an interval") {
     CHECK(legendre_degree_energy(u, Eigen::VectorXd::Zero(3000)) == Eigen::VectorXd::Zero(5));
     CHECK_THROWS_AS(legendre_degree_energy(u, Eigen::VectorXd::Ones(10)), std::invalid_argument);
     CHECK_THROWS_AS(legendre_degree_energy(u.head(5), Eigen::VectorXd::Ones(5)), std::invalid_argument);
+}
+
+namespace {
+
+/// n equally spaced points filling [-1, 1] (cell midpoints): the empirical measure matches the
+/// uniform one up to O(1/n^2), so Legendre polynomials are orthogonal on them to ~1e-7.
+Eigen::VectorXd interval_grid(int n) {
+    Eigen::VectorXd u(n);
+    for (int i = 0; i < n; ++i) u(i) = -1.0 + (2.0 * i + 1.0) / n;
+    return u;
+}
+
+/// P_0..P_5 at u.
+Eigen::MatrixXd legendre_columns(const Eigen::VectorXd& u) {
+    const Eigen::ArrayXd x = u.array();
+    Eigen::MatrixXd P(u.size(), 6);
+    P.col(0).setOnes();
+    P.col(1) = x.matrix();
+    P.col(2) = ((3 * x.square() - 1) / 2).matrix();
+    P.col(3) = ((5 * x.cube() - 3 * x) / 2).matrix();
+    P.col(4) = ((35 * x.pow(4) - 30 * x.square() + 3) / 8).matrix();
+    P.col(5) = ((63 * x.pow(5) - 70 * x.cube() + 15 * x) / 8).matrix();
+    return P;
+}
+
+}  // namespace
+
+TEST_CASE("analysis: legendre_energy puts pure polynomials in their degree and splits odd from even") {
+    const Eigen::VectorXd u = interval_grid(4000);
+    const Eigen::MatrixXd P = legendre_columns(u);
+    for (int l = 1; l <= 3; ++l) {
+        CAPTURE(l);
+        const LegendreEnergy e = legendre_energy(u, P.col(l), 6);
+        REQUIRE(e.degree.size() == 7);
+        CHECK(e.degree(l) == doctest::Approx(1.0).epsilon(1e-6));
+        CHECK(e.degree.sum() - e.degree(l) < 1e-6);
+        CHECK((l % 2 ? e.odd : e.even) == doctest::Approx(1.0).epsilon(1e-6));
+        CHECK((l % 2 ? e.even : e.odd) < 1e-6);
+        CHECK(e.above < 1e-6);
+    }
+    SUBCASE("a constant is degree 0, all even") {
+        const LegendreEnergy e = legendre_energy(u, Eigen::VectorXd::Constant(4000, -0.7), 6);
+        CHECK(e.degree(0) == doctest::Approx(1.0).epsilon(1e-12));
+        CHECK(e.even == doctest::Approx(1.0).epsilon(1e-12));
+        CHECK(e.odd < 1e-12);
+        CHECK(dominant_degree(e.degree) == 0);
+    }
+    SUBCASE("a zero function has no energy anywhere") {
+        const LegendreEnergy e = legendre_energy(u, Eigen::VectorXd::Zero(4000), 6);
+        CHECK(e.degree == Eigen::VectorXd::Zero(7));
+        CHECK(e.odd == 0.0);
+        CHECK(e.even == 0.0);
+        CHECK(e.above == 0.0);
+    }
+    SUBCASE("a mix with known coefficients: shares c_l^2 / (2l + 1) over their sum") {
+        // E[P_l^2] = 1 / (2l + 1) under the uniform measure on [-1, 1].
+        const double c[6] = {0.5, 2.0, -1.0, 0.7, 0.0, 0.3};
+        Eigen::VectorXd f = Eigen::VectorXd::Zero(4000);
+        double total = 0, expected[6];
+        for (int l = 0; l < 6; ++l) {
+            f += c[l] * P.col(l);
+            expected[l] = c[l] * c[l] / (2 * l + 1);
+            total += expected[l];
+        }
+        const LegendreEnergy e = legendre_energy(u, f, 6);
+        for (int l = 0; l < 6; ++l) CHECK(e.degree(l) == doctest::Approx(expected[l] / total).epsilon(1e-3));
+        CHECK(e.degree(6) < 1e-3);
+        CHECK(e.odd == doctest::Approx((expected[1] + expected[3] + expected[5]) / total).epsilon(1e-3));
+        CHECK(e.even == doctest::Approx((expected[0] + expected[2]) / total).epsilon(1e-3));
+        CHECK(e.above < 1e-6);
+        CHECK(dominant_degree(e.degree) == 1);
+        // Up to degree 3 only: P_5's share is left above.
+        const LegendreEnergy e3 = legendre_energy(u, f, 3);
+        REQUIRE(e3.degree.size() == 4);
+        CHECK(e3.above == doctest::Approx(expected[5] / total).epsilon(1e-3));
+        CHECK(e3.odd + e3.even + e3.above == doctest::Approx(1.0).epsilon(1e-12));
+        // The same mix on random uniform points: within the sampling error (~1/sqrt(points)).
+        Rng rng(12);
+        const Eigen::VectorXd ur = rng.uniform_matrix(100000, 1, -1.0, 1.0).col(0);
+        const Eigen::MatrixXd Pr = legendre_columns(ur);
+        Eigen::VectorXd fr = Eigen::VectorXd::Zero(ur.size());
+        for (int l = 0; l < 6; ++l) fr += c[l] * Pr.col(l);
+        const LegendreEnergy er = legendre_energy(ur, fr, 6);
+        for (int l = 0; l < 6; ++l) CHECK(std::abs(er.degree(l) - expected[l] / total) < 0.01);
+        // Centred, the mean's share is gone and the others grow by 1 / (1 - its share).
+        const Eigen::VectorXd centred = f.array() - f.mean();
+        const LegendreEnergy ec = legendre_energy(u, centred, 6);
+        CHECK(ec.degree(0) < 1e-9);
+        CHECK(ec.degree(1) == doctest::Approx(expected[1] / (total - expected[0])).epsilon(1e-3));
+    }
+    CHECK_THROWS_AS(legendre_energy(u.head(7), P.col(1).head(7), 6), std::invalid_argument);
+    CHECK_THROWS_AS(legendre_energy(u, P.col(1).head(7), 6), std::invalid_argument);
 }
 
 TEST_CASE("analysis: linear_fit recovers exact linear functions") {

@@ -89,7 +89,7 @@ TEST_CASE("experiment: every divergence and learner runs and keeps the loss fini
 TEST_CASE("experiment: bad settings are one-line errors naming the flag") {
     experiment::Config c = small_kernel_config();
     c.learner = "svm";
-    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("--learner must be ridge, kernel, arccos, mlp or exec:COMMAND"),
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("--learner must be ridge, kernel, arccos, mlp, spiking or exec:COMMAND"),
                          std::invalid_argument);
     c = small_kernel_config();
     c.learner = "kernel:activation=abs";  // a learner spec with settings names the main learner too
@@ -170,6 +170,67 @@ TEST_CASE("experiment: projected functions are orthogonal to the earlier ones on
     // The final functions are fitted on the probe set, so they are orthogonal there exactly.
     for (int i = 0; i < 3; ++i)
         for (int j = 0; j < i; ++j) CHECK(std::abs(F.col(i).dot(F.col(j))) < 1e-9 * F.col(i).norm() * F.col(j).norm());
+}
+
+TEST_CASE("experiment: the learners see the inputs' learner view, the meta-learner the samples") {
+    experiment::Config c = small_kernel_config();
+    c.inputs = "ipd:fibres=2,duration=8";  // 4 bins x 2 ears x 2 fibres = 16 columns
+    c.learner = "ridge";
+    c.n_train = 10;
+    c.n_test = 20;
+    c.meta_hidden = 16;
+    c.functions = 2;
+    c.steps = 3;
+    experiment::MetaTrainer t(c);
+    REQUIRE(t.inputs().dim() == 1);
+    REQUIRE(t.inputs().learner_dim() == 16);
+
+    // The task: X (n x 1) from the step's stream, then its view from the same stream.
+    const experiment::MetaTrainer::Batch b = t.next_batch();
+    REQUIRE(b.X.cols() == 1);
+    REQUIRE(b.view.rows() == 30);
+    REQUIRE(b.view.cols() == 16);
+    ad::Rng r = experiment::rng_for(c.seed, experiment::Stream::step, 0);
+    CHECK(t.inputs().sample(30, r) == b.X);
+    CHECK(t.inputs().learner_view(b.X, r) == b.view);
+    CHECK(r.counter() == b.rng.counter());  // ridge draws nothing in new_task
+
+    ad::Rng probe_rng(4, 4);
+    const Eigen::MatrixXd probe = t.inputs().sample(200, probe_rng);
+    while (!t.finished()) {
+        while (t.steps_done() < c.steps) CHECK(std::isfinite(t.step().loss));
+        t.finish_function(probe);
+    }
+    CHECK(std::isfinite(t.test_mse(1, 2)));
+
+    // fit_predict takes samples and shows the learner their views: the training view, then the
+    // test view, from the given stream.
+    ad::Rng fit_rng(6, 1), copy = fit_rng;
+    const Eigen::MatrixXd x_train = t.inputs().sample(10, fit_rng), x_test = t.inputs().sample(5, fit_rng);
+    copy = fit_rng;
+    const Eigen::VectorXd y = t.labels(x_train).col(0);
+    const Eigen::VectorXd pred = t.fit_predict(x_train, y, x_test, fit_rng);
+    const Eigen::MatrixXd v_train = t.inputs().learner_view(x_train, copy), v_test = t.inputs().learner_view(x_test, copy);
+    learners::Ridge ridge(c.ridge, false);
+    ad::TapeScope scope;
+    const Eigen::VectorXd by_hand =
+        ridge.fit_predict(ad::constant(v_train), ad::constant(Eigen::MatrixXd(y)), ad::constant(v_test)).value().col(0);
+    CHECK(pred == by_hand);
+    CHECK(fit_rng.counter() == copy.counter());
+
+    // Every other distribution's view is its samples.
+    experiment::MetaTrainer sphere(small_kernel_config());
+    const experiment::MetaTrainer::Batch bs = sphere.next_batch();
+    CHECK(bs.view == bs.X);
+
+    // The sizes check counts the learner's view: an mlp on 1600-column spike trains.
+    c.inputs = "ipd";
+    c.learner = "mlp";
+    c.learner_hidden = "2000000";
+    c.inner_steps = 1;
+    CHECK_THROWS_WITH_AS(experiment::validate(c), doctest::Contains("2000000 x 1600 weight matrix"), std::invalid_argument);
+    c.inputs = "sphere:3";
+    CHECK_NOTHROW(experiment::validate(c));  // the same network on 3 inputs fits
 }
 
 TEST_CASE("experiment: projected labels are orthogonal to the earlier functions on each step's batch") {

@@ -91,7 +91,7 @@ TEST_CASE("inputs: make_inputs parses every built-in spec") {
 
 TEST_CASE("inputs: make_inputs rejects bad specs with one-line messages") {
     CHECK(error_of([] { make_inputs("foo"); }) ==
-          "unknown inputs 'foo' (expected disk, sphere:D, cube:D, gaussian:D or file:PATH.csv)");
+          "unknown inputs 'foo' (expected disk, sphere:D, cube:D, gaussian:D, ipd[:key=value,...] or file:PATH.csv)");
     CHECK(error_of([] { make_inputs("sphere:x"); }) == "inputs 'sphere:x': dimension must be an integer >= 2");
     CHECK(error_of([] { make_inputs("sphere:1"); }) == "inputs 'sphere:1': dimension must be an integer >= 2");
     CHECK(error_of([] { make_inputs("sphere:3x"); }) == "inputs 'sphere:3x': dimension must be an integer >= 2");
@@ -473,4 +473,244 @@ TEST_CASE("inputs: input_dim gives the dimension without loading the data") {
     CHECK(contains(error_of([&] { occam::experiment::input_dim("file:" + (dir.path / "no.csv").string()); }),
                    "no such file"));
     CHECK(contains(error_of([] { occam::experiment::input_dim("sphere:x"); }), "dimension must be an integer"));
+}
+
+// ---- Two views of one sample: the meta-learner labels X, the learner sees learner_view(X) ----
+
+TEST_CASE("inputs: the default learner view is the samples themselves and draws nothing") {
+    TempDir dir;
+    const std::string file = "file:" + dir.write("d.csv", numbered_rows(12));
+    for (const std::string spec : {"disk", "sphere:3", "cube:2", "gaussian:5", file.c_str()}) {
+        CAPTURE(spec);
+        auto inputs = make_inputs(spec);
+        CHECK(inputs->learner_dim() == inputs->dim());
+        CHECK(inputs->time_bins() == 1);
+        CHECK(inputs->time_bin_ms() == 0.0);
+        CHECK(inputs->channels() == inputs->dim());
+        CHECK(occam::experiment::learner_input_dim(spec) == inputs->dim());
+        Rng rng(5, 2);
+        const Eigen::MatrixXd X = inputs->sample(30, rng);
+        const uint64_t before = rng.counter();
+        CHECK(inputs->learner_view(X, rng) == X);
+        CHECK(rng.counter() == before);  // no randomness consumed: every later draw is as before
+    }
+}
+
+namespace {
+using occam::experiment::IpdInputs;
+using occam::experiment::IpdSettings;
+constexpr double kPi = 3.14159265358979323846;
+
+/// n samples that all have the same u.
+Eigen::MatrixXd constant_u(int n, double u) { return Eigen::MatrixXd::Constant(n, 1, u); }
+}  // namespace
+
+TEST_CASE("inputs: ipd parses its defaults and every key") {
+    auto d = make_inputs("ipd");
+    CHECK(d->dim() == 1);
+    CHECK(d->describe() == "ipd:fibres=16,dt=2,duration=100,freq=20,rate=400,power=2,phase=per-sample");
+    CHECK(d->time_bins() == 50);
+    CHECK(d->time_bin_ms() == 2.0);
+    CHECK(d->channels() == 32);
+    CHECK(d->learner_dim() == 1600);
+    CHECK_FALSE(d->is_sphere());
+    CHECK(occam::experiment::input_dim("ipd") == 1);
+    CHECK(occam::experiment::learner_input_dim("ipd") == 1600);
+    CHECK(occam::experiment::is_ipd("ipd"));
+    CHECK(occam::experiment::is_ipd(" ipd:fibres=2 "));
+    CHECK_FALSE(occam::experiment::is_ipd("ipdx"));
+    CHECK_FALSE(occam::experiment::is_ipd("sphere:3"));
+
+    auto e = make_inputs("ipd:fibres=3, dt=0.5,duration=20,freq=40.5,rate=1000,power=1.5,phase=shared");
+    const auto& s = dynamic_cast<const IpdInputs&>(*e).settings();
+    CHECK(s.fibres == 3);
+    CHECK(s.dt == 0.5);
+    CHECK(s.duration == 20);
+    CHECK(s.freq == 40.5);
+    CHECK(s.rate == 1000);
+    CHECK(s.power == 1.5);
+    CHECK(s.shared_phase);
+    CHECK(e->time_bins() == 40);
+    CHECK(e->time_bin_ms() == 0.5);
+    CHECK(e->learner_dim() == 40 * 2 * 3);
+    CHECK(e->describe() == "ipd:fibres=3,dt=0.5,duration=20,freq=40.5,rate=1000,power=1.5,phase=shared");
+    CHECK(make_inputs("ipd:phase=per-sample")->describe() == d->describe());
+    CHECK(make_inputs("ipd:freq=0")->describe().find(",freq=0,") != std::string::npos);  // a constant phase is allowed
+    CHECK(make_inputs("ipd:dt=0.1,duration=1")->time_bins() == 10);  // 1 / 0.1 is 10 up to rounding
+    CHECK(make_inputs("ipd:fibres=1")->learner_dim() == 100);
+
+    // describe() recreates the distribution: same settings, same spec, same draws.
+    for (const char* spec : {"ipd", "ipd:fibres=3,dt=0.5,duration=20,freq=40.5,rate=1000,power=1.5,phase=shared",
+                             "ipd:dt=0.1,duration=1,power=0.3,freq=1e-05"}) {
+        CAPTURE(spec);
+        auto a = make_inputs(spec);
+        auto b = make_inputs(a->describe());
+        CHECK(b->describe() == a->describe());
+        Rng ra(9), rb(9);
+        const Eigen::MatrixXd xa = a->sample(7, ra), xb = b->sample(7, rb);
+        CHECK(xa == xb);
+        CHECK(a->learner_view(xa, ra) == b->learner_view(xb, rb));
+    }
+}
+
+TEST_CASE("inputs: ipd spec errors are one line naming the key") {
+    const std::string keys = " (keys: fibres, dt, duration, freq, rate, power, phase)";
+    CHECK(error_of([] { make_inputs("ipd:foo=1"); }) == "inputs 'ipd:foo=1': unknown key 'foo'" + keys);
+    CHECK(error_of([] { make_inputs("ipd:fib=1"); }) == "inputs 'ipd:fib=1': unknown key 'fib'" + keys);
+    CHECK(error_of([] { make_inputs("ipd:fibres"); }) == "inputs 'ipd:fibres': 'fibres' is not key=value" + keys);
+    CHECK(error_of([] { make_inputs("ipd:"); }) ==
+          "inputs 'ipd:': empty setting (expected ipd:key=value,... with keys fibres, dt, duration, freq, rate, power, "
+          "phase)");
+    CHECK(contains(error_of([] { make_inputs("ipd:dt=1,,rate=10"); }), "empty setting"));
+    CHECK(error_of([] { make_inputs("ipd:dt=1,dt=2"); }) == "inputs 'ipd:dt=1,dt=2': dt is given twice");
+    CHECK(error_of([] { make_inputs("ipd:fibres=0"); }) == "inputs 'ipd:fibres=0': fibres: '0' is out of range (1 to 100000)");
+    CHECK(error_of([] { make_inputs("ipd:fibres=2.5"); }) == "inputs 'ipd:fibres=2.5': fibres: '2.5' is not a non-negative integer");
+    CHECK(error_of([] { make_inputs("ipd:fibres=100001"); }) ==
+          "inputs 'ipd:fibres=100001': fibres: '100001' is out of range (1 to 100000)");
+    CHECK(error_of([] { make_inputs("ipd:dt=x"); }) == "inputs 'ipd:dt=x': dt: 'x' is not a number");
+    CHECK(error_of([] { make_inputs("ipd:dt=0"); }) == "inputs 'ipd:dt=0': dt: '0' is out of range (must be > 0)");
+    CHECK(error_of([] { make_inputs("ipd:dt=nan"); }) == "inputs 'ipd:dt=nan': dt: 'nan' is not a finite number");
+    CHECK(error_of([] { make_inputs("ipd:duration=-100"); }) ==
+          "inputs 'ipd:duration=-100': duration: '-100' is out of range (must be > 0)");
+    CHECK(error_of([] { make_inputs("ipd:duration=1e999"); }) == "inputs 'ipd:duration=1e999': duration: '1e999' is too large");
+    CHECK(error_of([] { make_inputs("ipd:freq=-1"); }) == "inputs 'ipd:freq=-1': freq: '-1' is out of range (must be >= 0)");
+    CHECK(error_of([] { make_inputs("ipd:freq=20Hz"); }) == "inputs 'ipd:freq=20Hz': freq: '20Hz' is not a number");
+    CHECK(error_of([] { make_inputs("ipd:rate=0"); }) == "inputs 'ipd:rate=0': rate: '0' is out of range (must be > 0)");
+    CHECK(error_of([] { make_inputs("ipd:power=-1"); }) == "inputs 'ipd:power=-1': power: '-1' is out of range (must be > 0)");
+    CHECK(error_of([] { make_inputs("ipd:phase=random"); }) ==
+          "inputs 'ipd:phase=random': phase must be per-sample or shared (got 'random')");
+    // Checks of two keys together.
+    CHECK(error_of([] { make_inputs("ipd:duration=5"); }) ==
+          "inputs 'ipd:duration=5': duration / dt = 5 / 2 = 2.5 time bins; it must be a whole number >= 2");
+    CHECK(error_of([] { make_inputs("ipd:duration=2"); }) ==
+          "inputs 'ipd:duration=2': duration / dt = 2 / 2 = 1 time bins; it must be a whole number >= 2");
+    CHECK(error_of([] { make_inputs("ipd:rate=1000"); }) ==
+          "inputs 'ipd:rate=1000': rate x dt = 1000 Hz x 2 ms = 2 spikes per bin at the peak; a bin holds at most "
+          "one (rate * dt / 1000 <= 1)");
+    CHECK(contains(error_of([] { make_inputs("ipd:fibres=100000,dt=1e-6,duration=100000"); }),
+                   "columns per sample; at most 2147483647"));
+    CHECK(make_inputs("ipd:rate=500")->learner_dim() == 1600);  // exactly one spike per bin at the peak is fine
+    for (const char* spec : {"ipd:foo=1", "ipd:", "ipd:dt=x", "ipd:duration=5", "ipd:rate=1000", "ipd:phase=q"}) {
+        const std::string msg = error_of([&] { make_inputs(spec); });
+        CHECK_FALSE(msg.empty());
+        CHECK(msg.find('\n') == std::string::npos);
+        CHECK(contains(error_of([&] { occam::experiment::input_dim(spec); }), msg));
+    }
+}
+
+TEST_CASE("inputs: ipd samples u = dphi / (pi/2) uniform on [-1, 1]") {
+    auto d = make_inputs("ipd");
+    Rng rng(3);
+    const Eigen::MatrixXd U = d->sample(20000, rng);
+    REQUIRE(U.rows() == 20000);
+    REQUIRE(U.cols() == 1);
+    CHECK(U.minCoeff() >= -1.0);
+    CHECK(U.maxCoeff() < 1.0);
+    CHECK(std::abs(U.mean()) < 0.02);
+    CHECK(column_variance(U, 0) == doctest::Approx(1.0 / 3.0).epsilon(0.03));
+    CHECK(rng.counter() == 20000);  // one draw per sample
+}
+
+TEST_CASE("inputs: the ipd view's layout, values and draw order are the documented ones") {
+    // Recompute the documented formula and draw order by hand, then compare bit for bit.
+    for (const bool shared : {false, true}) {
+        CAPTURE(shared);
+        IpdSettings s;
+        s.fibres = 3;
+        s.duration = 16;  // 8 bins of 2 ms
+        s.rate = 450;
+        s.power = 1.7;
+        s.shared_phase = shared;
+        const IpdInputs d(s);
+        REQUIRE(d.learner_dim() == 8 * 2 * 3);
+        Rng rng(21, 4);
+        const Eigen::MatrixXd U = d.sample(6, rng);
+        Rng expected_rng = rng;
+        const Eigen::MatrixXd V = d.learner_view(U, rng);
+        REQUIRE(V.rows() == 6);
+        REQUIRE(V.cols() == 48);
+        Eigen::MatrixXd expected(6, 48);
+        const double shared_psi = shared ? expected_rng.uniform() : 0.0;
+        for (int b = 0; b < 6; ++b) {
+            const double dphi = U(b, 0) * (kPi / 2);
+            const double psi = shared ? shared_psi : expected_rng.uniform();
+            for (int k = 0; k < 8; ++k)
+                for (int e = 0; e < 2; ++e)
+                    for (int j = 0; j < 3; ++j) {
+                        const double d_j = j * (kPi / 2) / 2;
+                        const double theta = 2 * kPi * ((20.0 * 2.0 / 1000.0) * k + psi) + d_j + e * dphi;
+                        const double p = (450.0 * 2.0 / 1000.0) * std::pow((1 + std::sin(theta)) / 2, 1.7);
+                        expected(b, k * 6 + e * 3 + j) = expected_rng.uniform() < p ? 1.0 : 0.0;
+                    }
+        }
+        CHECK(V == expected);
+        CHECK(rng.counter() == expected_rng.counter());
+        CHECK(rng.counter() - 6 == (shared ? 1u : 6u) + 6u * 48u);  // after the 6 draws of u
+    }
+}
+
+TEST_CASE("inputs: ipd spike trains are 0 or 1, reproducible, and fire at 3/8 of the peak rate") {
+    auto d = make_inputs("ipd");  // power 2: E[((1 + sin)/2)^2] = 3/8
+    Rng rng(17);
+    const Eigen::MatrixXd U = d->sample(2000, rng);
+    Rng view_rng(18);
+    const Eigen::MatrixXd V = d->learner_view(U, view_rng);
+    REQUIRE(V.rows() == 2000);
+    REQUIRE(V.cols() == 1600);
+    CHECK((V.array() * (1.0 - V.array())).abs().maxCoeff() == 0.0);  // exactly 0.0 or 1.0
+
+    Rng again(18);
+    CHECK(d->learner_view(U, again) == V);
+    Rng other(19);
+    CHECK(d->learner_view(U, other) != V);
+
+    // Per fibre and ear: spikes per second over every trial and bin (100 ms a trial).
+    const int bins = 50, channels = 32;
+    for (int c = 0; c < channels; ++c) {
+        double spikes = 0;
+        for (int k = 0; k < bins; ++k) spikes += V.col(k * channels + c).sum();
+        const double hz = spikes / (2000 * 0.1);
+        CAPTURE(c);
+        CHECK(hz == doctest::Approx(400.0 * 3.0 / 8.0).epsilon(0.03));
+    }
+    // Power 1: E[(1 + sin)/2] = 1/2.
+    auto linear = make_inputs("ipd:power=1,fibres=2");
+    Rng r1(4);
+    const Eigen::MatrixXd V1 = linear->learner_view(U, r1);
+    CHECK(V1.mean() / 0.002 == doctest::Approx(200.0).epsilon(0.03));
+}
+
+TEST_CASE("inputs: the right ear leads the left by the phase difference") {
+    // dphi = pi/2 at 20 Hz is a quarter cycle, 12.5 ms: 5 bins of 2.5 ms. With one start phase
+    // for all trials (phase=shared) the trial-averaged rate of the right ear at bin k is the
+    // left's at bin k + 5.
+    auto d = make_inputs("ipd:fibres=2,dt=2.5,duration=100,rate=400,power=4,phase=shared");
+    REQUIRE(d->time_bins() == 40);
+    Rng rng(8);
+    const Eigen::MatrixXd V = d->learner_view(constant_u(10000, 1.0), rng);
+    const int channels = 4;
+    for (int j = 0; j < 2; ++j) {
+        Eigen::VectorXd left(40), right(40);
+        for (int k = 0; k < 40; ++k) {
+            left(k) = V.col(k * channels + j).mean();
+            right(k) = V.col(k * channels + 2 + j).mean();
+        }
+        CAPTURE(j);
+        CHECK(left.maxCoeff() - left.minCoeff() > 0.5);  // strongly phase locked
+        CHECK((right.head(35) - left.tail(35)).cwiseAbs().maxCoeff() < 0.04);  // shifted by 5 bins
+        CHECK((right - left).cwiseAbs().maxCoeff() > 0.3);                      // and not unshifted
+    }
+    // dphi = 0: both ears the same train probabilities.
+    Rng r0(8);
+    const Eigen::MatrixXd V0 = d->learner_view(constant_u(10000, 0.0), r0);
+    for (int k = 0; k < 40; ++k) CHECK(std::abs(V0.col(k * channels).mean() - V0.col(k * channels + 2).mean()) < 0.04);
+    // Fibre j's preferred phase d_j = j (pi/2) / (N_a - 1): with two fibres the second is a
+    // quarter cycle (5 bins) ahead of the first in the same ear.
+    Rng r2(8);
+    const Eigen::MatrixXd V2 = d->learner_view(constant_u(10000, 0.0), r2);
+    double worst = 0;
+    for (int k = 0; k + 5 < 40; ++k)
+        worst = std::max(worst, std::abs(V2.col(k * channels + 1).mean() - V2.col((k + 5) * channels).mean()));
+    CHECK(worst < 0.04);
+    CHECK_THROWS_AS(d->learner_view(Eigen::MatrixXd::Zero(3, 2), rng), std::invalid_argument);
 }

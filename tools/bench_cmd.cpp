@@ -132,7 +132,8 @@ const std::vector<std::pair<std::string, std::string>> kWorkloads = {{"kernel", 
                                                                      {"ridge", "fig2b-ridge"},
                                                                      {"unrolled", "fig9-mlp"},
                                                                      {"connectome", "fig7-random"},
-                                                                     {"evolution", "fig8-evolution"}};
+                                                                     {"evolution", "fig8-evolution"},
+                                                                     {"spiking", "fig5-spiking"}};
 
 }  // namespace
 
@@ -143,9 +144,10 @@ int bench(int argc, char** argv) {
                              "and backward on 30 points, with and without create_graph, and the per-node cost of\n"
                              "a 1x1 op); one meta-step of kernel (fig2c-kernel), ridge (fig2b-ridge), unrolled\n"
                              "(fig9-mlp: 200 unrolled GD steps), connectome (fig7-random) and evolution\n"
-                             "(fig8-evolution: one DES generation of 64 members); all (those five). Also reports the\n"
-                             "tape's peak memory per step and the process's peak RSS (run one workload per process\n"
-                             "for a per-workload RSS, as bench/compare.sh does).");
+                             "(fig8-evolution: one DES generation of 64 members), spiking (fig5-spiking: 50\n"
+                             "differentiable Adam steps of a LIF circuit on 32 trials, tested on 256); all (those\n"
+                             "six). Also reports the tape's peak memory per step and the process's peak RSS (run\n"
+                             "one workload per process for a per-workload RSS, as bench/compare.sh does).");
     options.add_options()("workload", "Workload to time", cxxopts::value<std::string>()->default_value("tape"))(
         "repeats", "Timed repetitions (the median is reported)", cxxopts::value<int>()->default_value("200"))(
         "threads", "Threads inside a step (the evolution workload's population)", cxxopts::value<int>()->default_value("1"))(
@@ -184,7 +186,7 @@ int bench(int argc, char** argv) {
         }
         if (!known) {
             fmt::print(stderr,
-                       "occam bench: unknown workload '{}' (known: tape, kernel, ridge, unrolled, connectome, evolution, all)\n",
+                       "occam bench: unknown workload '{}' (known: tape, kernel, ridge, unrolled, connectome, evolution, spiking, all)\n",
                        workload);
             return kUsageError;
         }

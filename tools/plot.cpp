@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <stdexcept>
 
 #include "cli.hpp"
+#include "experiment/inputs.hpp"
 #include "experiment/learner_spec.hpp"
 #include "run_files.hpp"
 #include "summary.hpp"
@@ -154,6 +156,51 @@ std::string labelling_script(const ProbeTable& probe, const experiment::Config& 
     return s;
 }
 
+/// For ipd inputs (Fig. 5): each function of the phase difference as a curve, the labels f_k
+/// over the learner's fit g_k (and the neglected learner's n_k in the students game) at the probe
+/// points, one panel per function, titled with its centred degree-1 share (the part linear in
+/// the phase difference) and, when known, its test error over its label variance.
+std::string ipd_labelling_script(const ProbeTable& probe, const experiment::Config& c, const nlohmann::json& summary,
+                                 const std::string& terminal, const std::string& file) {
+    const auto names = function_names(probe);
+    auto has = [&](const std::string& col) {
+        return std::find(probe.names.begin(), probe.names.end(), col) != probe.names.end();
+    };
+    const int cols = std::min<int>(3, int(names.size())), rows = (int(names.size()) + cols - 1) / cols;
+    std::string s;
+    s += fmt::format("reset\nset terminal {} size {},{}\nset output '{}'\n", terminal, std::max(700, 550 * cols),
+                     420 * rows, file);
+    s += "set datafile separator ','\nset datafile columnheaders\nset key bottom right font ',9'\n";
+    s += fmt::format("set multiplot layout {},{} title '{}'\n", rows, cols, c.preset.empty() ? c.inputs : c.preset);
+    // u = dphi / (pi/2), so the phase difference in degrees is 90 u.
+    s += "set xlabel 'phase difference (deg)'\nset ylabel 'label'\nset xrange [-90:90]\nset xtics 45\n";
+    const std::string x = "(column('x0')*90)";
+    for (std::size_t k = 0; k < names.size(); ++k) {
+        const std::string f = names[k], n = f.substr(1);
+        const auto& fj = summary["functions"][k];
+        std::string title = f;
+        if (fj.contains("legendre_energy_centered") && fj["legendre_energy_centered"].size() > 1)
+            title += fmt::format(", degree-1 share {:.2f}", fj["legendre_energy_centered"][1].get<double>());
+        if (fj.contains("normalised_test_error"))
+            title += fmt::format(", normalised test error {:.3g}", fj["normalised_test_error"].get<double>());
+        s += fmt::format("set title '{}'\nplot ", title);
+        // The fits first, so the labels' curve is drawn over them.
+        if (has("g" + n))
+            s += fmt::format("'probe.csv' using {}:(column('g{}')) with points pt 7 ps 0.3 lc rgb '#8a8a8a' title "
+                             "'g{} ({}learner fit)', ",
+                             x, n, n, has("n" + n) ? "chosen " : "");
+        if (has("n" + n))
+            s += fmt::format("'probe.csv' using {}:(column('n{}')) with points pt 7 ps 0.3 lc rgb '#2166ac' title "
+                             "'n{} (neglected learner fit)', ",
+                             x, n, n);
+        s += fmt::format("'probe.csv' using {}:(column('{}')) smooth unique with lines lw 2 lc rgb '#b2182b' title "
+                         "'{} (labels)'\n",
+                         x, f, f);
+    }
+    s += "unset multiplot\n";
+    return s;
+}
+
 std::string loss_script(const std::string& terminal, const std::string& file) {
     return fmt::format(
         "reset\nset terminal {} size 800,450\nset output '{}'\nset datafile separator ','\nset datafile columnheaders\n"
@@ -282,7 +329,9 @@ std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
     std::vector<std::filesystem::path> files;
     const bool has_log = std::filesystem::exists(dir / "log.csv") && std::filesystem::file_size(dir / "log.csv") > 40;
     for (auto [terminal, ext] : {std::pair{"pngcairo", "png"}, std::pair{"svg", "svg"}}) {
-        script += labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext);
+        script += experiment::is_ipd(c.inputs)
+                      ? ipd_labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext)
+                      : labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext);
         files.push_back(dir / (std::string("labelling.") + ext));
         if (has_log) {
             script += loss_script(terminal, std::string("loss.") + ext);

@@ -177,7 +177,9 @@ Eigen::MatrixXd probe_inputs(const experiment::MetaTrainer& t) {
 
 /// Probe set, summary and figures of a finished run: per function k, fk (the labels), gk (the
 /// learner's fit after training on a fresh training set) and, in the students game, nk (the
-/// neglected learner's fit).
+/// neglected learner's fit). The probe set and the training set are samples (probe.csv's x
+/// columns, what the meta-learner labels); the learners see their views, drawn inside
+/// MetaTrainer::fit_predict.
 json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot, bool quiet) {
     const Config& c = trainer.config();
     const bool students = experiment::game_of(c) == experiment::Game::students;
@@ -208,6 +210,7 @@ json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot
         summary["functions"][std::size_t(k)]["test_mse"] = trainer.test_mse(k, c.eval_tasks, 0);
         if (students) summary["functions"][std::size_t(k)]["neglected_test_mse"] = trainer.test_mse(k, c.eval_tasks, 1);
     }
+    add_normalised_test_errors(summary, c);
     summary["learner_description"] = trainer.learner(0).describe();
     if (students) summary["neglected_description"] = trainer.learner(1).describe();
     write_text(dir / "summary.json", summary.dump(2) + "\n");
@@ -308,7 +311,8 @@ int run(int argc, char** argv) {
                              "  occam run --preset fig2c-kernel --divergence energy --seed 2\n"
                              "  occam run --inputs file:cells.csv --learner arccos --out runs/cells\n"
                              "  occam run --preset fig9-mlp --sweep meta_depth=0,1,2 --threads 2\n"
-                             "  occam run --preset fig8-evolution --learner exec:\"python3 my_model.py\"\n\n"
+                             "  occam run --preset fig8-evolution --learner exec:\"python3 my_model.py\"\n"
+                             "  occam run --inputs ipd --learner mlp --out runs/ipd   # Fig. 5: phase differences as spikes\n\n"
                              "Writes config.json, log.csv, checkpoint.json, probe.csv, summary.json and figures\n"
                              "into the run directory.");
     add_experiment_flags(options);
@@ -383,9 +387,9 @@ int presets(int argc, char** argv) {
 int analyse(int argc, char** argv) {
     cxxopts::Options options(argv[0],
                              "Recomputes DIR/summary.json from DIR/probe.csv (label statistics, linear fit,\n"
-                             "spherical-harmonic energy per degree on sphere inputs). Keeps everything else the\n"
-                             "run measured (test MSE, the control). Refuses a probe.csv that does not match\n"
-                             "config.json (columns, rows).");
+                             "spherical-harmonic energy per degree on sphere inputs, Legendre energy per degree\n"
+                             "on ipd inputs). Keeps everything else the run measured (test MSE, the control).\n"
+                             "Refuses a probe.csv that does not match config.json (columns, rows).");
     add_run_dir(options);
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
@@ -412,6 +416,7 @@ int analyse(int argc, char** argv) {
         for (const auto& [key, value] : fresh["functions"][k].items()) functions[k][key] = value;
     }
     summary["functions"] = functions;
+    add_normalised_test_errors(summary, c);  // from the kept test MSE and the fresh label variance
     write_text(dir / "summary.json", summary.dump(2) + "\n");
     fmt::print("{}", describe_summary(summary));
     return 0;

@@ -10,10 +10,12 @@ const std::vector<Setting>& settings() {
         {"features_min", nullptr, &Config::features_min, "Kernel learner: fewest random features (--features)"},
         {"features_max", nullptr, &Config::features_max, "Kernel learner: most random features (--features)"},
         {"inputs", "inputs", &Config::inputs,
-         "Input distribution: disk, sphere:D, cube:D, gaussian:D or file:PATH.csv"},
+         "Input distribution: disk, sphere:D, cube:D, gaussian:D, file:PATH.csv, or ipd[:fibres=16,dt=2,duration=100,"
+         "freq=20,rate=400,power=2,phase=per-sample|shared] (interaural phase differences: the meta-learner sees "
+         "u = dphi/(pi/2), the learner both ears' spike trains)"},
         {"learner", "learner", &Config::learner,
          "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge), mlp (trained by unrolled "
-         "SGD), each optionally with settings (kernel:features=50,activation=abs: even features |x.w|), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run "
+         "SGD), spiking (a LIF circuit on --inputs ipd, trained by surrogate gradients: spiking:hidden=16,tau=20,...), each optionally with settings (kernel:features=50,activation=abs: even features |x.w|), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run "
          "once per member and task; needs an evolution strategy)"},
         {"exec_timeout", "exec-timeout", &Config::exec_timeout, "exec learner: seconds allowed per call"},
         {"ridge", "ridge", &Config::ridge, "The learner's ridge parameter lambda"},
@@ -64,6 +66,10 @@ const std::vector<Setting>& settings() {
         {"orth_constant", "orth-constant", &Config::orth_constant,
          "Keep every function orthogonal to the constant too: adds mean(labels)^2 to the meta-loss (needed when the "
          "label term ignores the mean, e.g. --divergence variance)"},
+        {"standardize_labels", "standardize-labels", &Config::standardize_labels,
+         "Shift and scale each batch's labels to mean 0 and the std of U(-1, 1) (1/sqrt 3) before the learner and the "
+         "divergence see them: the learner's term cannot move the labels' mean or spread, only their shape (needs "
+         "--meta-output identity; fig5-spiking, whose surrogate meta-gradient otherwise drags the mean away)"},
         {"chosen", "chosen", &Config::chosen,
          "Students game: the learner that must generalise well (e.g. kernel:features=20)"},
         {"neglected", "neglected", &Config::neglected,

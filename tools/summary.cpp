@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "experiment/analysis.hpp"
 #include "experiment/kernel_theory.hpp"
@@ -24,6 +25,30 @@ std::vector<std::string> function_names(const ProbeTable& probe) {
 
 static bool is_sphere(const std::string& inputs) { return inputs.rfind("sphere:", 0) == 0; }
 
+/// Legendre degrees analysed for ipd inputs (functions of u in [-1, 1]).
+constexpr int kLegendreDegrees = 6;
+
+/// The analysis of a function of u = dphi / (pi/2) (ipd inputs): its energy per Legendre degree
+/// as it is and centred (the mean removed, so the shares describe its shape), the centred
+/// energy's odd and even shares (odd: antisymmetric in the phase difference, like a left/right
+/// judgement; even: symmetric, like "how far from the midline") and its dominant degree.
+static void analyse_interval_function(const Eigen::VectorXd& u, const Eigen::VectorXd& f, json& fj) {
+    auto list = [](const Eigen::VectorXd& v) { return std::vector<double>(v.data(), v.data() + v.size()); };
+    try {
+        const experiment::LegendreEnergy raw = experiment::legendre_energy(u, f, kLegendreDegrees);
+        const Eigen::VectorXd centred_f = f.array() - f.mean();
+        const experiment::LegendreEnergy centred = experiment::legendre_energy(u, centred_f, kLegendreDegrees);
+        fj["legendre_energy"] = list(raw.degree);
+        fj["legendre_energy_centered"] = list(centred.degree);
+        fj["odd_share"] = centred.odd;
+        fj["even_share"] = centred.even;
+        fj["higher_degree_share"] = centred.above;  // above degree kLegendreDegrees
+        fj["dominant_degree"] = experiment::dominant_degree(centred.degree);
+    } catch (const std::invalid_argument& e) {
+        fj["legendre_energy_error"] = e.what();
+    }
+}
+
 /// The theory check: the (chosen) learner's kernel, its leading eigenfunctions on the probe
 /// points (Nystrom, on the first 1000 points), and where each meta-learned function lies in
 /// that eigenbasis. Random features fixed for the run give their own finite-feature kernel;
@@ -34,6 +59,9 @@ static json kernel_theory(const ProbeTable& probe, const experiment::Config& con
     experiment::KernelFn kernel;
     std::string name;
     if (spec.kind == "mlp") return json();  // a trained network has no fixed kernel (its NTK moves)
+    // The learner sees a random view of each probe point (ipd: spike trains), not the point: no
+    // kernel on the probe points describes it.
+    if (experiment::is_ipd(config.inputs)) return json();
     if (spec.kind == "ridge") {
         if (spec.bias) return json();  // an unpenalised intercept is not a kernel method
         kernel = experiment::linear_kernel;
@@ -133,6 +161,7 @@ json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
                                        {"linear", r2 * var / power},
                                        {"nonlinear", (1.0 - r2) * var / power}};
         }
+        if (experiment::is_ipd(config.inputs) && probe.x.cols() == 1) analyse_interval_function(probe.x.col(0), f, fj);
         if (is_sphere(config.inputs)) {
             // Needs more probe points than harmonics of degree <= 4 (25 on S^2, 70 on S^3...).
             try {
@@ -167,8 +196,34 @@ json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
             rows.push_back(r);
         }
         summary["correlations"] = rows;
+        // The largest overlap between two different functions (0 for orthogonal ones).
+        double largest = 0;
+        for (Eigen::Index i = 0; i < C.rows(); ++i)
+            for (Eigen::Index j = 0; j < C.cols(); ++j)
+                if (i != j) largest = std::max(largest, std::abs(C(i, j)));
+        summary["max_abs_correlation"] = largest;
+    }
+    if (experiment::is_ipd(config.inputs)) {
+        try {
+            summary["inputs_description"] = experiment::make_inputs(config.inputs)->describe();
+        } catch (const std::exception& e) {
+            summary["inputs_description_error"] = e.what();
+        }
     }
     return summary;
+}
+
+void add_normalised_test_errors(json& summary, const experiment::Config& config) {
+    if (!experiment::is_ipd(config.inputs) || !summary.contains("functions") || !summary["functions"].is_array()) return;
+    for (json& f : summary["functions"]) {
+        if (!f.is_object() || !f.contains("test_mse") || !f["test_mse"].is_number() || !f.contains("label_std") ||
+            !f["label_std"].is_number())
+            continue;
+        const double variance = f["label_std"].get<double>() * f["label_std"].get<double>();
+        // A constant function has no variance to explain: no normalised error (JSON has no inf).
+        if (variance > 0) f["normalised_test_error"] = f["test_mse"].get<double>() / variance;
+        else f.erase("normalised_test_error");
+    }
 }
 
 std::string describe_summary(const json& summary) {
@@ -182,6 +237,13 @@ std::string describe_summary(const json& summary) {
             for (std::size_t l = 1; l < e.size(); ++l) out += fmt::format(", {:.3f}", e[l]);
             out += fmt::format("] (dominant degree {})", f["dominant_degree"].get<int>());
         }
+        if (f.contains("legendre_energy_centered")) {
+            auto e = f["legendre_energy_centered"].get<std::vector<double>>();
+            out += fmt::format(", Legendre energy of f - mean [{:.3f}", e[0]);
+            for (std::size_t l = 1; l < e.size(); ++l) out += fmt::format(", {:.3f}", e[l]);
+            out += fmt::format("] (dominant degree {}, odd {:.3f}, even {:.3f})", f["dominant_degree"].get<int>(),
+                               f["odd_share"].get<double>(), f["even_share"].get<double>());
+        }
         if (f.contains("dominant_input"))
             out += fmt::format(", dominant input x{} (share {:.2f})", f["dominant_input"].get<int>(),
                                f["dominant_input_share"].get<double>());
@@ -190,6 +252,8 @@ std::string describe_summary(const json& summary) {
             out += fmt::format(", kernel eigenspace {} (eigenvalue {:.3g})", f["kernel_theory"]["dominant_space"].get<int>(),
                                f["kernel_theory"]["dominant_space_eigenvalue"].get<double>());
         if (f.contains("test_mse")) out += fmt::format(", test MSE {:.4g}", f["test_mse"].get<double>());
+        if (f.contains("normalised_test_error"))
+            out += fmt::format(" ({:.3g} of the label variance)", f["normalised_test_error"].get<double>());
         if (f.contains("neglected_test_mse"))
             out += fmt::format(", neglected learner's test MSE {:.4g} (ratio {:.3f})", f["neglected_test_mse"].get<double>(),
                                f["test_mse"].get<double>() / f["neglected_test_mse"].get<double>());

@@ -22,14 +22,22 @@ double number(const json& j, const std::string& metric) {
     return j.get<double>();
 }
 
-/// The per-function metrics (besides degreeL_energy).
+/// The per-function metrics (besides degreeL_energy and legendreL_energy).
 const std::vector<std::string> kFunctionMetrics = {"linear_r2",     "label_std",          "test_mse",
                                                    "dominant_input", "dominant_input_share", "group_mean_r2",
-                                                   "nonlinear_fraction", "mse_ratio",       "control_mse_ratio"};
+                                                   "nonlinear_fraction", "mse_ratio",       "control_mse_ratio",
+                                                   "odd_share",     "even_share",         "normalised_test_error"};
 
+/// degreeL_energy: degree L's share of sphere_degree_energy (L one digit).
 bool is_degree_energy(const std::string& what) {
     return what.size() == 14 && what.rfind("degree", 0) == 0 && what.substr(7) == "_energy" && what[6] >= '0' &&
            what[6] <= '9';
+}
+
+/// legendreL_energy: degree L's share of legendre_energy_centered (ipd inputs; L one digit).
+bool is_legendre_energy(const std::string& what) {
+    return what.size() == 16 && what.rfind("legendre", 0) == 0 && what.substr(9) == "_energy" && what[8] >= '0' &&
+           what[8] <= '9';
 }
 
 /// One function's named number from summary.json.
@@ -44,6 +52,15 @@ double function_metric(const json& f, const std::string& what, const std::string
     if (what == "nonlinear_fraction") return number(field(field(f, "decomposition", metric), "nonlinear", metric), metric);
     if (what == "mse_ratio") return get("test_mse") / get("neglected_test_mse");
     if (what == "control_mse_ratio") return get("control_mse_ratio");
+    if (what == "odd_share") return get("odd_share");
+    if (what == "even_share") return get("even_share");
+    if (what == "normalised_test_error") return get("normalised_test_error");
+    if (is_legendre_energy(what)) {
+        const json& e = field(f, "legendre_energy_centered", metric);
+        const std::size_t l = std::size_t(what[8] - '0');
+        if (!e.is_array() || l >= e.size()) throw MissingMetric("metric '" + metric + "': no Legendre degree " + what.substr(8, 1));
+        return number(e[l], metric);
+    }
     if (is_degree_energy(what)) {
         const json& e = field(f, "sphere_degree_energy", metric);
         const std::size_t l = std::size_t(what[6] - '0');
@@ -126,7 +143,7 @@ void check_metric_name(const std::string& metric) {
     if (dot == std::string::npos) throw MissingMetric("unknown metric '" + metric + "'");
     function_range(metric.substr(0, dot), metric);
     const std::string what = metric.substr(dot + 1);
-    if (!is_degree_energy(what) && std::find(kFunctionMetrics.begin(), kFunctionMetrics.end(), what) == kFunctionMetrics.end())
+    if (!is_degree_energy(what) && !is_legendre_energy(what) && std::find(kFunctionMetrics.begin(), kFunctionMetrics.end(), what) == kFunctionMetrics.end())
         throw MissingMetric("unknown metric '" + what + "' in '" + metric + "'");
 }
 

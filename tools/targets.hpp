@@ -25,7 +25,9 @@ public:
 /// of a sweep (RUN as in its sub-directory, e.g. meta_depth=2) or of the run's control
 /// (RUN = control). X is one of linear_r2, label_std, test_mse, dominant_input,
 /// dominant_input_share, group_mean_r2, nonlinear_fraction, mse_ratio, control_mse_ratio,
-/// degreeL_energy (L = 0..4). Throws MissingMetric when the summary does not hold it.
+/// degreeL_energy (L = 0..4, spherical harmonics), and for ipd inputs odd_share, even_share,
+/// normalised_test_error and legendreL_energy (L = 0..6, of the centred function). Throws
+/// MissingMetric when the summary does not hold it.
 double metric_value(const nlohmann::json& summary, const std::string& metric, bool at_least);
 
 /// Checks a metric's spelling without a summary (the grammar above); throws MissingMetric

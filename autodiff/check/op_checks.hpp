@@ -29,6 +29,7 @@ inline Eigen::MatrixXd away_from_zero(Rng& rng, int r, int c, double lo = 0.2, d
 }
 inline Eigen::MatrixXd positive(Rng& rng, int r, int c) { return rng.uniform_matrix(r, c, 0.3, 2.0); }
 
+
 /// f(x) = sum(C * op(x)^2): a non-linear scalar wrapper so second order is exercised.
 inline CheckFn wrap(std::function<Var(const std::vector<Var>&)> op, std::uint64_t salt) {
     return [op, salt](const std::vector<Var>& xs) {
@@ -80,6 +81,15 @@ inline std::vector<OpCheck> op_checks() {
         row("relu6", [](V x) { return relu6(x[0]); }, {m});
     }
     row("square", [](V x) { return square(x[0]); }, {R(3, 4)});
+    // A spike's backward is a surrogate, not H' = 0: only its smooth version (forward = the
+    // surrogate's antiderivative) is a function finite differences can check. The fast sigmoid's
+    // g' jumps at 0, so its inputs stay away from 0.
+    row("spike (smooth, sigmoid surrogate)",
+        [](V x) { return spike(x[0], {.kind = SpikeSurrogate::Kind::sigmoid, .beta = 5.0, .smooth = true}); },
+        {Eigen::MatrixXd(0.5 * R(3, 4))});
+    row("spike (smooth, fast-sigmoid surrogate)",
+        [](V x) { return spike(x[0], {.kind = SpikeSurrogate::Kind::fast_sigmoid, .scale = 3.0, .smooth = true}); },
+        {away_from_zero(rng, 3, 4, 0.1, 1.0)});
     row("pow 2.5", [](V x) { return pow(x[0], 2.5); }, {positive(rng, 3, 4)});
     row("pow -1", [](V x) { return pow(x[0], -1.0); }, {positive(rng, 3, 4)});
     {

@@ -9,6 +9,7 @@
 
 #include "tools/run_dir.hpp"
 #include "tools/run_files.hpp"
+#include "tools/summary.hpp"
 
 using namespace occam;
 using nlohmann::json;
@@ -80,6 +81,56 @@ TEST_CASE("run files: probe.csv must be the table config.json describes") {
     c.chosen = "kernel";  // the students game also writes n1, n2
     c.neglected = "ridge";
     CHECK_THROWS_WITH(cli::check_probe(good, c, "probe.csv"), doctest::Contains("expected f1,g1,n1,f2,g2,n2"));
+}
+
+TEST_CASE("summary: functions of a phase difference get Legendre shares and a normalised test error") {
+    experiment::Config c;
+    c.inputs = "ipd";
+    c.learner = "ridge";
+    c.functions = 2;
+    c.probe = 2000;
+    cli::ProbeTable t;
+    t.x.resize(c.probe, 1);
+    for (int i = 0; i < c.probe; ++i) t.x(i, 0) = -1.0 + (2.0 * i + 1.0) / c.probe;  // u evenly over [-1, 1]
+    const Eigen::ArrayXd u = t.x.col(0).array();
+    t.names = {"f1", "g1", "f2", "g2"};
+    t.columns.resize(c.probe, 4);
+    t.columns.col(0) = (0.5 + u).matrix();                         // a shifted P_1
+    t.columns.col(1) = t.columns.col(0);
+    t.columns.col(2) = ((3 * u.square() - 1) / 2).matrix();        // P_2
+    t.columns.col(3) = t.columns.col(2);
+    json s = cli::analyse_probe(t, c);
+    const json& f1 = s["functions"][0];
+    CHECK(f1["legendre_energy"].size() == 7);
+    // Energy: mean 0.25, P_1 1/3: the raw split is 3/7 and 4/7, the centred one all degree 1.
+    CHECK(f1["legendre_energy"][0].get<double>() == doctest::Approx(3.0 / 7.0).epsilon(1e-4));
+    CHECK(f1["legendre_energy_centered"][1].get<double>() == doctest::Approx(1.0).epsilon(1e-6));
+    CHECK(f1["odd_share"].get<double>() == doctest::Approx(1.0).epsilon(1e-6));
+    CHECK(f1["even_share"].get<double>() < 1e-6);
+    CHECK(f1["dominant_degree"] == 1);
+    const json& f2 = s["functions"][1];
+    CHECK(f2["dominant_degree"] == 2);
+    CHECK(f2["even_share"].get<double>() == doctest::Approx(1.0).epsilon(1e-6));
+    CHECK(s["max_abs_correlation"].get<double>() < 1e-6);  // P_1 and P_2 are orthogonal
+    CHECK(s["inputs_description"] == "ipd:fibres=16,dt=2,duration=100,freq=20,rate=400,power=2,phase=per-sample");
+    CHECK_FALSE(s.contains("kernel_theory"));  // the learner sees spike trains, not u
+
+    // test MSE over the label variance on the probe set (f1's is 1/3).
+    s["functions"][0]["test_mse"] = 0.1;
+    cli::add_normalised_test_errors(s, c);
+    CHECK(s["functions"][0]["normalised_test_error"].get<double>() == doctest::Approx(0.3).epsilon(1e-5));
+    CHECK_FALSE(s["functions"][1].contains("normalised_test_error"));  // no test MSE yet
+    CHECK(cli::describe_summary(s).find("Legendre energy of f - mean") != std::string::npos);
+
+    // Other inputs: none of it.
+    c.inputs = "cube:1";
+    json other = cli::analyse_probe(t, c);
+    CHECK_FALSE(other["functions"][0].contains("legendre_energy"));
+    CHECK_FALSE(other["functions"][0].contains("odd_share"));
+    CHECK(other.contains("max_abs_correlation"));
+    other["functions"][0]["test_mse"] = 0.1;
+    cli::add_normalised_test_errors(other, c);
+    CHECK_FALSE(other["functions"][0].contains("normalised_test_error"));
 }
 
 TEST_CASE("run files: summary.json must list the run's functions") {

@@ -40,6 +40,27 @@ TEST_CASE("targets: each metric form reads the number it names") {
     CHECK(cli::metric_value(s, "max_abs_correlation", false) == 0.2);
 }
 
+TEST_CASE("targets: the metrics of functions of a phase difference (ipd inputs)") {
+    json s = three_functions();
+    s["functions"][0]["odd_share"] = 0.95;
+    s["functions"][0]["even_share"] = 0.04;
+    s["functions"][0]["normalised_test_error"] = 0.2;
+    s["functions"][0]["legendre_energy_centered"] = {0, 0.9, 0.03, 0.05, 0, 0, 0};
+    CHECK(cli::metric_value(s, "f1.odd_share", true) == 0.95);
+    CHECK(cli::metric_value(s, "f1.even_share", true) == 0.04);
+    CHECK(cli::metric_value(s, "f1.normalised_test_error", false) == 0.2);
+    CHECK(cli::metric_value(s, "f1.legendre1_energy", true) == 0.9);
+    CHECK(cli::metric_value(s, "f1.legendre3_energy", true) == 0.05);
+    for (const char* name : {"f1.odd_share", "f1.legendre6_energy", "f2-f3.normalised_test_error"})
+        CHECK_NOTHROW(cli::check_metric_name(name));
+    CHECK_THROWS_AS(cli::check_metric_name("f1.legendre_energy"), cli::MissingMetric);
+    CHECK_THROWS_WITH_AS(cli::metric_value(s, "f2.odd_share", true), doctest::Contains("no 'odd_share'"),
+                         cli::MissingMetric);
+    s["functions"][0]["legendre_energy_centered"] = {0, 1};
+    CHECK_THROWS_WITH_AS(cli::metric_value(s, "f1.legendre4_energy", true), doctest::Contains("no Legendre degree 4"),
+                         cli::MissingMetric);
+}
+
 TEST_CASE("targets: a metric the summary does not hold is an error naming it") {
     const json s = three_functions();
     for (const char* bad : {"f1.degree1_energi", "f4.label_std", "f1-f9.linear_r2", "g1.label_std", "f1.degree7_energy",

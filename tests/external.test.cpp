@@ -84,6 +84,22 @@ struct PidFile {
 /// supervisor, so not the shell's own pid) to `path`.
 std::string write_group(const std::string& path) { return "ps -o pgid= -p $$ > " + path; }
 
+/// Forks a process that stands in for a fresh occam: it runs one call of `command`, which
+/// would outlive it. doctest's crash handler replaces SIGTERM's during each test case, so the
+/// child goes back to a fresh process's default and the learner installs its handler again.
+pid_t fork_occam(const std::string& command) {
+    const pid_t occam = fork();
+    if (occam != 0) return occam;
+    signal(SIGTERM, SIG_DFL);
+    learners::detail::exec::handlers_installed = false;
+    ExternalLearner l(command, 600);
+    try {
+        call(l);
+    } catch (...) {
+    }
+    _exit(0);
+}
+
 /// Whether no process is left in the group (allowing init a moment to reap the killed ones).
 bool group_gone(pid_t group) {
     for (int i = 0; i < 300; ++i) {
@@ -312,20 +328,8 @@ TEST_CASE("exec learner: SIGTERM to occam kills the running programs before it d
         return;
     }
     PidFile pids;
-    const pid_t occam = fork();
+    const pid_t occam = fork_occam(write_group(pids.path) + "; sleep 300 & sleep 300");
     REQUIRE(occam >= 0);
-    if (occam == 0) {  // stands in for a fresh occam: runs a program that would outlive it
-        // doctest's crash handler replaces SIGTERM's during each test case: back to a fresh
-        // process's default, and the learner installs its handler again.
-        signal(SIGTERM, SIG_DFL);
-        learners::detail::exec::handlers_installed = false;
-        ExternalLearner l(write_group(pids.path) + "; sleep 300 & sleep 300", 600);
-        try {
-            call(l);
-        } catch (...) {
-        }
-        _exit(0);
-    }
     const pid_t group = pids.read();
     REQUIRE(group > 0);
     kill(occam, SIGTERM);
@@ -341,16 +345,8 @@ TEST_CASE("exec learner: SIGTERM to occam kills the running programs before it d
 TEST_CASE("exec learner: occam killed by SIGKILL takes the program and its jobs with it") {
     // No handler sees SIGKILL: the supervisor sees its lifeline close and kills its group.
     PidFile pids;
-    const pid_t occam = fork();
+    const pid_t occam = fork_occam(write_group(pids.path) + "; sleep 300 & sleep 300 & exec sleep 300");
     REQUIRE(occam >= 0);
-    if (occam == 0) {
-        ExternalLearner l(write_group(pids.path) + "; sleep 300 & sleep 300 & exec sleep 300", 600);
-        try {
-            call(l);
-        } catch (...) {
-        }
-        _exit(0);
-    }
     const pid_t group = pids.read();
     REQUIRE(group > 0);
     kill(occam, SIGKILL);

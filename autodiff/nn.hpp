@@ -205,6 +205,121 @@ private:
     }
 };
 
+/// A convolutional network for images (rows of N x C H W, autodiff/ops/conv.hpp): conv layers,
+/// each followed by the activation and a size `pool` max-pool, then one Linear layer to
+/// `outputs` and the output map. channels = {16} on 1 x 28 x 28 inputs with kernel 5, padding
+/// 2 is the paper's Fig. 6 learner, conv(1->16, 5x5) - ReLU - maxpool 2 - linear. Parameters
+/// are ordered Wc0, bc0, Wc1, bc1, ..., W, b: a conv weight is Cout x (Cin k k) (PyTorch's
+/// Cout x Cin x k x k, flattened in the same order), a bias 1 x Cout.
+struct ConvNet {
+    int in_channels = 1, height = 28, width = 28;
+    std::vector<int> channels;  ///< output channels of each conv layer
+    int kernel = 5, padding = 2, pool = 2;
+    int outputs = 1;
+    Activation activation = Activation::relu;
+    OutputMap output = OutputMap::identity;
+
+    /// Conv layer l's geometry (its input's channels and size).
+    ConvGeometry geometry(std::size_t l) const {
+        ConvGeometry g{.channels = in_channels, .height = height, .width = width, .kernel_h = kernel,
+                       .kernel_w = kernel, .stride = 1, .padding = padding};
+        for (std::size_t k = 0; k < l; ++k) {
+            const int h = g.out_h() / pool, w = g.out_w() / pool;
+            g.channels = channels[k], g.height = h, g.width = w;
+        }
+        return g;
+    }
+    /// The Linear layer's input width: the last pooled feature map, flattened.
+    int features() const {
+        validate("features");
+        if (channels.empty()) return in_channels * height * width;
+        const ConvGeometry g = geometry(channels.size() - 1);
+        return channels.back() * (g.out_h() / pool) * (g.out_w() / pool);
+    }
+
+    /// PyTorch's default initialisation: Conv2d and Linear both draw W, then b, from
+    /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = Cin k k for a conv layer.
+    std::vector<Eigen::MatrixXd> init(Rng& rng) const {
+        const auto s = shapes();
+        std::vector<Eigen::MatrixXd> ps;
+        for (std::size_t k = 0; k < s.size(); ++k) {
+            const double fan_in = s[k - k % 2].second;  // a bias takes its weight's fan-in
+            const double bound = 1.0 / std::sqrt(fan_in);
+            ps.push_back(rng.uniform_matrix(s[k].first, s[k].second, -bound, bound));
+        }
+        return ps;
+    }
+
+    Var operator()(const std::vector<Var>& params, const Var& x) const {
+        check_params(params, x);
+        Var h = x;
+        for (std::size_t l = 0; l < channels.size(); ++l) {
+            const ConvGeometry g = geometry(l);
+            if (activation == Activation::relu) {  // one node, a quarter of the memory (ops/conv.hpp)
+                h = conv2d_relu_pool(h, params[2 * l], params[2 * l + 1], g, pool);
+                continue;
+            }
+            h = activate(conv2d(h, params[2 * l], params[2 * l + 1], g), activation);
+            h = max_pool2d(h, channels[l], g.out_h(), g.out_w(), pool);
+        }
+        const std::size_t n = channels.size();
+        return output_map(Linear::apply(h, params[2 * n], params[2 * n + 1]), output);
+    }
+
+    /// (rows, cols) of each parameter in order.
+    std::vector<std::pair<int, int>> shapes() const {
+        validate("shapes");
+        std::vector<std::pair<int, int>> s;
+        for (std::size_t l = 0; l < channels.size(); ++l) {
+            s.emplace_back(channels[l], geometry(l).patch());
+            s.emplace_back(1, channels[l]);
+        }
+        s.emplace_back(outputs, features());
+        s.emplace_back(1, outputs);
+        return s;
+    }
+    std::size_t num_parameters() const {
+        std::size_t n = 0;
+        for (const auto& [r, c] : shapes()) n += std::size_t(r) * std::size_t(c);
+        return n;
+    }
+
+private:
+    void validate(const char* who) const {
+        const std::string w = std::string("ad::nn::ConvNet::") + who + ": ";
+        if (in_channels < 1 || height < 1 || width < 1 || outputs < 1 || kernel < 1 || padding < 0 || pool < 1)
+            throw std::invalid_argument(w + "sizes must be positive (padding >= 0)");
+        int c = in_channels, h = height, wd = width;
+        for (std::size_t l = 0; l < channels.size(); ++l) {
+            if (channels[l] < 1) throw std::invalid_argument(w + "conv layer " + std::to_string(l) + " has no channels");
+            const ConvGeometry g{.channels = c, .height = h, .width = wd, .kernel_h = kernel, .kernel_w = kernel,
+                                 .stride = 1, .padding = padding};
+            if (kernel > h + 2 * padding || kernel > wd + 2 * padding || g.out_h() < pool || g.out_w() < pool)
+                throw std::invalid_argument(w + "conv layer " + std::to_string(l) + "'s " + std::to_string(h) + " x " +
+                                            std::to_string(wd) + " input is too small for a " + std::to_string(kernel) +
+                                            " x " + std::to_string(kernel) + " kernel and " + std::to_string(pool) +
+                                            " x " + std::to_string(pool) + " pooling");
+            c = channels[l], h = g.out_h() / pool, wd = g.out_w() / pool;
+        }
+    }
+
+    void check_params(const std::vector<Var>& params, const Var& x) const {
+        const auto s = shapes();
+        const std::string w = "ad::nn::ConvNet::operator(): ";
+        if (params.size() != s.size())
+            throw std::invalid_argument(w + "expected " + std::to_string(s.size()) + " parameters, got " +
+                                        std::to_string(params.size()));
+        for (std::size_t k = 0; k < s.size(); ++k)
+            if (params[k].rows() != s[k].first || params[k].cols() != s[k].second)
+                throw std::invalid_argument(w + "parameter " + std::to_string(k) + " expected " +
+                                            std::to_string(s[k].first) + "x" + std::to_string(s[k].second) +
+                                            ", got " + shape_str(params[k]));
+        if (x.cols() != in_channels * height * width)
+            throw std::invalid_argument(w + "input expected " + std::to_string(in_channels * height * width) +
+                                        " columns (one image per row), got " + shape_str(x));
+    }
+};
+
 /// All matrices in one vector: each matrix column-major, matrices in list order.
 inline Eigen::VectorXd flatten(const std::vector<Eigen::MatrixXd>& ms) {
     Eigen::Index n = 0;

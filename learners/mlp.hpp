@@ -6,6 +6,7 @@
 
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "fused_step.hpp"
@@ -81,37 +82,64 @@ inline Eigen::MatrixXd draw_mask(const Connectivity& c, int hidden, int inputs, 
     return m;
 }
 
-/// An MLP re-initialised every task (PyTorch's default initialisation) and trained by
-/// unrolled gradient descent inside fit_predict.
-class UnrolledMLP : public Learner {
+/// The width of one input row of a network.
+inline int input_width(const ad::nn::MLP& net) { return net.widths.empty() ? 0 : net.widths[0]; }
+inline int input_width(const ad::nn::ConvNet& net) { return net.in_channels * net.height * net.width; }
+/// "MLP 3-20-20-1 (relu)", "CNN 1x28x28-conv16-pool2-1 (relu)".
+inline std::string describe_net(const ad::nn::MLP& net) {
+    std::ostringstream s;
+    s << "MLP ";
+    for (std::size_t i = 0; i < net.widths.size(); ++i) s << (i ? "-" : "") << net.widths[i];
+    s << " (" << ad::nn::name(net.activation) << ")";
+    return s.str();
+}
+inline std::string describe_net(const ad::nn::ConvNet& net) {
+    std::ostringstream s;
+    s << "CNN " << net.in_channels << "x" << net.height << "x" << net.width;
+    for (int c : net.channels) s << "-conv" << c << "(" << net.kernel << "x" << net.kernel << ")-pool" << net.pool;
+    s << "-" << net.outputs << " (" << ad::nn::name(net.activation) << ")";
+    return s.str();
+}
+
+/// A network (an MLP or a CNN) re-initialised every task (PyTorch's default initialisation)
+/// and trained by unrolled gradient descent inside fit_predict. Masks and fused steps are the
+/// MLP's only.
+template <class Net>
+class UnrolledNet : public Learner {
+    static constexpr bool is_mlp = std::is_same_v<Net, ad::nn::MLP>;
+
 public:
-    UnrolledMLP(ad::nn::MLP net, InnerTraining training, Connectivity connectivity)
+    UnrolledNet(Net net, InnerTraining training, Connectivity connectivity)
         : net_(std::move(net)), train_(training), conn_(std::move(connectivity)) {
-        if (net_.widths.size() < 2) throw std::invalid_argument("mlp learner: needs at least input and output widths");
-        if (train_.steps < 1) throw std::invalid_argument("mlp learner: --inner-steps must be >= 1");
-        if (!(train_.lr > 0)) throw std::invalid_argument("mlp learner: --inner-lr must be > 0");
+        const std::string who = is_mlp ? "mlp learner: " : "cnn learner: ";
+        if constexpr (is_mlp) {
+            if (net_.widths.size() < 2) throw std::invalid_argument(who + "needs at least input and output widths");
+        } else {
+            net_.shapes();  // validates the sizes
+        }
+        if (train_.steps < 1) throw std::invalid_argument(who + "--inner-steps must be >= 1");
+        if (!(train_.lr > 0)) throw std::invalid_argument(who + "--inner-lr must be > 0");
         if (train_.optimizer != "sgd" && train_.optimizer != "momentum" && train_.optimizer != "adam")
-            throw std::invalid_argument("mlp learner: --inner-optimizer must be sgd, momentum or adam");
+            throw std::invalid_argument(who + "--inner-optimizer must be sgd, momentum or adam");
         if (train_.truncate < 0 || train_.batch < 0)
-            throw std::invalid_argument("mlp learner: negative --truncate or --inner-batch");
+            throw std::invalid_argument(who + "negative --truncate or --inner-batch");
         if (conn_.scheme != "dense" && conn_.scheme != "random" && conn_.scheme != "biased" &&
             conn_.scheme != "grouped")
-            throw std::invalid_argument("mlp learner: unknown connectivity '" + conn_.scheme + "'");
+            throw std::invalid_argument(who + "unknown connectivity '" + conn_.scheme + "'");
+        if (!is_mlp && (conn_.scheme != "dense" || conn_.positive || train_.fused))
+            throw std::invalid_argument(who + "sparse connectivity, positive weights and fused steps are the MLP's");
         if (train_.fused && (train_.optimizer != "sgd" || net_.activation != ad::nn::Activation::relu ||
                              net_.output != ad::nn::OutputMap::identity))
-            throw std::invalid_argument("mlp learner: --fused-steps needs --inner-optimizer sgd and ReLU units");
-        if (conn_.scheme == "biased" && int(conn_.p.size()) != net_.widths[0])
-            throw std::invalid_argument("mlp learner: biased connectivity needs one probability per input");
-        if (conn_.scheme != "dense" && conn_.fan_in > net_.widths[0])
-            throw std::invalid_argument("mlp learner: fan-in larger than the number of inputs");
+            throw std::invalid_argument(who + "--fused-steps needs --inner-optimizer sgd and ReLU units");
+        if (conn_.scheme == "biased" && int(conn_.p.size()) != input_width(net_))
+            throw std::invalid_argument(who + "biased connectivity needs one probability per input");
+        if (conn_.scheme != "dense" && conn_.fan_in > input_width(net_))
+            throw std::invalid_argument(who + "fan-in larger than the number of inputs");
     }
 
     std::string describe() const override {
         std::ostringstream s;
-        s << "MLP ";
-        for (std::size_t i = 0; i < net_.widths.size(); ++i) s << (i ? "-" : "") << net_.widths[i];
-        s << " (" << ad::nn::name(net_.activation) << "), " << train_.steps << " " << train_.optimizer << " steps, lr "
-          << train_.lr;
+        s << describe_net(net_) << ", " << train_.steps << " " << train_.optimizer << " steps, lr " << train_.lr;
         if (train_.batch > 0) s << ", batches of " << train_.batch;
         if (train_.truncate > 0) s << ", meta-gradient through the last " << train_.truncate;
         if (train_.checkpoint) s << ", checkpointed steps";
@@ -124,32 +152,34 @@ public:
 
     void new_task(ad::Rng& rng) override {
         init_ = net_.init(rng);
-        mask_ = draw_mask(conn_, net_.widths[1], net_.widths[0], rng);
-        init_[0] = init_[0].cwiseProduct(mask_);  // masked weights start, and stay, at zero
-        if (conn_.positive) init_[0] = init_[0].cwiseAbs();
+        if constexpr (is_mlp) {
+            mask_ = draw_mask(conn_, net_.widths[1], net_.widths[0], rng);
+            init_[0] = init_[0].cwiseProduct(mask_);  // masked weights start, and stay, at zero
+            if (conn_.positive) init_[0] = init_[0].cwiseAbs();
+        }
         batch_seed_ = rng.next_u64();
     }
 
-    int input_dim() const override { return net_.widths[0]; }
+    int input_dim() const override { return input_width(net_); }
     const Eigen::MatrixXd& mask() const { return mask_; }
 
     ad::Var fit_predict(const ad::Var& x, const ad::Var& y, const ad::Var& xt) override {
         if (init_.empty()) throw LearnerError(describe() + ": new_task() was not called before fit_predict()");
-        if (x.cols() != net_.widths[0])
+        if (x.cols() != input_width(net_))
             throw LearnerError(describe() + ": inputs have " + std::to_string(x.cols()) + " columns, expected " +
-                               std::to_string(net_.widths[0]));
+                               std::to_string(input_width(net_)));
         // Training needs gradients even when the caller only wants values; the meta-gradient
         // (create_graph) is needed only when the labels carry one.
         ad::GradModeGuard on(true);
         const bool meta = y.requires_grad();
-        const ad::Var mask = ad::constant(mask_);
+        const ad::Var mask = is_mlp ? ad::constant(mask_) : ad::Var();
         std::vector<ad::Var> p = ad::params(init_);
         InnerOptimizer opt(train_);
         ad::Rng batches(batch_seed_, 0);
         const int n = x.rows();
         const int first_recorded = train_.truncate > 0 ? std::max(0, train_.steps - train_.truncate) : 0;
         ad::Var packed;  // checkpointing: parameters and optimiser state of the current step
-        const FusedSgdNet* fused = nullptr;  // fused steps: the network they share (tape-owned)
+        [[maybe_unused]] const FusedSgdNet* fused = nullptr;  // fused steps: the network they share (tape-owned)
         for (int t = 0; t < train_.steps; ++t) {
             if (t == first_recorded && t > 0) {  // truncation: earlier steps are constants
                 for (ad::Var& v : p) v = ad::param(Eigen::MatrixXd(v.value()));
@@ -158,14 +188,16 @@ public:
             std::vector<int> idx;
             if (train_.batch > 0 && train_.batch < n) idx = batches.sample_without_replacement(n, train_.batch);
             const bool record = meta && t >= first_recorded;
-            if (record && train_.fused && !x.requires_grad()) {
-                if (!packed.defined()) {
-                    packed = pack(p, {});
-                    fused = &fused_sgd_net(net_.widths, conn_.scheme != "dense" ? mask_ : Eigen::MatrixXd(),
-                                           conn_.positive, train_.lr);
+            if constexpr (is_mlp) {
+                if (record && train_.fused && !x.requires_grad()) {
+                    if (!packed.defined()) {
+                        packed = pack(p, {});
+                        fused = &fused_sgd_net(net_.widths, conn_.scheme != "dense" ? mask_ : Eigen::MatrixXd(),
+                                               conn_.positive, train_.lr);
+                    }
+                    packed = fused_sgd_step(*fused, x.value(), idx, packed, y);
+                    continue;
                 }
-                packed = fused_sgd_step(*fused, x.value(), idx, packed, y);
-                continue;
             }
             if (record && train_.checkpoint) {
                 // One node per step: only (parameters, optimiser state) is kept; the step's
@@ -267,12 +299,17 @@ private:
         return net_(masked, x);
     }
 
-    ad::nn::MLP net_;
+    Net net_;
     InnerTraining train_;
     Connectivity conn_;
     std::vector<Eigen::MatrixXd> init_;
     Eigen::MatrixXd mask_;
     std::uint64_t batch_seed_ = 0;
 };
+
+/// The MLP learner (the paper's Appendix A and the connectome's sparse circuits).
+using UnrolledMLP = UnrolledNet<ad::nn::MLP>;
+/// The CNN learner (the paper's Fig. 6: conv(1->16, 5x5) - ReLU - maxpool 2 - linear).
+using UnrolledCNN = UnrolledNet<ad::nn::ConvNet>;
 
 }  // namespace occam::learners

@@ -132,6 +132,31 @@ inline std::vector<OpCheck> op_checks() {
         {R(11, 5), R(9, 5)});
     row("matmul_tn (blocked kernel)", [](V x) { detail::GemmThreshold all(0); return matmul_tn(x[0], x[1]); },
         {R(5, 11), R(5, 9)});
+    // Convolutions on sizes with padding, stride, a rectangular kernel and channels on both
+    // sides; each backward is another member of the family, so the second-order check runs
+    // all three.
+    {
+        const ConvGeometry g{.channels = 2, .height = 5, .width = 4, .kernel_h = 3, .kernel_w = 2, .stride = 1,
+                             .padding = 1};
+        const ConvGeometry s{.channels = 2, .height = 5, .width = 6, .kernel_h = 3, .kernel_w = 3, .stride = 2};
+        const int cout = 3;
+        row("conv2d (padding 1)", [g](V x) { return conv2d(x[0], x[1], g); }, {R(2, 40), R(cout, g.patch())});
+        row("conv2d (stride 2)", [s](V x) { return conv2d(x[0], x[1], s); }, {R(3, 60), R(cout, s.patch())});
+        row("conv2d (bias)", [g](V x) { return conv2d(x[0], x[1], x[2], g); },
+            {R(2, 40), R(cout, g.patch()), R(1, cout)});
+        row("conv2d_transpose", [g](V x) { return conv2d_transpose(x[0], x[1], g); },
+            {R(2, cout * g.positions()), R(cout, g.patch())});
+        row("conv2d_weight_grad", [s](V x) { return conv2d_weight_grad(x[0], x[1], s); },
+            {R(3, 60), R(3, cout * s.positions())});
+        // Pre-activations at random normal values: no window maximum sits at relu's kink or ties.
+        row("conv2d_relu_pool", [g](V x) { return conv2d_relu_pool(x[0], x[1], x[2], g); },
+            {R(2, 40), R(cout, g.patch()), R(1, cout)});
+    }
+    // Distinct normal entries: no two in a window are within the finite-difference step, so
+    // no maximum changes place. 5 x 4 images lose their last row of pixels (floor mode).
+    row("max_pool2d", [](V x) { return max_pool2d(x[0], 2, 5, 4); }, {R(3, 40)});
+    row("take", [](V x) { return take(x[0], {5, 0, 5, 11, 3, 7}, 2, 3); }, {R(3, 4)});
+    row("put", [](V x) { return put(x[0], {5, 0, 5, 11}, 3, 4); }, {R(2, 2)});
     {
         Eigen::MatrixXd a = R(4, 4);
         Eigen::MatrixXd spd = a * a.transpose() + 2.0 * Eigen::MatrixXd::Identity(4, 4);

@@ -1,0 +1,234 @@
+// What this file teaches: convolution's three products are one closed family. For y = conv(x, w)
+// and <g, y> = <g, conv(x, w)>, linear in x and in w:
+//   dx = conv2d_transpose(g, w)        (the adjoint of conv in x)
+//   dw = conv2d_weight_grad(x, g)      (the adjoint of conv in w)
+// and each of those is linear in both arguments, so their backward passes are members of the
+// same family again; create_graph needs nothing else. Max pooling keeps the index of each
+// window's maximum: its backward scatters the gradient there (put), and put's backward gathers
+// it back (take).
+//
+// Images are rows: a batch of N images with C channels of H x W is an N x (C H W) matrix,
+// column c H W + y W + x (kernels/conv.hpp). Weights are Cout x (C kh kw), bias 1 x Cout.
+#pragma once
+
+#include <limits>
+#include <span>
+#include <string>
+
+#include "../../kernels/conv.hpp"
+#include "elementwise.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+namespace occam::ad {
+
+using kernels::ConvGeometry;
+
+Var conv2d(const Var& x, const Var& w, const ConvGeometry& g);
+Var conv2d_transpose(const Var& gy, const Var& w, const ConvGeometry& g);
+Var conv2d_weight_grad(const Var& x, const Var& gy, const ConvGeometry& g);
+
+namespace detail {
+
+inline std::string geometry_str(const ConvGeometry& g) {
+    return std::to_string(g.channels) + " x " + std::to_string(g.height) + " x " + std::to_string(g.width);
+}
+/// The checks every member of the family shares: x has C H W columns, w has C kh kw columns,
+/// gy has Cout P columns (Cout = w's rows, or gy's columns / P where w is what is computed).
+inline void check_conv(const char* op, const ConvGeometry& g, const Var* x, const Var* w, const Var* gy) {
+    const std::string who = std::string("ad::") + op + ": ";
+    try {
+        g.check(("ad::" + std::string(op)).c_str());
+    } catch (const std::invalid_argument& e) {
+        throw ShapeError(e.what());
+    }
+    if (x && x->cols() != g.in_size())
+        throw ShapeError(who + "the images are " + shape_str(*x) + ", but " + geometry_str(g) + " images need " +
+                         std::to_string(g.in_size()) + " columns");
+    if (w && w->cols() != g.patch())
+        throw ShapeError(who + "the weights are " + shape_str(*w) + ", but " + std::to_string(g.channels) +
+                         " channels of " + std::to_string(g.kernel_h) + " x " + std::to_string(g.kernel_w) +
+                         " kernels need " + std::to_string(g.patch()) + " columns");
+    if (gy && gy->cols() % g.positions() != 0)
+        throw ShapeError(who + "the output gradient is " + shape_str(*gy) + ", not a multiple of the " +
+                         std::to_string(g.positions()) + " output positions per channel");
+    if (gy && w && gy->cols() != w->rows() * g.positions())
+        throw ShapeError(who + "the output gradient is " + shape_str(*gy) + ", but " + std::to_string(w->rows()) +
+                         " output channels need " + std::to_string(w->rows() * g.positions()) + " columns");
+    if (x && gy && x->rows() != gy->rows())
+        throw ShapeError(who + "the images (" + shape_str(*x) + ") and the output gradient (" + shape_str(*gy) +
+                         ") have different batch sizes");
+}
+
+}  // namespace detail
+
+// y = conv(x, w). Backward (both linear maps' adjoints):
+//   dx = conv2d_transpose(g, w),  dw = conv2d_weight_grad(x, g).
+inline Var conv2d(const Var& x, const Var& w, const ConvGeometry& g) {
+    detail::check_conv("conv2d", g, &x, &w, nullptr);
+    Node* n = tape().push("conv2d", x.rows(), w.rows() * g.positions(),
+                          [g](const Node& self, const Var& gy, Var* out) {
+                              if (self.needs(0)) out[0] = conv2d_transpose(gy, self.input(1), g);
+                              if (self.needs(1)) out[1] = conv2d_weight_grad(self.input(0), gy, g);
+                          },
+                          {x.node(), w.node()});
+    kernels::conv2d_forward(g, x.rows(), x.value().data(), w.value().data(), w.rows(), n->data);
+    return Var(n);
+}
+
+// y = conv(x, w) + b, b a 1 x Cout row: the bias is an ordinary broadcasting add on y read as
+// N P x Cout (the same memory), so db = col_sums of the gradient read that way.
+inline Var conv2d(const Var& x, const Var& w, const Var& b, const ConvGeometry& g) {
+    if (b.rows() != 1 || b.cols() != w.rows())
+        throw ShapeError("ad::conv2d: the bias is " + shape_str(b) + ", not 1 x " + std::to_string(w.rows()) +
+                         " (one per output channel)");
+    const Var y = conv2d(x, w, g);
+    return reshape(reshape(y, y.rows() * g.positions(), w.rows()) + b, y.rows(), y.cols());
+}
+
+// dx = T(gy, w), the transposed convolution: <h, T(gy, w)> = <conv(h, w), gy> for every h.
+// Backward with incoming h (shaped as x):  d gy = conv2d(h, w),  d w = conv2d_weight_grad(h, gy).
+inline Var conv2d_transpose(const Var& gy, const Var& w, const ConvGeometry& g) {
+    detail::check_conv("conv2d_transpose", g, nullptr, &w, &gy);
+    Node* n = tape().push("conv2d_transpose", gy.rows(), int(g.in_size()),
+                          [g](const Node& self, const Var& h, Var* out) {
+                              if (self.needs(0)) out[0] = conv2d(h, self.input(1), g);
+                              if (self.needs(1)) out[1] = conv2d_weight_grad(h, self.input(0), g);
+                          },
+                          {gy.node(), w.node()});
+    kernels::conv2d_input_grad(g, gy.rows(), gy.value().data(), w.value().data(), w.rows(), n->data);
+    return Var(n);
+}
+
+// dw = WG(x, gy), the weight gradient: <V, WG(x, gy)> = <conv(x, V), gy> for every V.
+// Backward with incoming V (shaped as w):  d x = conv2d_transpose(gy, V),  d gy = conv2d(x, V).
+inline Var conv2d_weight_grad(const Var& x, const Var& gy, const ConvGeometry& g) {
+    detail::check_conv("conv2d_weight_grad", g, &x, nullptr, &gy);
+    const int cout = gy.cols() / g.positions();
+    Node* n = tape().push("conv2d_weight_grad", cout, g.patch(),
+                          [g](const Node& self, const Var& v, Var* out) {
+                              if (self.needs(0)) out[0] = conv2d_transpose(self.input(1), v, g);
+                              if (self.needs(1)) out[1] = conv2d(self.input(0), v, g);
+                          },
+                          {x.node(), gy.node()});
+    kernels::conv2d_weight_grad(g, x.rows(), x.value().data(), gy.value().data(), cout, n->data);
+    return Var(n);
+}
+
+// ---- take and put: entries by flat (column-major) position, a pair of adjoints.
+namespace detail {
+inline Var take_kept(const Var& x, std::span<const int> index, int rows, int cols, const char* op = "take");
+inline Var put_kept(const Var& x, std::span<const int> index, int rows, int cols);
+
+// out(i) = x(index[i]); backward: put the gradient back where it was taken from.
+inline Var take_kept(const Var& x, std::span<const int> index, int rows, int cols, const char* op) {
+    Node* n = tape().push(op, rows, cols,
+                          [index](const Node& self, const Var& g, Var* out) {
+                              out[0] = put_kept(g, index, self.inputs[0]->rows, self.inputs[0]->cols);
+                          },
+                          {x.node()});
+    const double* xv = x.node()->data;
+    for (std::size_t i = 0; i < index.size(); ++i) n->data[i] = xv[index[i]];
+    return Var(n);
+}
+// out = 0, then out(index[i]) += x(i); backward: take the gradient at the same places.
+inline Var put_kept(const Var& x, std::span<const int> index, int rows, int cols) {
+    Node* n = tape().push("put", rows, cols,
+                          [index](const Node& self, const Var& g, Var* out) {
+                              out[0] = take_kept(g, index, self.inputs[0]->rows, self.inputs[0]->cols);
+                          },
+                          {x.node()});
+    std::fill(n->data, n->data + n->size(), 0.0);
+    const double* xv = x.node()->data;
+    for (std::size_t i = 0; i < index.size(); ++i) n->data[index[i]] += xv[i];
+    return Var(n);
+}
+inline void check_flat_index(const char* op, std::span<const int> index, Eigen::Index size) {
+    for (int i : index)
+        if (i < 0 || i >= size)
+            throw ShapeError(std::string("ad::") + op + ": index " + std::to_string(i) + " is outside 0.." +
+                             std::to_string(size - 1));
+}
+}  // namespace detail
+
+/// A rows x cols matrix of x's entries at the flat (column-major) positions `index`.
+inline Var take(const Var& x, const std::vector<int>& index, int rows, int cols) {
+    if (Eigen::Index(index.size()) != Eigen::Index(rows) * cols)
+        throw ShapeError("ad::take: " + std::to_string(index.size()) + " indices for a " + shape_str(rows, cols) +
+                         " result");
+    detail::check_flat_index("take", index, x.size());
+    return detail::take_kept(x, detail::keep_index(index), rows, cols);
+}
+/// A rows x cols matrix of zeros with x's entries added at the flat positions `index`.
+inline Var put(const Var& x, const std::vector<int>& index, int rows, int cols) {
+    if (Eigen::Index(index.size()) != x.size())
+        throw ShapeError("ad::put: " + std::to_string(index.size()) + " indices for " + shape_str(x));
+    detail::check_flat_index("put", index, Eigen::Index(rows) * cols);
+    return detail::put_kept(x, detail::keep_index(index), rows, cols);
+}
+
+/// Max pooling of N images (N x C H W) over size x size windows with stride size: N x (C Ho Wo),
+/// Ho = H / size (a partial last window is dropped). The forward pass finds each window's
+/// maximum (the first, on ties) and the node is a `take` of those entries, so its backward puts
+/// the gradient on the maxima and every higher derivative follows from take/put.
+inline Var max_pool2d(const Var& x, int channels, int height, int width, int size = 2) {
+    if (channels < 1 || height < 1 || width < 1 || size < 1 || size > height || size > width)
+        throw ShapeError("ad::max_pool2d: a " + std::to_string(size) + " x " + std::to_string(size) +
+                         " window does not fit " + std::to_string(channels) + " x " + std::to_string(height) +
+                         " x " + std::to_string(width) + " images");
+    if (x.cols() != long(channels) * height * width)
+        throw ShapeError("ad::max_pool2d: the images are " + shape_str(x) + ", but " + std::to_string(channels) +
+                         " x " + std::to_string(height) + " x " + std::to_string(width) + " images need " +
+                         std::to_string(long(channels) * height * width) + " columns");
+    if (x.size() > std::numeric_limits<int>::max())
+        throw ShapeError("ad::max_pool2d: " + shape_str(x) + " has more entries than an int index can name");
+    const int cols = channels * (height / size) * (width / size);
+    int* index = tape().arena.allocate_array<int>(std::size_t(x.rows()) * cols);
+    kernels::max_pool2d_forward(channels, height, width, size, x.rows(), x.value().data(), nullptr, index);
+    return detail::take_kept(x, {index, std::size_t(x.rows()) * cols}, x.rows(), cols, "max_pool2d");
+}
+
+/// max_pool2d(relu(conv2d(x, w, b))) as one node, the CNN layer's usual stack. The tape keeps
+/// only the pooled output and each window's argmax, not the N x Cout P convolution (for 2x2
+/// pooling, a quarter of the memory, and no separate relu or bias node). relu is monotone, so
+/// pooling first and then relu gives the same value, and the gradient reaches a pre-activation
+/// only at its window's argmax when the output there is > 0:
+///   gz = put(g * [y > 0], argmax)     (N x Cout P, the gradient at the convolution's output)
+///   dx = conv2d_transpose(gz, w),  dw = conv2d_weight_grad(x, gz),  db = col_sums(gz as N P x Cout)
+/// all differentiable ops, so create_graph gives the right higher derivatives.
+inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const ConvGeometry& g, int pool = 2) {
+    detail::check_conv("conv2d_relu_pool", g, &x, &w, nullptr);
+    const int cout = w.rows(), n = x.rows(), P = g.positions();
+    if (b.rows() != 1 || b.cols() != cout)
+        throw ShapeError("ad::conv2d_relu_pool: the bias is " + shape_str(b) + ", not 1 x " + std::to_string(cout));
+    if (pool < 1 || pool > g.out_h() || pool > g.out_w())
+        throw ShapeError("ad::conv2d_relu_pool: a " + std::to_string(pool) + " x " + std::to_string(pool) +
+                         " pool does not fit the " + std::to_string(g.out_h()) + " x " + std::to_string(g.out_w()) +
+                         " output");
+    if (double(n) * cout * P > std::numeric_limits<int>::max())
+        throw ShapeError("ad::conv2d_relu_pool: the convolution's output has more entries than an int index can name");
+    const int cols = cout * (g.out_h() / pool) * (g.out_w() / pool);
+    int* index = tape().arena.allocate_array<int>(std::size_t(n) * cols);
+    const std::span<const int> kept{index, std::size_t(n) * cols};
+    Node* node = tape().push("conv2d_relu_pool", n, cols,
+                             [g, kept, cout, P](const Node& self, const Var& gy, Var* out) {
+                                 const int rows = self.inputs[0]->rows;
+                                 const Var gz = detail::put_kept(gy * gt(self.output(), 0.0), kept, rows, cout * P);
+                                 if (self.needs(0)) out[0] = conv2d_transpose(gz, self.input(1), g);
+                                 if (self.needs(1)) out[1] = conv2d_weight_grad(self.input(0), gz, g);
+                                 if (self.needs(2)) out[2] = col_sums(reshape(gz, rows * P, cout));
+                             },
+                             {x.node(), w.node(), b.node()});
+    // The convolution's output lives only here, in a per-thread buffer, never on the tape.
+    thread_local kernels::AlignedVector z;
+    kernels::grow(z, std::size_t(n) * cout * P);
+    kernels::conv2d_forward(g, n, x.value().data(), w.value().data(), cout, z.data());
+    const double* bias = b.value().data();
+    for (int o = 0; o < cout; ++o)
+        for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) z[std::size_t(i)] += bias[o];
+    kernels::max_pool2d_forward(cout, g.out_h(), g.out_w(), pool, n, z.data(), node->data, index);
+    for (long i = 0; i < long(n) * cols; ++i) node->data[i] = std::max(node->data[i], 0.0);
+    return Var(node);
+}
+
+}  // namespace occam::ad

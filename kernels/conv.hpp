@@ -1,0 +1,181 @@
+// What this file teaches: a 2-D convolution as a matrix product. Each output position's input
+// patch becomes one row of a matrix (im2col), so conv(x, W) = Col W^T; the input gradient is
+// G W scattered back onto the image (col2im), the weight gradient G^T Col. Max pooling keeps,
+// for each output, the flat index of the input it took, so its backward is a scatter.
+//
+// Layout (the tape's: samples are rows): a batch of N images with C channels of H x W pixels is
+// an N x (C H W) column-major matrix, column c H W + y W + x. Ordering Col's rows as p N + n
+// (output position p, image n) makes the product's N P x Cout result, read column-major, exactly
+// the N x (Cout P) output matrix, and makes every Col column a set of contiguous runs of N.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+#include "buffer.hpp"
+#include "gemm.hpp"
+
+namespace occam::kernels {
+
+/// The shape of a convolution: C input channels of H x W, kernels of kh x kw moved by `stride`
+/// over the image padded with `padding` zeros on each side (PyTorch's Conv2d arguments).
+struct ConvGeometry {
+    int channels = 1, height = 1, width = 1;
+    int kernel_h = 1, kernel_w = 1;
+    int stride = 1, padding = 0;
+
+    int out_h() const { return (height + 2 * padding - kernel_h) / stride + 1; }
+    int out_w() const { return (width + 2 * padding - kernel_w) / stride + 1; }
+    int positions() const { return out_h() * out_w(); }           ///< P: outputs per channel
+    int patch() const { return channels * kernel_h * kernel_w; }  ///< a weight row's length
+    long in_size() const { return long(channels) * height * width; }
+
+    /// Throws std::invalid_argument (naming `who`) unless every size is positive and a kernel fits.
+    void check(const char* who) const {
+        auto fail = [&](const std::string& m) { throw std::invalid_argument(std::string(who) + ": " + m); };
+        if (channels < 1 || height < 1 || width < 1) fail("channels, height and width must be >= 1");
+        if (kernel_h < 1 || kernel_w < 1) fail("the kernel must be at least 1 x 1");
+        if (stride < 1) fail("stride must be >= 1");
+        if (padding < 0) fail("padding must be >= 0");
+        if (kernel_h > height + 2 * padding || kernel_w > width + 2 * padding)
+            fail("the kernel (" + std::to_string(kernel_h) + " x " + std::to_string(kernel_w) +
+                 ") is larger than the padded image (" + std::to_string(height + 2 * padding) + " x " +
+                 std::to_string(width + 2 * padding) + ")");
+    }
+};
+
+namespace conv_detail {
+
+/// Output positions per block: Col holds rows p N + n for p in one block, about 2^18 doubles
+/// (2 MB), so it stays in cache between being written and being multiplied. The block depends
+/// on the sizes only, so every run sums in the same order.
+inline int block_positions(const ConvGeometry& g, int n) {
+    const long per_position = long(n) * g.patch();
+    return int(std::clamp<long>((1L << 18) / std::max(per_position, 1L), 1, g.positions()));
+}
+
+/// The input pixel under kernel tap (ky, kx) at output (oy, ox), or -1 in the padding.
+inline long pixel(const ConvGeometry& g, int oy, int ox, int ky, int kx) {
+    const int y = oy * g.stride - g.padding + ky, x = ox * g.stride - g.padding + kx;
+    return (y < 0 || y >= g.height || x < 0 || x >= g.width) ? -1 : long(y) * g.width + x;
+}
+
+/// Col (rows (p - p0) N + n, one column per (c, ky, kx); leading dimension (p1 - p0) N) for
+/// output positions [p0, p1) of every image.
+inline void im2col(const ConvGeometry& g, int n, const double* x, int p0, int p1, double* col) {
+    const long rows = long(p1 - p0) * n, hw = long(g.height) * g.width;
+    for (int c = 0; c < g.channels; ++c)
+        for (int ky = 0; ky < g.kernel_h; ++ky)
+            for (int kx = 0; kx < g.kernel_w; ++kx) {
+                double* out = col + ((long(c) * g.kernel_h + ky) * g.kernel_w + kx) * rows;
+                for (int p = p0; p < p1; ++p, out += n) {
+                    const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
+                    if (q < 0) std::fill(out, out + n, 0.0);
+                    else std::copy(x + (c * hw + q) * n, x + (c * hw + q + 1) * n, out);
+                }
+            }
+}
+
+/// The adjoint of im2col: dx += each Col entry added back onto the pixel it was read from.
+inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, int p1, double* dx) {
+    const long rows = long(p1 - p0) * n, hw = long(g.height) * g.width;
+    for (int c = 0; c < g.channels; ++c)
+        for (int ky = 0; ky < g.kernel_h; ++ky)
+            for (int kx = 0; kx < g.kernel_w; ++kx) {
+                const double* in = col + ((long(c) * g.kernel_h + ky) * g.kernel_w + kx) * rows;
+                for (int p = p0; p < p1; ++p, in += n) {
+                    const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
+                    if (q < 0) continue;
+                    double* d = dx + (c * hw + q) * n;
+                    for (int i = 0; i < n; ++i) d[i] += in[i];
+                }
+            }
+}
+
+}  // namespace conv_detail
+
+/// y (n x Cout P) = conv(x, w): x is n x (C H W), w is Cout x (C kh kw), row o holding output
+/// channel o's kernel in (c, ky, kx) order. Per block of positions: Col_b W^T, then copied into
+/// y's rows p N + n (the product of a block is a contiguous row range of the N P x Cout view).
+inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y) {
+    thread_local AlignedVector col, out;
+    const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
+    const long NP = long(n) * P;
+    for (int p0 = 0; p0 < P; p0 += block) {
+        const int p1 = std::min(P, p0 + block);
+        const long rows = long(p1 - p0) * n;
+        grow(col, std::size_t(rows) * K);
+        grow(out, std::size_t(rows) * cout);
+        conv_detail::im2col(g, n, x, p0, p1, col.data());
+        gemm(false, true, int(rows), cout, K, col.data(), rows, w, cout, out.data());
+        for (int o = 0; o < cout; ++o)
+            std::copy(out.data() + o * rows, out.data() + (o + 1) * rows, y + o * NP + long(p0) * n);
+    }
+}
+
+/// dx (n x C H W) = the transposed convolution of gy (n x Cout P) with w: col2im(G W), where G
+/// is gy read as N P x Cout (each block of its rows is G's rows p N + n).
+inline void conv2d_input_grad(const ConvGeometry& g, int n, const double* gy, const double* w, int cout,
+                              double* dx) {
+    thread_local AlignedVector dcol;
+    const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
+    const long NP = long(n) * P;
+    std::fill(dx, dx + n * g.in_size(), 0.0);
+    for (int p0 = 0; p0 < P; p0 += block) {
+        const int p1 = std::min(P, p0 + block);
+        const long rows = long(p1 - p0) * n;
+        grow(dcol, std::size_t(rows) * K);
+        gemm(false, false, int(rows), K, cout, gy + long(p0) * n, NP, w, cout, dcol.data());
+        conv_detail::col2im_add(g, n, dcol.data(), p0, p1, dx);
+    }
+}
+
+/// dw (Cout x C kh kw) = G^T Col, summed block by block in a fixed order.
+inline void conv2d_weight_grad(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
+                               double* dw) {
+    thread_local AlignedVector col, part;
+    const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
+    const long NP = long(n) * P;
+    std::fill(dw, dw + long(cout) * K, 0.0);
+    grow(part, std::size_t(cout) * K);
+    for (int p0 = 0; p0 < P; p0 += block) {
+        const int p1 = std::min(P, p0 + block);
+        const long rows = long(p1 - p0) * n;
+        grow(col, std::size_t(rows) * K);
+        conv_detail::im2col(g, n, x, p0, p1, col.data());
+        gemm(true, false, cout, K, int(rows), gy + long(p0) * n, NP, col.data(), rows, part.data());
+        for (long i = 0; i < long(cout) * K; ++i) dw[i] += part[i];
+    }
+}
+
+/// Max pooling over non-overlapping size x size windows (stride = size; a last partial row or
+/// column of windows is dropped, as PyTorch's floor mode does). y is n x (C Ho Wo); index[i] is
+/// the flat position in x (column-major, n x C H W) of y's entry i (y may be null: the index
+/// alone). Ties go to the first maximum in row-major window order.
+inline void max_pool2d_forward(int channels, int height, int width, int size, int n, const double* x, double* y,
+                               int* index) {
+    const int ho = height / size, wo = width / size;
+    const long hw = long(height) * width;
+    for (int c = 0; c < channels; ++c)
+        for (int oy = 0; oy < ho; ++oy)
+            for (int ox = 0; ox < wo; ++ox) {
+                const long out_col = (long(c) * ho + oy) * wo + ox;
+                for (int i = 0; i < n; ++i) {
+                    long best = -1;
+                    double best_value = 0;
+                    for (int dy = 0; dy < size; ++dy)
+                        for (int dx = 0; dx < size; ++dx) {
+                            const long at = (c * hw + long(oy * size + dy) * width + ox * size + dx) * n + i;
+                            // A NaN wins, so it propagates as through any other op.
+                            if (best < 0 || x[at] > best_value || std::isnan(x[at])) best = at, best_value = x[at];
+                        }
+                    if (y) y[out_col * n + i] = best_value;
+                    index[out_col * n + i] = int(best);
+                }
+            }
+}
+
+}  // namespace occam::kernels

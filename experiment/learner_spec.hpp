@@ -39,6 +39,20 @@ struct SpikingSpec {
     learners::SpikingTraining training;
 };
 
+/// The CNN learner's architecture (its training is the run's --inner-* flags; defaults: the
+/// paper's Fig. 6 learner, conv(1->16, 5x5, pad 2) - ReLU - maxpool 2 - linear).
+struct CnnSpec {
+    std::vector<int> channels = {16};
+    int kernel = 5, padding = 2, pool = 2;
+    std::string activation = "relu";
+};
+
+/// The shape of image inputs (channels x height x width), all 0 for inputs that are not images.
+struct ImageShape {
+    int channels = 0, height = 0, width = 0;
+    bool is_image() const { return channels > 0; }
+};
+
 /// A learner's kind and its settings (defaults from the run's Config).
 struct LearnerSpec {
     std::string kind;  ///< ridge | kernel | arccos | mlp | spiking | exec
@@ -54,6 +68,7 @@ struct LearnerSpec {
     learners::InnerTraining inner;
     learners::Connectivity connectivity;
     SpikingSpec spiking;
+    CnnSpec cnn;
 };
 
 /// "a;b;c" of "x,y,..." lists, e.g. input groups "0,1;2,3,4". Every item is read whole
@@ -116,6 +131,21 @@ inline void fill_mlp(LearnerSpec& s, const Config& c) {
     }
 }
 
+/// Calls setting(key, value, item) for each "key=value" after the colon of "KIND:k=v,k=v" (none
+/// without a colon); an item without '=' is a "bad setting" error naming it.
+template <class F>
+void for_each_setting(const std::string& text, std::size_t colon, F&& setting) {
+    if (colon == std::string::npos) return;
+    std::stringstream rest(text.substr(colon + 1));
+    std::string item;
+    while (std::getline(rest, item, ',')) {
+        const auto eq = item.find('=');
+        if (eq == std::string::npos)
+            throw std::invalid_argument("learner '" + text + "': bad setting '" + item + "' (not key=value)");
+        setting(item.substr(0, eq), item.substr(eq + 1), item);
+    }
+}
+
 /// "spiking[:key=value,...]": the circuit's settings; the training comes from the run's flags.
 inline LearnerSpec parse_spiking(LearnerSpec s, const std::string& text, std::size_t colon, const Config& c) {
     SpikingSpec& sp = s.spiking;
@@ -126,21 +156,14 @@ inline LearnerSpec parse_spiking(LearnerSpec s, const std::string& text, std::si
     sp.training.lr = c.inner_lr;
     sp.training.steps = c.inner_steps;
     sp.training.checkpoint = c.step_checkpointing;
-    if (colon == std::string::npos) return s;
-    std::stringstream rest(text.substr(colon + 1));
-    std::string item;
-    while (std::getline(rest, item, ',')) {
-        const auto eq = item.find('=');
-        const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    for_each_setting(text, colon, [&](const std::string& key, const std::string& value, const std::string& item) {
         const std::string where = "learner '" + text + "': " + key;
         auto positive = [&] {
             const double v = parse_number(value, where, 0.0);
             if (!(v > 0)) throw std::invalid_argument(where + " must be > 0");
             return v;
         };
-        if (eq == std::string::npos) {
-            throw std::invalid_argument("learner '" + text + "': '" + item + "' is not key=value");
-        } else if (key == "hidden") {
+        if (key == "hidden") {
             sp.hidden = parse_integer<int>(value, where, 1, 100000);
         } else if (key == "tau") {
             sp.tau_ms = positive();
@@ -173,7 +196,45 @@ inline LearnerSpec parse_spiking(LearnerSpec s, const std::string& text, std::si
                 "surrogate=sigmoid|fast-sigmoid, beta=B, scale=S, w1=BOUND, w2=BOUND, eps=E (adam), lr1=X, lr2=X (sgd), "
                 "impl=fused|ops)");
         }
-    }
+    });
+    return s;
+}
+
+/// "cnn[:key=value,...]": conv layers (channels=16/32 for two), kernel, padding, pool and
+/// activation; the training comes from the run's --inner-* flags, as the mlp learner's.
+inline LearnerSpec parse_cnn(LearnerSpec s, const std::string& text, std::size_t colon, const Config& c) {
+    CnnSpec& cnn = s.cnn;
+    s.inner = {c.inner_optimizer, c.inner_lr, 0.9, c.inner_steps, c.inner_batch, c.truncate, c.step_checkpointing, false};
+    bool padding_given = false;
+    for_each_setting(text, colon, [&](const std::string& key, const std::string& value, const std::string& item) {
+        const std::string where = "learner '" + text + "': " + key;
+        if (key == "channels") {
+            cnn.channels.clear();
+            std::stringstream layers(value);
+            std::string layer;
+            while (std::getline(layers, layer, '/')) cnn.channels.push_back(parse_integer<int>(layer, where, 1, 4096));
+            if (cnn.channels.empty() || cnn.channels.size() > std::size_t(kMaxLayers))
+                throw std::invalid_argument(where + ": 1 to " + std::to_string(kMaxLayers) + " layers, like 16 or 16/32");
+        } else if (key == "kernel") {
+            cnn.kernel = parse_integer<int>(value, where, 1, 64);
+        } else if (key == "padding") {
+            cnn.padding = parse_integer<int>(value, where, 0, 64);
+            padding_given = true;
+        } else if (key == "pool") {
+            cnn.pool = parse_integer<int>(value, where, 1, 64);
+        } else if (key == "activation" && (value == "relu" || value == "tanh" || value == "sigmoid")) {
+            cnn.activation = value;
+        } else {
+            throw std::invalid_argument("learner '" + text + "': bad setting '" + item +
+                                        "' (settings: channels=C or C1/C2/..., kernel=K, padding=P (default K/2), "
+                                        "pool=S, activation=relu|tanh|sigmoid)");
+        }
+    });
+    if (!padding_given) cnn.padding = cnn.kernel / 2;  // "same" size for odd kernels
+    // Fused steps (learners/fused_cnn_step.hpp) apply to plain SGD of one ReLU conv layer;
+    // explicit checkpointing takes precedence.
+    s.inner.fused = c.fused_steps && c.inner_optimizer == "sgd" && cnn.activation == "relu" && !c.step_checkpointing &&
+                    cnn.channels.size() == 1;
     return s;
 }
 
@@ -194,17 +255,14 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
         s.timeout = c.exec_timeout;
         return s;
     }
-    if (s.kind != "ridge" && s.kind != "kernel" && s.kind != "arccos" && s.kind != "mlp" && s.kind != "spiking")
+    if (s.kind != "ridge" && s.kind != "kernel" && s.kind != "arccos" && s.kind != "mlp" && s.kind != "spiking" &&
+        s.kind != "cnn")
         throw std::invalid_argument("learner '" + text +
-                                    "': the kind must be ridge, kernel, arccos, mlp, spiking or exec:COMMAND");
+                                    "': the kind must be ridge, kernel, arccos, mlp, spiking, cnn or exec:COMMAND");
     if (s.kind == "mlp") fill_mlp(s, c);
     if (s.kind == "spiking") return parse_spiking(s, text, colon, c);
-    if (colon == std::string::npos) return s;
-    std::stringstream rest(text.substr(colon + 1));
-    std::string item;
-    while (std::getline(rest, item, ',')) {
-        const auto eq = item.find('=');
-        const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (s.kind == "cnn") return parse_cnn(s, text, colon, c);
+    for_each_setting(text, colon, [&](const std::string& key, const std::string& value, const std::string& item) {
         auto bad = [&] {
             return std::invalid_argument("learner '" + text + "': bad setting '" + item +
                                          "' (settings: features=K or MIN-MAX, ridge=X, bias=0|1, redraw=0|1, "
@@ -212,9 +270,9 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
         };
         // Numbers are read whole, in range (parse.hpp): "features=10-20x" is an error, not 10-20.
         const std::string where = "learner '" + text + "': " + key;
-        if (key == "features" && eq != std::string::npos) {
+        if (key == "features") {
             std::tie(s.features_min, s.features_max) = parse_int_range(value, '-', where, 1);
-        } else if (key == "ridge" && eq != std::string::npos) {
+        } else if (key == "ridge") {
             s.ridge = parse_number(value, where, 0.0);
         } else if (key == "bias" && (value == "0" || value == "1")) {
             s.bias = value == "1";
@@ -225,14 +283,25 @@ inline LearnerSpec parse_learner_spec(const std::string& text, const Config& c) 
         } else {
             throw bad();
         }
-    }
+    });
     return s;
 }
 
 /// Builds the learner; random features draw from `rng` (a stream of their own). A spiking
-/// learner reads its input as `time_bins` bins of `bin_ms` milliseconds (the inputs' learner view).
+/// learner reads its input as `time_bins` bins of `bin_ms` milliseconds (the inputs' learner
+/// view); a CNN reads it as images of shape `image`.
 inline std::unique_ptr<learners::Learner> make_learner(const LearnerSpec& s, int input_dim, ad::Rng rng,
-                                                       int time_bins = 1, double bin_ms = 0) {
+                                                       int time_bins = 1, double bin_ms = 0, ImageShape image = {}) {
+    if (s.kind == "cnn") {
+        if (!image.is_image() || image.channels * image.height * image.width != input_dim)
+            throw std::invalid_argument("the cnn learner needs image inputs (--inputs mnist or idx:DIR)");
+        ad::nn::ConvNet net;
+        net.in_channels = image.channels, net.height = image.height, net.width = image.width;
+        net.channels = s.cnn.channels;
+        net.kernel = s.cnn.kernel, net.padding = s.cnn.padding, net.pool = s.cnn.pool;
+        net.activation = ad::nn::parse_activation(s.cnn.activation);
+        return std::make_unique<learners::UnrolledCNN>(net, s.inner, learners::Connectivity{});
+    }
     if (s.kind == "spiking") {
         if (time_bins < 2 || !(bin_ms > 0) || input_dim % time_bins != 0)
             throw std::invalid_argument("the spiking learner needs spike-train inputs (--inputs ipd)");

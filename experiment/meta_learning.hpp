@@ -85,8 +85,9 @@ inline void validate(const Config& c) {
     };
     const bool exec = c.learner.rfind("exec:", 0) == 0;
     const std::string kind = c.learner.substr(0, c.learner.find(':'));  // "kernel:activation=abs" is a kernel
-    if (kind != "ridge" && kind != "kernel" && kind != "arccos" && kind != "mlp" && kind != "spiking" && !exec)
-        fail("--learner must be ridge, kernel, arccos, mlp, spiking or exec:COMMAND, optionally with settings like "
+    if (kind != "ridge" && kind != "kernel" && kind != "arccos" && kind != "mlp" && kind != "spiking" && kind != "cnn" &&
+        !exec)
+        fail("--learner must be ridge, kernel, arccos, mlp, spiking, cnn or exec:COMMAND, optionally with settings like "
              "kernel:activation=abs (got '" + c.learner + "')");
     auto uses_exec = [](const std::string& s) {
         return s.rfind("exec", 0) == 0 || s.find(",exec") != std::string::npos;
@@ -132,6 +133,14 @@ inline void validate(const Config& c) {
                  number(kMaxSinkhornIterations) + "); use a smaller --scaling or a larger --blur");
     }
     if (c.meta_hidden < 1) fail("--meta-hidden must be >= 1");
+    if (!c.meta_conv.empty()) {
+        const auto channels = parse_integer_list<int>(c.meta_conv, "--meta-conv", 1, 4096);
+        if (channels.size() > std::size_t(kMaxLayers))
+            fail("--meta-conv: at most " + std::to_string(kMaxLayers) + " conv layers");
+        if (!is_image_spec(c.inputs)) fail("--meta-conv needs image inputs (--inputs mnist or idx:DIR)");
+    }
+    if (c.meta_kernel < 1 || c.meta_kernel > 64) fail("--meta-kernel must be from 1 to 64");
+    if (is_image_spec(c.inputs)) detail::parse_classes(c.classes, c.inputs);  // a bad --classes fails here, unread
     if (c.meta_depth < 0 || c.meta_depth > kMaxLayers)
         fail("--meta-depth must be from 0 to " + std::to_string(kMaxLayers));
     if (c.meta_optimizer != "adagrad" && c.meta_optimizer != "adam" && c.meta_optimizer != "sgd" && !es)
@@ -198,14 +207,31 @@ inline void validate(const Config& c) {
         need("--probe with --inputs " + c.inputs, "matrix of the learner's view of the probe (points x view width)",
              c.probe, dl);
     }
-    const double meta_params = L == 0 ? d + 1 : d * H + H + (L - 1) * (H * H + H) + H + 1;
-    if (L >= 1) {
-        need("--meta-hidden", "first-layer weight matrix (width x input dimension)", H, d);
-        // The tape holds three per layer: x W, + b and the activation (and the backward pass as many).
-        need("--meta-hidden", "matrix of hidden activations (--train + --test points x width)", n, H, 3 * L);
-        need("--probe", "matrix of the meta-learner's activations (probe points x --meta-hidden)", c.probe, H);
+    double meta_params = L == 0 ? d + 1 : d * H + H + (L - 1) * (H * H + H) + H + 1;
+    if (!c.meta_conv.empty()) {
+        // A CNN meta-learner (images of d pixels): each conv layer keeps its pooled output and
+        // each window's argmax (1.5 doubles an entry) and, while it runs, the unpooled output.
+        const double k = c.meta_kernel;
+        double channels_in = 1, pixels = d;
+        meta_params = 0;
+        for (const int ch : parse_integer_list<int>(c.meta_conv, "--meta-conv", 1, 4096)) {
+            meta_params += ch * (channels_in * k * k + 1);
+            need("--meta-conv", "matrix of a conv layer's output (points x channels x pixels)", n, ch * pixels);
+            pixels = std::floor(pixels / 4);  // 2 x 2 pooling
+            need("--meta-conv", "matrix of a conv layer's pooled output (points x channels x pixels)", n, ch * pixels,
+                 1.5);
+            channels_in = ch;
+        }
+        meta_params += channels_in * pixels + 1;
+    } else {
+        if (L >= 1) {
+            need("--meta-hidden", "first-layer weight matrix (width x input dimension)", H, d);
+            // The tape holds three per layer: x W, + b and the activation (and the backward pass as many).
+            need("--meta-hidden", "matrix of hidden activations (--train + --test points x width)", n, H, 3 * L);
+            need("--probe", "matrix of the meta-learner's activations (probe points x --meta-hidden)", c.probe, H);
+        }
+        if (L >= 2) need("--meta-hidden", "hidden weight matrix (width x width)", H, H, L - 1);
     }
-    if (L >= 2) need("--meta-hidden", "hidden weight matrix (width x width)", H, H, L - 1);
     need("the meta-learner (--meta-hidden, --meta-depth)", "parameter vector", meta_params, 1, c.functions + 2.0);
     if (es) need("--population", "matrix of members' weights (population x meta-learner parameters)", c.population,
                  meta_params, 2);
@@ -254,6 +280,16 @@ inline void validate(const Config& c) {
             count(who + " keeps " + describe_count(steps) + " inner steps (--inner-steps) of " +
                       describe_count(params) + " parameters on the tape (" + describe_bytes(8 * steps * params) + ")",
                   8 * steps * params);
+        } else if (s.kind == "cnn") {
+            // The first conv layer's output for the test points, and per differentiated inner
+            // step about three conv-sized matrices of its batch (one with step checkpointing).
+            const double out = s.cnn.channels.front() * dl;
+            const double batch = c.inner_batch > 0 ? std::min(ntr, double(c.inner_batch)) : ntr;
+            need(who, "matrix of the first conv layer's output (--test points x channels x pixels)", nte, out);
+            const double steps = c.truncate > 0 ? std::min(c.truncate, c.inner_steps) : c.inner_steps;
+            count(who + " keeps " + describe_count(steps) + " inner steps of conv activations on the tape (" +
+                      describe_bytes(8 * steps * batch * out * (c.step_checkpointing ? 0.1 : 3)) + ")",
+                  8 * steps * batch * out * (c.step_checkpointing ? 0.1 : 3));
         }
         if (es && s.kind != "mlp" && s.kind != "exec")  // a linear learner's prediction map, once per generation
             need(who, "prediction map (--test x --train points)", nte, ntr, 2);
@@ -271,7 +307,7 @@ inline void validate(const Config& c) {
 /// its training and its test set (the test MSE then flatters the learner). Reads the file.
 inline std::vector<std::string> warnings(const Config& c) {
     std::vector<std::string> out;
-    const auto inputs = make_inputs(c.inputs);
+    const auto inputs = make_inputs(c.inputs, c.classes);
     if (const auto* file = dynamic_cast<const FileInputs*>(inputs.get())) {
         const long long rows = file->data().rows(), points = (long long)c.n_train + c.n_test;
         if (rows < points)
@@ -279,6 +315,15 @@ inline std::vector<std::string> warnings(const Config& c) {
                           " rows, fewer than the " + std::to_string(points) + " points of a task (--train " +
                           std::to_string(c.n_train) + " + --test " + std::to_string(c.n_test) +
                           "): points are drawn with replacement, so a task repeats points and a point can be in "
+                          "both its training and its test set");
+    }
+    if (const auto* images = dynamic_cast<const ImageInputs*>(inputs.get())) {
+        const long long count = images->count(), points = (long long)c.n_train + c.n_test;
+        if (count < points)
+            out.push_back("inputs '" + c.inputs + "' with --classes " + c.classes + " hold " + std::to_string(count) +
+                          " images, fewer than the " + std::to_string(points) + " points of a task (--train " +
+                          std::to_string(c.n_train) + " + --test " + std::to_string(c.n_test) +
+                          "): images are drawn with replacement, so a task repeats images and an image can be in "
                           "both its training and its test set");
     }
     return out;
@@ -368,6 +413,50 @@ private:
     std::variant<ad::optim::Adagrad, ad::optim::Adam, ad::optim::SGD> opt_;
 };
 
+/// The meta-learner: the MLP of --meta-hidden / --meta-depth or, for images, the CNN of
+/// --meta-conv. Both take parameters as a plain list whose last two are the output layer's W
+/// and b (what folding the label standardisation into the last layer relies on).
+class MetaNet {
+public:
+    MetaNet() = default;
+    explicit MetaNet(ad::nn::MLP net) : net_(std::move(net)) {}
+    explicit MetaNet(ad::nn::ConvNet net) : net_(std::move(net)) {}
+    ad::Var operator()(const std::vector<ad::Var>& params, const ad::Var& x) const {
+        return std::visit([&](const auto& n) { return n(params, x); }, net_);
+    }
+    std::vector<Eigen::MatrixXd> init(ad::Rng& rng) const {
+        return std::visit([&](const auto& n) { return n.init(rng); }, net_);
+    }
+
+private:
+    std::variant<ad::nn::MLP, ad::nn::ConvNet> net_;
+};
+
+/// The shape of image inputs (one channel of rows x cols), all 0 for other inputs.
+inline ImageShape image_shape(const InputDistribution& in) {
+    if (const auto* images = dynamic_cast<const ImageInputs*>(&in)) return {1, images->image_rows(), images->image_cols()};
+    return {};
+}
+
+/// The meta-learner a Config describes, for inputs of dimension `dim` (images of `image`).
+inline MetaNet make_meta_net(const Config& c, int dim, ImageShape image) {
+    const auto act = ad::nn::parse_activation(c.meta_activation);
+    const auto out = ad::nn::parse_output_map(c.meta_output);
+    if (c.meta_conv.empty()) {
+        std::vector<int> widths = {dim};
+        for (int l = 0; l < c.meta_depth; ++l) widths.push_back(c.meta_hidden);
+        widths.push_back(1);
+        return MetaNet(ad::nn::MLP{widths, act, out});
+    }
+    if (!image.is_image()) throw std::invalid_argument("--meta-conv needs image inputs (--inputs mnist or idx:DIR)");
+    ad::nn::ConvNet net;
+    net.in_channels = image.channels, net.height = image.height, net.width = image.width;
+    net.channels = parse_integer_list<int>(c.meta_conv, "--meta-conv", 1, 4096);
+    net.kernel = c.meta_kernel, net.padding = c.meta_kernel / 2;
+    net.activation = act, net.output = out;
+    return MetaNet(net);
+}
+
 /// A finished meta-learner: its weights, and (project mode) the coefficients of the earlier
 /// functions removed from its output, so f_k = h_k - sum_j coef_j f_j.
 struct FrozenFunction {
@@ -393,19 +482,16 @@ public:
     explicit MetaTrainer(const Config& c) : cfg_(c) {
         validate(cfg_);
         if (!metaloss::is_es_method(cfg_.meta_optimizer)) optimizer_.emplace(cfg_.meta_optimizer, cfg_.lr);
-        inputs_ = make_inputs(cfg_.inputs);
+        inputs_ = make_inputs(cfg_.inputs, cfg_.classes);
         const auto specs = learner_specs(cfg_);
         // The learners see the inputs' learner view (the samples themselves but for ipd, whose
         // spike trains a spiking learner reads as time_bins() bins of time_bin_ms()).
+        const ImageShape image = image_shape(*inputs_);
         for (std::size_t i = 0; i < specs.size(); ++i)
             learners_.push_back(make_learner(specs[i], inputs_->learner_dim(),
                                              rng_for(cfg_.seed, Stream::learner_fixed, i), inputs_->time_bins(),
-                                             inputs_->time_bin_ms()));
-        std::vector<int> widths = {inputs_->dim()};
-        for (int l = 0; l < cfg_.meta_depth; ++l) widths.push_back(cfg_.meta_hidden);
-        widths.push_back(1);
-        net_ = ad::nn::MLP{widths, ad::nn::parse_activation(cfg_.meta_activation),
-                           ad::nn::parse_output_map(cfg_.meta_output)};
+                                             inputs_->time_bin_ms(), image));
+        net_ = make_meta_net(cfg_, inputs_->dim(), image);
         start_function();
     }
 
@@ -832,7 +918,7 @@ private:
     Config cfg_;
     std::unique_ptr<InputDistribution> inputs_;
     std::vector<std::unique_ptr<learners::Learner>> learners_;
-    ad::nn::MLP net_;
+    MetaNet net_;
     std::vector<Eigen::MatrixXd> params_;
     std::vector<std::pair<int, int>> shapes_;  ///< the meta-learner's parameter shapes
     std::optional<OuterOptimizer> optimizer_;  ///< set unless --meta-optimizer is an evolution strategy

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "fused_cnn_step.hpp"
 #include "fused_step.hpp"
 #include "learner.hpp"
 
@@ -126,11 +127,15 @@ public:
         if (conn_.scheme != "dense" && conn_.scheme != "random" && conn_.scheme != "biased" &&
             conn_.scheme != "grouped")
             throw std::invalid_argument(who + "unknown connectivity '" + conn_.scheme + "'");
-        if (!is_mlp && (conn_.scheme != "dense" || conn_.positive || train_.fused))
-            throw std::invalid_argument(who + "sparse connectivity, positive weights and fused steps are the MLP's");
+        if (!is_mlp && (conn_.scheme != "dense" || conn_.positive))
+            throw std::invalid_argument(who + "sparse connectivity and positive weights are the MLP's");
         if (train_.fused && (train_.optimizer != "sgd" || net_.activation != ad::nn::Activation::relu ||
                              net_.output != ad::nn::OutputMap::identity))
             throw std::invalid_argument(who + "--fused-steps needs --inner-optimizer sgd and ReLU units");
+        if constexpr (!is_mlp) {
+            if (train_.fused && (net_.channels.size() != 1 || net_.outputs != 1))
+                throw std::invalid_argument(who + "--fused-steps needs one conv layer and one output");
+        }
         if (conn_.scheme == "biased" && int(conn_.p.size()) != input_width(net_))
             throw std::invalid_argument(who + "biased connectivity needs one probability per input");
         if (conn_.scheme != "dense" && conn_.fan_in > input_width(net_))
@@ -188,16 +193,19 @@ public:
             std::vector<int> idx;
             if (train_.batch > 0 && train_.batch < n) idx = batches.sample_without_replacement(n, train_.batch);
             const bool record = meta && t >= first_recorded;
-            if constexpr (is_mlp) {
-                if (record && train_.fused && !x.requires_grad()) {
+            if (record && train_.fused && !x.requires_grad()) {
+                if constexpr (is_mlp) {
                     if (!packed.defined()) {
                         packed = pack(p, {});
                         fused = &fused_sgd_net(net_.widths, conn_.scheme != "dense" ? mask_ : Eigen::MatrixXd(),
                                                conn_.positive, train_.lr);
                     }
                     packed = fused_sgd_step(*fused, x.value(), idx, packed, y);
-                    continue;
+                } else {
+                    if (!packed.defined()) packed = pack(p, {});
+                    packed = fused_cnn_step({net_.geometry(0), net_.channels[0], net_.pool, train_.lr}, x, idx, packed, y);
                 }
+                continue;
             }
             if (record && train_.checkpoint) {
                 // One node per step: only (parameters, optimiser state) is kept; the step's

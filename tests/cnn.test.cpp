@@ -19,13 +19,14 @@ ad::nn::ConvNet tiny_net() {
     return net;
 }
 
-learners::UnrolledCNN tiny_learner(const std::string& optimizer, int batch, bool checkpoint) {
+learners::UnrolledCNN tiny_learner(const std::string& optimizer, int batch, bool checkpoint, bool fused = false) {
     learners::InnerTraining t;
     t.optimizer = optimizer;
     t.lr = optimizer == "adam" ? 0.05 : 0.1;
     t.steps = 3;
     t.batch = batch;
     t.checkpoint = checkpoint;
+    t.fused = fused;
     return learners::UnrolledCNN(tiny_net(), t, {});
 }
 
@@ -97,11 +98,25 @@ TEST_CASE("cnn learner: meta-gradients through unrolled training match central d
         }
 }
 
-TEST_CASE("cnn learner: checkpointed steps give the same predictions and meta-gradient") {
+TEST_CASE("cnn learner: fused steps' hand-written backward matches central differences") {
     const Task T = make_task();
-    Eigen::MatrixXd pred[2], grad[2];
-    for (int k = 0; k < 2; ++k) {
-        auto l = tiny_learner("sgd", 4, k == 1);
+    for (int batch : {0, 4}) {
+        CAPTURE(batch);
+        auto l = tiny_learner("sgd", batch, false, true);
+        ad::Rng task(3, 1);
+        l.new_task(task);
+        ad::CheckReport r = ad::gradcheck(meta_loss(l, T), {T.y});
+        INFO(r.message());
+        CHECK(r.ok);
+        CHECK(r.max_abs_diff < 1e-6);
+    }
+}
+
+TEST_CASE("cnn learner: checkpointed and fused steps give the op-by-op predictions and meta-gradient") {
+    const Task T = make_task();
+    Eigen::MatrixXd pred[3], grad[3];
+    for (int k = 0; k < 3; ++k) {
+        auto l = tiny_learner("sgd", 4, k == 1, k == 2);
         ad::Rng task(3, 1);
         l.new_task(task);
         ad::TapeScope scope;
@@ -112,15 +127,23 @@ TEST_CASE("cnn learner: checkpointed steps give the same predictions and meta-gr
     }
     CHECK(pred[0] == pred[1]);
     CHECK((grad[0] - grad[1]).cwiseAbs().maxCoeff() < 1e-12);
+    // The fused step sums in another order (its own loops against the op-by-op nodes).
+    CHECK((pred[0] - pred[2]).cwiseAbs().maxCoeff() < 1e-12);
+    CHECK((grad[0] - grad[2]).cwiseAbs().maxCoeff() < 1e-10);
     CHECK(grad[0].cwiseAbs().maxCoeff() > 1e-3);  // not a vacuous comparison of zeros
 }
 
-TEST_CASE("cnn learner: the MLP's sparse connectivity and fused steps are refused") {
+TEST_CASE("cnn learner: the MLP's sparse connectivity, and fused steps where they do not apply, are refused") {
     learners::InnerTraining t;
     learners::Connectivity sparse;
     sparse.scheme = "random";
     CHECK_THROWS_WITH_AS(learners::UnrolledCNN(tiny_net(), t, sparse), doctest::Contains("cnn learner"),
                          std::invalid_argument);
     t.fused = true;
+    ad::nn::ConvNet two = tiny_net();
+    two.channels = {2, 2};
+    two.height = two.width = 12;
+    CHECK_THROWS_WITH_AS(learners::UnrolledCNN(two, t, {}), doctest::Contains("one conv layer"), std::invalid_argument);
+    t.optimizer = "adam";
     CHECK_THROWS_AS(learners::UnrolledCNN(tiny_net(), t, {}), std::invalid_argument);
 }

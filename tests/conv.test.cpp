@@ -134,3 +134,20 @@ TEST_CASE("conv2d and max_pool2d: wrong shapes are one-line errors naming the op
     CHECK_THROWS_AS(ad::take(x, {0, 64}, 1, 2), ad::ShapeError);
     CHECK_THROWS_AS(ad::put(ad::constant(Eigen::MatrixXd::Zero(1, 2)), {0, -1}, 2, 2), ad::ShapeError);
 }
+
+TEST_CASE("conv2d_relu_pool: the values-only backward equals the recorded one") {
+    // ad::grad without create_graph takes the hand path (gz in a buffer); with it, the ops.
+    ad::Rng rng(7, 3);
+    const ConvGeometry g{.channels = 2, .height = 6, .width = 6, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    ad::TapeScope scope;
+    ad::Var x = ad::param(rng.normal_matrix(4, 72)), w = ad::param(rng.normal_matrix(3, g.patch()));
+    ad::Var b = ad::param(rng.normal_matrix(1, 3));
+    ad::Var loss = ad::sum(ad::mul(ad::constant(rng.normal_matrix(4, 27)), ad::conv2d_relu_pool(x, w, b, g)));
+    const auto fast = ad::grad(loss, {x, w, b});
+    const auto recorded = ad::grad(loss, {x, w, b}, {.create_graph = true});
+    for (int k = 0; k < 3; ++k) {
+        CAPTURE(k);
+        CHECK((fast[std::size_t(k)].value() - recorded[std::size_t(k)].value()).cwiseAbs().maxCoeff() < 1e-12);
+        CHECK(fast[std::size_t(k)].value().cwiseAbs().maxCoeff() > 0.1);
+    }
+}

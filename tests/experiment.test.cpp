@@ -89,7 +89,7 @@ TEST_CASE("experiment: every divergence and learner runs and keeps the loss fini
 TEST_CASE("experiment: bad settings are one-line errors naming the flag") {
     experiment::Config c = small_kernel_config();
     c.learner = "svm";
-    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("--learner must be ridge, kernel, arccos, mlp, spiking or exec:COMMAND"),
+    CHECK_THROWS_WITH_AS(experiment::MetaTrainer{c}, doctest::Contains("--learner must be ridge, kernel, arccos, mlp, spiking, cnn or exec:COMMAND"),
                          std::invalid_argument);
     c = small_kernel_config();
     c.learner = "kernel:activation=abs";  // a learner spec with settings names the main learner too

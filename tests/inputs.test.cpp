@@ -91,7 +91,8 @@ TEST_CASE("inputs: make_inputs parses every built-in spec") {
 
 TEST_CASE("inputs: make_inputs rejects bad specs with one-line messages") {
     CHECK(error_of([] { make_inputs("foo"); }) ==
-          "unknown inputs 'foo' (expected disk, sphere:D, cube:D, gaussian:D, ipd[:key=value,...] or file:PATH.csv)");
+          "unknown inputs 'foo' (expected disk, sphere:D, cube:D, gaussian:D, ipd[:key=value,...], file:PATH.csv, "
+          "mnist[:PACKAGE_DIR] or idx:DIR)");
     CHECK(error_of([] { make_inputs("sphere:x"); }) == "inputs 'sphere:x': dimension must be an integer >= 2");
     CHECK(error_of([] { make_inputs("sphere:1"); }) == "inputs 'sphere:1': dimension must be an integer >= 2");
     CHECK(error_of([] { make_inputs("sphere:3x"); }) == "inputs 'sphere:3x': dimension must be an integer >= 2");

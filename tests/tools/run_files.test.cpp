@@ -133,6 +133,49 @@ TEST_CASE("summary: functions of a phase difference get Legendre shares and a no
     CHECK_FALSE(other["functions"][0].contains("normalised_test_error"));
 }
 
+TEST_CASE("run files: image runs write index,class in probe.csv, and summary.json their class statistics") {
+    experiment::Config c;
+    c.inputs = "mnist";
+    c.learner = "cnn";
+    c.probe = 6;
+    cli::ProbeTable t;
+    t.x_names = {"index", "class"};
+    t.x.resize(6, 2);
+    t.x << 10, 0, 11, 0, 12, 0, 3, 1, 4, 1, 5, 1;
+    t.names = {"f1", "g1"};
+    t.columns.resize(6, 2);
+    t.columns.col(0) << 0.9, 1.0, 0.8, -1.0, -0.9, -0.8;  // the digit, with a little noise
+    t.columns.col(1) = t.columns.col(0);
+    CHECK_NOTHROW(cli::check_probe(t, c, "probe.csv"));
+    const fs::path dir = fresh_dir("images");
+    cli::write_probe(dir / "probe.csv", t);
+    CHECK(read(dir / "probe.csv").rfind("index,class,f1,g1\n10,0,0.90000000000000002,", 0) == 0);
+    const cli::ProbeTable back = cli::read_probe(dir / "probe.csv");
+    CHECK(back.x_names == t.x_names);
+    CHECK(back.x == t.x);
+    CHECK(back.columns == t.columns);
+
+    // An image run's table is refused for other inputs, and a pixel-less x0.. table for images.
+    experiment::Config disk = c;
+    disk.inputs = "disk";
+    CHECK_THROWS_WITH(cli::check_probe(t, disk, "probe.csv"), doctest::Contains("index, class"));
+    cli::ProbeTable plain = t;
+    plain.x_names.clear();
+    CHECK_THROWS_WITH(cli::check_probe(plain, c, "probe.csv"), doctest::Contains("write index, class"));
+
+    const json s = cli::analyse_probe(t, c);
+    const json& f1 = s["functions"][0];
+    // corr with the class: class means 0.9 and -0.9, within-class spread 0.1.
+    CHECK(f1["class_correlation"].get<double>() < -0.98);
+    CHECK(f1["class_abs_correlation"].get<double>() == doctest::Approx(-f1["class_correlation"].get<double>()));
+    CHECK(f1["class_means"]["0"].get<double>() == doctest::Approx(0.9));
+    CHECK(f1["class_means"]["1"].get<double>() == doctest::Approx(-0.9));
+    CHECK(f1["class_counts"]["1"] == 3);
+    CHECK(f1["class_variance_share"].get<double>() == doctest::Approx(f1["linear_fit"]["r2"].get<double>()));
+    CHECK_FALSE(s.contains("kernel_theory"));
+    CHECK(cli::describe_summary(s).find("correlation with the class") != std::string::npos);
+}
+
 TEST_CASE("run files: summary.json must list the run's functions") {
     json s = {{"functions", {{{"name", "f1"}, {"label_std", 0.5}, {"linear_fit", {{"r2", 0.9}}}}}}};
     CHECK_NOTHROW(cli::check_summary_functions(s, 1, "summary.json"));

@@ -1,0 +1,190 @@
+// What this file teaches: one SGD step of the Fig. 6 CNN (conv - ReLU - maxpool - linear) as ONE
+// tape node, keeping nothing but its inputs. Its backward pass recomputes the step's forward and
+// runs Pearlmutter's R-operator (forward mode) through the forward and the gradient, giving the
+// Hessian-vector product that the vector-Jacobian product of p' = p - lr grad L(p) needs. The op
+// by op unroll of the same step records ~25 nodes, several of them batch x channels x pixels.
+#pragma once
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <vector>
+
+#include "../autodiff/autodiff.hpp"
+#include "../kernels/conv.hpp"
+
+namespace occam::learners {
+
+/// The network of a fused CNN step: one conv layer (`geometry`, `channels` outputs) with a bias,
+/// ReLU, `pool` x `pool` max-pooling, then a linear layer to one output; trained by SGD with
+/// learning rate `lr` on the mean squared error. Parameters are packed as one column:
+/// [vec W1 (channels x patch); b1 (channels); w2 (features); b2].
+struct FusedCnn {
+    kernels::ConvGeometry geometry;
+    int channels = 16, pool = 2;
+    double lr = 0.0025;
+
+    int positions() const { return geometry.positions(); }
+    int features() const { return channels * (geometry.out_h() / pool) * (geometry.out_w() / pool); }
+    long packed_size() const { return long(channels) * geometry.patch() + channels + features() + 1; }
+};
+
+namespace fused_cnn_detail {
+
+/// The step's forward pass on a batch xb (n x C H W): z = conv + b1 (n x channels P), h = relu of
+/// its pooled maxima with their argmax (n x F), out = h w2 + b2, and e = 2/n (out - y).
+struct Forward {
+    kernels::AlignedVector z, h, out, e;
+    std::vector<int> argmax;
+
+    void run(const FusedCnn& net, int n, const double* xb, const double* p, const double* y) {
+        const int C = net.channels, P = net.positions(), F = net.features(), K = net.geometry.patch();
+        const double *w1 = p, *b1 = p + long(C) * K, *w2 = b1 + C, b2 = w2[F];
+        kernels::grow(z, std::size_t(n) * C * P);
+        kernels::grow(h, std::size_t(n) * F);
+        kernels::grow(out, std::size_t(n));
+        kernels::grow(e, std::size_t(n));
+        argmax.resize(std::size_t(n) * F);
+        kernels::conv2d_forward(net.geometry, n, xb, w1, C, z.data());
+        for (int o = 0; o < C; ++o)
+            for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) z[std::size_t(i)] += b1[o];
+        kernels::max_pool2d_forward(C, net.geometry.out_h(), net.geometry.out_w(), net.pool, n, z.data(), h.data(),
+                                    argmax.data());
+        for (long i = 0; i < long(n) * F; ++i) h[std::size_t(i)] = std::max(h[std::size_t(i)], 0.0);
+        for (int i = 0; i < n; ++i) out[i] = b2;
+        for (int f = 0; f < F; ++f)  // out = h w2 + b2, column by column of h (contiguous)
+            for (int i = 0; i < n; ++i) out[i] += h[std::size_t(f) * n + i] * w2[f];
+        for (int i = 0; i < n; ++i) e[i] = 2.0 / n * (out[i] - y[i]);
+    }
+};
+
+/// The gradient of the loss for output errors `err` into `grad` (packed): dw2 = h^T err, db2 =
+/// sum err, dh = err w2 masked by h > 0 and put back at the argmax (dz), dW1 =
+/// conv2d_weight_grad(xb, dz), db1 = the column sums of dz. With v2 and dw2_extra it is the
+/// R-pass's R(grad) instead: err = Re, dh gains e v2 and dw2 gains Rh^T e (dw2_extra).
+inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward& fw, const double* w2,
+                     const double* err, const double* v2, const double* dw2_extra, double* grad,
+                     kernels::AlignedVector& dz) {
+    const int C = net.channels, P = net.positions(), F = net.features(), K = net.geometry.patch();
+    double *dW1 = grad, *db1 = grad + long(C) * K, *dw2 = db1 + C, *db2 = dw2 + F;
+    kernels::grow(dz, std::size_t(n) * C * P);
+    std::fill(dz.begin(), dz.begin() + long(n) * C * P, 0.0);
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += err[i];
+    *db2 = s;
+    for (int f = 0; f < F; ++f) {
+        const double* hf = fw.h.data() + std::size_t(f) * n;
+        double d = dw2_extra ? dw2_extra[f] : 0.0;
+        for (int i = 0; i < n; ++i) d += hf[i] * err[i];
+        dw2[f] = d;
+        // dh(i, f) = err_i w2_f (+ e_i v2_f in the R-pass), kept where h > 0, put at the argmax.
+        for (int i = 0; i < n; ++i) {
+            if (!(hf[i] > 0)) continue;
+            double dh = err[i] * w2[f];
+            if (v2) dh += fw.e[i] * v2[f];
+            dz[std::size_t(fw.argmax[std::size_t(f) * n + i])] = dh;
+        }
+    }
+    kernels::conv2d_weight_grad(net.geometry, n, xb, dz.data(), C, dW1);
+    for (int o = 0; o < C; ++o) {
+        double t = 0;
+        for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) t += dz[std::size_t(i)];
+        db1[o] = t;
+    }
+}
+
+/// The batch rows of x, column-major (n x C H W), into `xb`.
+inline void gather(const Eigen::Ref<const Eigen::MatrixXd>& x, const int* rows, int n, kernels::AlignedVector& xb) {
+    kernels::grow(xb, std::size_t(n) * x.cols());
+    for (Eigen::Index k = 0; k < x.cols(); ++k)
+        for (int i = 0; i < n; ++i) xb[std::size_t(k * n + i)] = x(rows ? rows[i] : i, k);
+}
+
+}  // namespace fused_cnn_detail
+
+/// p' = p - lr grad L(p), L the mean squared error of the CNN on rows `rows` of (x, y) (empty:
+/// all), as one node with first-order gradients for p and y (x is the task's constant and must
+/// outlive the node, as the tape's constant holding it does). The backward pass:
+///   p_bar = v - lr H v,  y_bar(rows) = lr 2/n (J v)      (v = the incoming gradient)
+/// with J v and H v = R(grad L) from one forward-mode pass (the R-operator) through the step.
+inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::vector<int>& rows, const ad::Var& packed,
+                              const ad::Var& y) {
+    using namespace fused_cnn_detail;
+    const int n = rows.empty() ? x.rows() : int(rows.size());
+    if (packed.rows() != net.packed_size() || packed.cols() != 1 || x.cols() != net.geometry.in_size() ||
+        y.cols() != 1 || y.rows() != x.rows())
+        throw ad::ShapeError("fused_cnn_step: parameters, inputs or labels do not fit the network");
+    ad::Tape& t = ad::tape();
+    int* kept_rows = rows.empty() ? nullptr : t.arena.allocate_array<int>(rows.size());
+    if (kept_rows) std::copy(rows.begin(), rows.end(), kept_rows);
+    const double* xdata = x.value().data();
+    const long xrows = x.rows();
+    ad::Node* node = t.push(
+        "fused_cnn_step", packed.rows(), 1,
+        [nt = net, kept_rows, n, xdata, xrows](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
+            const Eigen::Map<const Eigen::MatrixXd> xm(xdata, xrows, nt.geometry.in_size());
+            thread_local kernels::AlignedVector xb, yb, dz, Rz, Rh, Rout, Re, Rdw2, Rgrad;
+            thread_local Forward fw;
+            gather(xm, kept_rows, n, xb);
+            const double* p = self.inputs[0]->data;
+            const double* yall = self.inputs[1]->data;
+            kernels::grow(yb, std::size_t(n));
+            for (int i = 0; i < n; ++i) yb[i] = yall[kept_rows ? kept_rows[i] : i];
+            fw.run(nt, n, xb.data(), p, yb.data());
+            const int C = nt.channels, P = nt.positions(), F = nt.features(), K = nt.geometry.patch();
+            const double* v = g.value().data();
+            const double *V1 = v, *vb1 = v + long(C) * K, *v2 = vb1 + C, vb2 = v2[F];
+            const double* w2 = p + long(C) * K + C;
+            // R-pass: Rz = conv(xb, V1) + vb1; Rh = Rz at the argmax where h > 0;
+            // Rout = Rh w2 + h v2 + vb2; Re = 2/n Rout.
+            kernels::grow(Rz, std::size_t(n) * C * P);
+            kernels::conv2d_forward(nt.geometry, n, xb.data(), V1, C, Rz.data());
+            for (int o = 0; o < C; ++o)
+                for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) Rz[std::size_t(i)] += vb1[o];
+            kernels::grow(Rh, std::size_t(n) * F);
+            kernels::grow(Rout, std::size_t(n));
+            kernels::grow(Re, std::size_t(n));
+            for (int i = 0; i < n; ++i) Rout[i] = vb2;
+            for (long k = 0; k < long(n) * F; ++k) {
+                Rh[std::size_t(k)] = fw.h[std::size_t(k)] > 0 ? Rz[std::size_t(fw.argmax[std::size_t(k)])] : 0.0;
+                const int f = int(k / n), i = int(k % n);
+                Rout[i] += Rh[std::size_t(k)] * w2[f] + fw.h[std::size_t(k)] * v2[f];
+            }
+            for (int i = 0; i < n; ++i) Re[i] = 2.0 / n * Rout[i];
+            // R(grad): the gradient formula with err = Re, plus the terms from R of h and w2:
+            // R dw2 = h^T Re + Rh^T e, R dh = Re w2 + e v2 (masked, put at the argmax).
+            kernels::grow(Rdw2, std::size_t(F));
+            for (int f = 0; f < F; ++f) {
+                double s = 0;
+                for (int i = 0; i < n; ++i) s += Rh[std::size_t(f) * n + i] * fw.e[i];
+                Rdw2[f] = s;
+            }
+            kernels::grow(Rgrad, std::size_t(nt.packed_size()));
+            gradient(nt, n, xb.data(), fw, w2, Re.data(), v2, Rdw2.data(), Rgrad.data(), dz);
+            if (self.needs(0)) {
+                const ad::Var p_bar = ad::constant(g.value());
+                for (long k = 0; k < nt.packed_size(); ++k) p_bar.node()->data[k] -= nt.lr * Rgrad[std::size_t(k)];
+                grads[0] = p_bar;
+            }
+            if (self.needs(1)) {
+                const ad::Var y_bar = ad::zeros(self.inputs[1]->rows, 1);
+                for (int i = 0; i < n; ++i) y_bar.node()->data[kept_rows ? kept_rows[i] : i] += nt.lr * Re[i];
+                grads[1] = y_bar;
+            }
+        },
+        {packed.node(), y.node()}, ad::Derivatives::first_order);
+    // The step itself: grad L at p, then p' = p - lr grad.
+    thread_local kernels::AlignedVector xb, yb, dz, grad;
+    thread_local Forward fw;
+    gather(x.value(), kept_rows, n, xb);
+    kernels::grow(yb, std::size_t(n));
+    for (int i = 0; i < n; ++i) yb[i] = y.value()(kept_rows ? kept_rows[i] : i, 0);
+    const double* p = packed.value().data();
+    fw.run(net, n, xb.data(), p, yb.data());
+    kernels::grow(grad, std::size_t(net.packed_size()));
+    gradient(net, n, xb.data(), fw, p + long(net.channels) * net.geometry.patch() + net.channels, fw.e.data(), nullptr,
+             nullptr, grad.data(), dz);
+    for (long k = 0; k < net.packed_size(); ++k) node->data[k] = p[k] - net.lr * grad[std::size_t(k)];
+    return ad::Var(node);
+}
+
+}  // namespace occam::learners

@@ -97,6 +97,23 @@ inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, 
 
 }  // namespace conv_detail
 
+/// z += b per output channel: z is n x (Cout P), channel o's n P entries contiguous.
+inline void add_channel_bias(int n, int positions, int cout, const double* b, double* z) {
+    const long block = long(n) * positions;
+    for (int o = 0; o < cout; ++o)
+        for (long i = o * block; i < (o + 1) * block; ++i) z[i] += b[o];
+}
+
+/// sums[o] = the sum of channel o's n P entries of g (n x Cout P): a bias's gradient.
+inline void channel_sums(int n, int positions, int cout, const double* g, double* sums) {
+    const long block = long(n) * positions;
+    for (int o = 0; o < cout; ++o) {
+        double t = 0;
+        for (long i = o * block; i < (o + 1) * block; ++i) t += g[i];
+        sums[o] = t;
+    }
+}
+
 /// y (n x Cout P) = conv(x, w): x is n x (C H W), w is Cout x (C kh kw), row o holding output
 /// channel o's kernel in (c, ky, kx) order. Per block of positions: Col_b W^T, then copied into
 /// y's rows p N + n (the product of a block is a contiguous row range of the N P x Cout view).

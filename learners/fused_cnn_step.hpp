@@ -45,8 +45,7 @@ struct Forward {
         kernels::grow(e, std::size_t(n));
         argmax.resize(std::size_t(n) * F);
         kernels::conv2d_forward(net.geometry, n, xb, w1, C, z.data());
-        for (int o = 0; o < C; ++o)
-            for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) z[std::size_t(i)] += b1[o];
+        kernels::add_channel_bias(n, P, C, b1, z.data());
         kernels::max_pool2d_forward(C, net.geometry.out_h(), net.geometry.out_w(), net.pool, n, z.data(), h.data(),
                                     argmax.data());
         for (long i = 0; i < long(n) * F; ++i) h[std::size_t(i)] = std::max(h[std::size_t(i)], 0.0);
@@ -85,11 +84,7 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward
         }
     }
     kernels::conv2d_weight_grad(net.geometry, n, xb, dz.data(), C, dW1);
-    for (int o = 0; o < C; ++o) {
-        double t = 0;
-        for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) t += dz[std::size_t(i)];
-        db1[o] = t;
-    }
+    kernels::channel_sums(n, P, C, dz.data(), db1);
 }
 
 /// The batch rows of x, column-major (n x C H W), into `xb`.
@@ -138,8 +133,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
             // Rout = Rh w2 + h v2 + vb2; Re = 2/n Rout.
             kernels::grow(Rz, std::size_t(n) * C * P);
             kernels::conv2d_forward(nt.geometry, n, xb.data(), V1, C, Rz.data());
-            for (int o = 0; o < C; ++o)
-                for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) Rz[std::size_t(i)] += vb1[o];
+            kernels::add_channel_bias(n, P, C, vb1, Rz.data());
             kernels::grow(Rh, std::size_t(n) * F);
             kernels::grow(Rout, std::size_t(n));
             kernels::grow(Re, std::size_t(n));

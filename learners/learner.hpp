@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "../autodiff/autodiff.hpp"
 
@@ -37,6 +38,16 @@ public:
     /// The input dimension this learner expects, or 0 if any.
     virtual int input_dim() const { return 0; }
 };
+
+/// Parameters and optimiser state as one column: what a checkpointed (or fused) inner step
+/// takes and returns as a single node.
+inline ad::Var pack_columns(const std::vector<ad::Var>& p, const std::vector<ad::Var>& state) {
+    std::vector<ad::Var> cols;
+    cols.reserve(p.size() + state.size());
+    for (const ad::Var& v : p) cols.push_back(ad::reshape(v, int(v.size()), 1));
+    for (const ad::Var& v : state) cols.push_back(ad::reshape(v, int(v.size()), 1));
+    return ad::vcat(cols);
+}
 
 namespace detail {
 /// Runs a solve and rethrows its failure with the learner's name and settings.

@@ -196,13 +196,13 @@ public:
             if (record && train_.fused && !x.requires_grad()) {
                 if constexpr (is_mlp) {
                     if (!packed.defined()) {
-                        packed = pack(p, {});
+                        packed = pack_columns(p, {});
                         fused = &fused_sgd_net(net_.widths, conn_.scheme != "dense" ? mask_ : Eigen::MatrixXd(),
                                                conn_.positive, train_.lr);
                     }
                     packed = fused_sgd_step(*fused, x.value(), idx, packed, y);
                 } else {
-                    if (!packed.defined()) packed = pack(p, {});
+                    if (!packed.defined()) packed = pack_columns(p, {});
                     packed = fused_cnn_step({net_.geometry(0), net_.channels[0], net_.pool, train_.lr}, x, idx, packed, y);
                 }
                 continue;
@@ -210,7 +210,7 @@ public:
             if (record && train_.checkpoint) {
                 // One node per step: only (parameters, optimiser state) is kept; the step's
                 // graph is rebuilt from it in the backward pass (ad::checkpoint).
-                if (!packed.defined()) packed = pack(p, opt.state());
+                if (!packed.defined()) packed = pack_columns(p, opt.state());
                 packed = ad::checkpoint(
                     [this, t, idx, mask](const std::vector<ad::Var>& in) {
                         std::vector<ad::Var> q, state;
@@ -218,7 +218,7 @@ public:
                         InnerOptimizer o(train_);
                         o.set_state(q, state, t);
                         q = step(q, o, mask, in[2], in[1], idx, true);
-                        return pack(q, o.state());
+                        return pack_columns(q, o.state());
                     },
                     {packed, y, x});
                 continue;
@@ -274,16 +274,8 @@ private:
         return next;
     }
 
-    /// Parameters and optimiser state as one column (the checkpointed step's input and output).
-    static ad::Var pack(const std::vector<ad::Var>& p, const std::vector<ad::Var>& state) {
-        std::vector<ad::Var> cols;
-        cols.reserve(p.size() + state.size());
-        for (const ad::Var& v : p) cols.push_back(ad::reshape(v, int(v.size()), 1));
-        for (const ad::Var& v : state) cols.push_back(ad::reshape(v, int(v.size()), 1));
-        return ad::vcat(cols);
-    }
 
-    /// The inverse of pack after `t` steps: slices shaped like the network's parameters.
+    /// The inverse of pack_columns after `t` steps: slices shaped like the network's parameters.
     void unpack(const ad::Var& packed, int t, std::vector<ad::Var>& p, std::vector<ad::Var>& state) const {
         p.clear();
         state.clear();

@@ -260,7 +260,7 @@ public:
         ad::Var packed;  // checkpointing: weights and optimiser state of the current step
         for (int t = 0; t < train_.steps; ++t) {
             if (meta && train_.checkpoint) {
-                if (!packed.defined()) packed = pack(p, opt.state());
+                if (!packed.defined()) packed = pack_columns(p, opt.state());
                 packed = ad::checkpoint(
                     [this, t, data](const std::vector<ad::Var>& in) {
                         std::vector<ad::Var> q, state;
@@ -268,7 +268,7 @@ public:
                         Optimizer o(train_);
                         o.set_state(q, state, t);
                         q = step(q, o, data, in[1], true);
-                        return pack(q, o.state());
+                        return pack_columns(q, o.state());
                     },
                     {packed, y});
                 continue;
@@ -330,12 +330,6 @@ private:
         return opt.step(p, ad::grad(loss, p, {.create_graph = record}));
     }
 
-    static ad::Var pack(const std::vector<ad::Var>& p, const std::vector<ad::Var>& state) {
-        std::vector<ad::Var> cols;
-        for (const ad::Var& v : p) cols.push_back(ad::reshape(v, int(v.size()), 1));
-        for (const ad::Var& v : state) cols.push_back(ad::reshape(v, int(v.size()), 1));
-        return ad::vcat(cols);
-    }
     void unpack(const ad::Var& packed, int t, std::vector<ad::Var>& p, std::vector<ad::Var>& state) const {
         p.clear();
         state.clear();

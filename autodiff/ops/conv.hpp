@@ -212,11 +212,7 @@ inline void conv_relu_pool_backward(const Node& self, const Var& gy, Var* out, c
     }
     if (self.needs(2)) {
         out[2] = zeros(1, cout);
-        for (int o = 0; o < cout; ++o) {
-            double t = 0;
-            for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) t += gz[std::size_t(i)];
-            out[2].node()->data[o] = t;
-        }
+        kernels::channel_sums(n, P, cout, gz.data(), out[2].node()->data);
     }
 }
 }  // namespace detail
@@ -260,9 +256,7 @@ inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const Conv
     thread_local kernels::AlignedVector z;
     kernels::grow(z, std::size_t(n) * cout * P);
     kernels::conv2d_forward(g, n, x.value().data(), w.value().data(), cout, z.data());
-    const double* bias = b.value().data();
-    for (int o = 0; o < cout; ++o)
-        for (long i = long(o) * n * P; i < long(o + 1) * n * P; ++i) z[std::size_t(i)] += bias[o];
+    kernels::add_channel_bias(n, P, cout, b.value().data(), z.data());
     kernels::max_pool2d_forward(cout, g.out_h(), g.out_w(), pool, n, z.data(), node->data, index);
     for (long i = 0; i < long(n) * cols; ++i) node->data[i] = std::max(node->data[i], 0.0);
     return Var(node);

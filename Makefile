@@ -28,8 +28,10 @@ demo: build
 	$(BUILD)/occam run --preset fig2c-kernel --out runs/demo --force
 
 # Every preset for seeds 1, 2, 3; writes runs/reproduce/RESULTS.md (the README's table).
+# Interrupted, it goes on where it stopped; `make reproduce REPRODUCE_FLAGS=--force` starts over.
+REPRODUCE_FLAGS ?=
 reproduce: build
-	$(BUILD)/occam reproduce --seeds 1,2,3 --out runs/reproduce --force
+	$(BUILD)/occam reproduce --seeds 1,2,3 --out runs/reproduce $(REPRODUCE_FLAGS)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

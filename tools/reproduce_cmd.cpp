@@ -1,9 +1,12 @@
 // occam reproduce: every preset for several seeds, the medians against each preset's target,
-// written to RESULTS.md (the table the README shows) and results.json.
+// written to RESULTS.md (the table the README shows) and results.json. It goes on where an
+// earlier reproduce on the same directory stopped, and splits into shards for job arrays.
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -15,110 +18,77 @@
 #include "experiment/thread_pool.hpp"
 #include "run_dir.hpp"
 #include "run_experiment.hpp"
-#include "sweep.hpp"
 #include "targets.hpp"
 
 namespace occam::cli {
 
 using nlohmann::json;
 
-int reproduce(int argc, char** argv) {
-    cxxopts::Options options(argv[0],
-                             "Runs presets for several seeds (in parallel threads; every run is bit-identical to a\n"
-                             "single `occam run`), compares the median of each target metric with the preset's\n"
-                             "target, and writes OUT/RESULTS.md and OUT/results.json. Exit status 1 if a target is\n"
-                             "missed. Every run also runs its control (the same run without the learner's term):\n"
-                             "the table shows how much worse the learner generalises the control's functions, and\n"
-                             "which targets the control meets without the learner.");
-    options.add_options()("presets", "Comma-separated presets (default: all)", cxxopts::value<std::string>())(
-        "seeds", "Comma-separated seeds", cxxopts::value<std::string>()->default_value("1,2,3"))(
-        "out", "Output directory", cxxopts::value<std::string>()->default_value("runs/reproduce"))(
-        "threads", "Runs at once",
-        cxxopts::value<int>()->default_value(std::to_string(
-            std::clamp(int(std::thread::hardware_concurrency()), 1, experiment::kMaxThreads))))(
-        "force", "Replace an output directory occam made (a non-empty directory occam did not make is refused)")("no-plot", "Do not draw figures")(
-        "no-control",
-        "Skip the control runs (each preset again without the learner's term, --mse-weight 0; about doubles the "
-        "time); targets that read the control are then skipped");
-    bool help = false;
-    auto args = parse_or_help(options, argc, argv, help);
-    if (help) return 0;
+namespace {
 
-    // Every list and count is checked whole before any run starts: "--seeds -1" is not seed
-    // 2^64 - 1, and a seed or preset listed twice would run twice and count twice in a median.
+/// One preset and seed: its run directory OUT/PRESET/seedS and what became of it.
+struct Job {
+    const experiment::Preset* preset;
+    std::uint64_t seed;
+    json summary;
+    double seconds = 0;
+    std::string error;
+    bool kept = false;  // finished by an earlier reproduce (or, collected, by any process)
+};
+
+fs::path run_dir(const fs::path& out, const Job& job) {
+    return out / job.preset->name / fmt::format("seed{}", job.seed);
+}
+
+/// Where a failed run's error waits for --collect: beside the run directory, not in it (a run
+/// directory that could not be claimed is not ours to write into).
+fs::path error_file(const fs::path& out, const Job& job) {
+    return out / job.preset->name / fmt::format("seed{}.error", job.seed);
+}
+
+/// --presets: every name once, each a preset.
+std::vector<experiment::Preset> chosen_presets(const cxxopts::ParseResult& args) {
+    if (!args.count("presets")) return experiment::presets();
+    const std::string list = args["presets"].as<std::string>();
+    std::vector<std::string> names;
+    std::string::size_type start = 0, comma = 0;
+    do {
+        comma = list.find(',', start);
+        const std::string name = list.substr(start, comma - start);  // to the end when there is no comma
+        if (name.empty()) throw cxxopts::exceptions::exception("--presets: empty item in '" + list + "'");
+        if (std::find(names.begin(), names.end(), name) != names.end())
+            throw cxxopts::exceptions::exception("--presets: " + name + " is listed twice");
+        names.push_back(name);
+        start = comma + 1;
+    } while (comma != std::string::npos);
     std::vector<experiment::Preset> chosen;
-    if (args.count("presets")) {
-        const std::string list = args["presets"].as<std::string>();
-        std::vector<std::string> names;
-        std::string::size_type start = 0, comma = 0;
-        do {
-            comma = list.find(',', start);
-            const std::string name = list.substr(start, comma - start);  // to the end when there is no comma
-            if (name.empty()) throw cxxopts::exceptions::exception("--presets: empty item in '" + list + "'");
-            if (std::find(names.begin(), names.end(), name) != names.end())
-                throw cxxopts::exceptions::exception("--presets: " + name + " is listed twice");
-            names.push_back(name);
-            start = comma + 1;
-        } while (comma != std::string::npos);
-        for (const auto& name : names) chosen.push_back(experiment::find_preset(name));
-    } else {
-        chosen = experiment::presets();
-    }
-    for (const auto& p : chosen)
-        for (const auto& t : p.targets) check_metric_name(t.metric);  // a typo fails now, not after the runs
-    std::vector<std::uint64_t> seeds;
+    for (const auto& name : names) chosen.push_back(experiment::find_preset(name));
+    return chosen;
+}
+
+/// --shard I/N: 1 <= I <= N.
+std::pair<int, int> parse_shard(const std::string& text) {
+    const auto slash = text.find('/');
+    if (slash == std::string::npos)
+        throw cxxopts::exceptions::exception("--shard must be I/N, e.g. 1/4 (got '" + text + "')");
+    int i = 0, n = 0;
     try {
-        seeds = experiment::parse_integer_list<std::uint64_t>(args["seeds"].as<std::string>(), "--seeds");
+        i = experiment::parse_integer<int>(text.substr(0, slash), "--shard");
+        n = experiment::parse_integer<int>(text.substr(slash + 1), "--shard");
     } catch (const std::invalid_argument& e) {
-        throw cxxopts::exceptions::exception(e.what());  // a usage error: exit status 2
+        throw cxxopts::exceptions::exception(std::string(e.what()) + " (--shard is I/N, e.g. 1/4)");
     }
-    const int threads = args["threads"].as<int>();
-    if (threads < 1 || threads > experiment::kMaxThreads)
-        throw cxxopts::exceptions::exception("--threads must be from 1 to " + std::to_string(experiment::kMaxThreads) +
-                                             " (got " + std::to_string(threads) + ")");
-    const fs::path out = args["out"].as<std::string>();
-    const DirLock out_lock = claim_new_dir(out, args.count("force") > 0, "reproduce");
-    const bool plot = args.count("no-plot") == 0;
-    const bool controls = args.count("no-control") == 0;
+    if (n < 1 || i < 1 || i > n)
+        throw cxxopts::exceptions::exception("--shard " + text + ": I must be from 1 to N, and N at least 1");
+    return {i, n};
+}
 
-    struct Job {
-        const experiment::Preset* preset;
-        std::uint64_t seed;
-        json summary;
-        double seconds = 0;
-        std::string error;
-    };
-    std::vector<Job> jobs;
-    for (const auto& p : chosen)
-        for (auto s : seeds) jobs.push_back({&p, s, {}, 0, ""});
-
-    std::mutex print;
-    // A failed run is recorded in its row of the table; the other runs go on.
-    experiment::parallel_for(int(jobs.size()), threads, [&](int i) {
-        Job& job = jobs[std::size_t(i)];
-        experiment::Config c = job.preset->config;
-        c.seed = job.seed;
-        c.control = controls;
-        const fs::path dir = out / job.preset->name / fmt::format("seed{}", job.seed);
-        auto t0 = std::chrono::steady_clock::now();
-        try {
-            fs::create_directories(dir.parent_path());
-            const DirLock run_lock = claim_new_dir(dir, true, c.sweep.empty() ? "run" : "sweep");
-            write_text(dir / "config.json", config_text(c));
-            job.summary =
-                c.sweep.empty() ? run_experiment(c, dir, nullptr, true, plot) : run_sweep(c, dir, false, true, plot);
-        } catch (const std::exception& e) {
-            job.error = e.what();
-        }
-        job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::lock_guard<std::mutex> lock(print);
-        fmt::print(stderr, "occam reproduce: {} seed {} {} ({:.1f} s)\n", job.preset->name, job.seed,
-                   job.error.empty() ? "done" : "FAILED: " + printable(job.error), job.seconds);
-    });
-
+/// The per-preset table, the controls' table and the footer: OUT/RESULTS.md, results.json and
+/// controls.json, and the table on stdout. Returns whether every target was met.
+bool write_results(const fs::path& out, const std::vector<experiment::Preset>& chosen, const std::vector<Job>& jobs,
+                   const std::string& seeds_text, bool controls, const std::string& footer) {
     // The table: one row per preset and target metric.
-    std::string md = "| preset | metric | target | median | per seed (" + args["seeds"].as<std::string>() +
-                     ") | ok |\n|---|---|---|---|---|---|\n";
+    std::string md = "| preset | metric | target | median | per seed (" + seeds_text + ") | ok |\n|---|---|---|---|---|---|\n";
     json results = json::array();
     bool all_ok = true;
     auto jobs_of = [&](const experiment::Preset& p) {
@@ -232,14 +202,195 @@ int reproduce(int argc, char** argv) {
         }
         write_text(out / "controls.json", control_results.dump(2) + "\n");
     }
-    double total = 0;
-    for (const Job& j : jobs) total += j.seconds;
-    md += fmt::format("\n{} runs, {:.1f} s of run time, {} threads.\n", jobs.size(), total, threads);
+    md += "\n" + footer + "\n";
     write_text(out / "RESULTS.md", md);
     write_text(out / "results.json", results.dump(2) + "\n");
     fmt::print("{}", md);
     fmt::print("written: {}\n", (out / "RESULTS.md").string());
-    return all_ok ? 0 : 1;
+    return all_ok;
+}
+
+}  // namespace
+
+int reproduce(int argc, char** argv) {
+    cxxopts::Options options(argv[0],
+                             "Runs presets for several seeds (in parallel threads; every run is bit-identical to a\n"
+                             "single `occam run`), compares the median of each target metric with the preset's\n"
+                             "target, and writes OUT/RESULTS.md and OUT/results.json. Exit status 1 if a target is\n"
+                             "missed. Every run also runs its control (the same run without the learner's term):\n"
+                             "the table shows how much worse the learner generalises the control's functions, and\n"
+                             "which targets the control meets without the learner.\n\n"
+                             "Run again on the same --out, it goes on where it stopped: a run that finished with the\n"
+                             "same settings is kept, one that was interrupted continues from its last checkpoint\n"
+                             "(with the same results as an uninterrupted run), the others run. A finished run is\n"
+                             "kept even if occam was rebuilt since: after changing the code, pass --force.\n\n"
+                             "On several machines or a job array, give each process the same flags and its own\n"
+                             "--shard I/N (they share OUT), then merge the finished runs into the table:\n"
+                             "  occam reproduce --shard $((SLURM_ARRAY_TASK_ID + 1))/4 --out runs/reproduce\n"
+                             "  occam reproduce --collect runs/reproduce");
+    options.add_options()("presets", "Comma-separated presets (default: all)", cxxopts::value<std::string>())(
+        "seeds", "Comma-separated seeds", cxxopts::value<std::string>()->default_value("1,2,3"))(
+        "out", "Output directory", cxxopts::value<std::string>()->default_value("runs/reproduce"))(
+        "threads", "Runs at once",
+        cxxopts::value<int>()->default_value(std::to_string(
+            std::clamp(int(std::thread::hardware_concurrency()), 1, experiment::kMaxThreads))))(
+        "force", "Start over: empty an output directory occam made (a non-empty directory occam did not make is "
+                 "refused)")(
+        "shard", "Run only part I of N (1 <= I <= N) of the runs, in order presets x seeds, runs I, I+N, ...; "
+                 "writes no table: --collect does, once every shard has finished",
+        cxxopts::value<std::string>())(
+        "collect", "Run nothing: write the table of the finished runs in DIR (made by shards or by an "
+                   "interrupted reproduce); the same flags as the shards",
+        cxxopts::value<std::string>())("no-plot", "Do not draw figures")(
+        "no-control",
+        "Skip the control runs (each preset again without the learner's term, --mse-weight 0; about doubles the "
+        "time); targets that read the control are then skipped");
+    bool help = false;
+    auto args = parse_or_help(options, argc, argv, help);
+    if (help) return 0;
+
+    // Every list and count is checked whole before any run starts: "--seeds -1" is not seed
+    // 2^64 - 1, and a seed or preset listed twice would run twice and count twice in a median.
+    const std::vector<experiment::Preset> chosen = chosen_presets(args);
+    for (const auto& p : chosen)
+        for (const auto& t : p.targets) check_metric_name(t.metric);  // a typo fails now, not after the runs
+    std::vector<std::uint64_t> seeds;
+    try {
+        seeds = experiment::parse_integer_list<std::uint64_t>(args["seeds"].as<std::string>(), "--seeds");
+    } catch (const std::invalid_argument& e) {
+        throw cxxopts::exceptions::exception(e.what());  // a usage error: exit status 2
+    }
+    const int threads = args["threads"].as<int>();
+    if (threads < 1 || threads > experiment::kMaxThreads)
+        throw cxxopts::exceptions::exception("--threads must be from 1 to " + std::to_string(experiment::kMaxThreads) +
+                                             " (got " + std::to_string(threads) + ")");
+    const bool force = args.count("force") > 0;
+    const bool collect = args.count("collect") > 0;
+    const auto [shard, shards] = args.count("shard") ? parse_shard(args["shard"].as<std::string>()) : std::pair{1, 1};
+    const bool sharded = args.count("shard") > 0;
+    if (collect && (sharded || force || args.count("out")))
+        throw cxxopts::exceptions::exception("--collect DIR runs nothing: it takes no --shard, --force or --out");
+    if (sharded && force)
+        throw cxxopts::exceptions::exception("--shard with --force would delete the other shards' runs: empty OUT "
+                                             "once, before starting the shards");
+    const fs::path out = collect ? args["collect"].as<std::string>() : args["out"].as<std::string>();
+    const bool plot = args.count("no-plot") == 0;
+    const bool controls = args.count("no-control") == 0;
+
+    std::vector<Job> jobs;
+    for (const auto& p : chosen)
+        for (auto s : seeds) jobs.push_back({&p, s, {}, 0, "", false});
+    auto config_of = [&](const Job& job) {
+        experiment::Config c = job.preset->config;
+        c.seed = job.seed;
+        c.control = controls;
+        return c;
+    };
+
+    // The output directory. An earlier reproduce's is continued (its table goes: it would
+    // describe runs about to be replaced); --force starts over; any other occam directory is not
+    // ours to fill. Shards share it (a shared lock each; every run has its own exclusive lock);
+    // --collect and an unsharded reproduce hold it alone.
+    auto refuse_other_kinds = [&](bool half_made_marker_ok) {
+        const std::string kind = occam_dir_kind(out);
+        if (kind.empty())
+            throw std::runtime_error(out.string() +
+                                     " is not empty and occam did not make it (no .occam marker): choose another --out");
+        if (kind != "reproduce" && !(half_made_marker_ok && kind == "unknown"))
+            throw std::runtime_error(out.string() + " is an occam " + kind +
+                                     " directory, not a reproduce directory: choose another --out");
+    };
+    DirLock out_lock;
+    if (collect) {
+        out_lock = claim_existing_dir(out, "reproduce");
+    } else if (sharded) {
+        // Shards start together: each one may find OUT missing, empty, or with a marker another
+        // shard has made but not yet written ("unknown").
+        if (fs::exists(out) && !fs::is_directory(out)) throw std::runtime_error(out.string() + " is not a directory");
+        fs::create_directories(out);
+        if (!fs::is_empty(out)) refuse_other_kinds(true);
+        out_lock = lock_dir_shared(out, "reproduce");
+    } else if (!force && fs::is_directory(out) && !fs::is_empty(out) && is_occam_dir(out)) {
+        refuse_other_kinds(false);
+        out_lock = claim_existing_dir(out, "reproduce");
+    } else {
+        out_lock = claim_new_dir(out, force, "reproduce");
+    }
+    if (!collect && !sharded)
+        for (const char* table : {"RESULTS.md", "results.json", "controls.json"}) fs::remove(out / table);
+
+    if (collect) {
+        // Only what a process finished with exactly these settings counts.
+        int missing = 0;
+        for (Job& job : jobs) {
+            if (auto summary = finished_summary(config_of(job), run_dir(out, job))) {
+                job.summary = std::move(*summary);
+                job.kept = true;
+                continue;
+            }
+            ++missing;
+            std::ifstream in(error_file(out, job));
+            std::string why((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            job.error = why.empty() ? "not finished (run its shard, or occam reproduce --out " + out.string() +
+                                          " with these flags)"
+                                    : "failed: " + why;
+            fmt::print(stderr, "occam reproduce: {} seed {}: {}\n", job.preset->name, job.seed, printable(job.error));
+        }
+        const std::string footer = fmt::format("{} runs collected from {}{}.", jobs.size(), out.string(),
+                                               missing ? fmt::format(", {} of them not finished", missing) : "");
+        const bool ok = write_results(out, chosen, jobs, args["seeds"].as<std::string>(), controls, footer);
+        return ok && missing == 0 ? 0 : 1;
+    }
+
+    std::vector<int> mine;  // this shard's jobs
+    for (int i = shard - 1; i < int(jobs.size()); i += shards) mine.push_back(i);
+    std::mutex print;
+    // A failed run is recorded in its row of the table (and beside its directory, for
+    // --collect); the other runs go on.
+    experiment::parallel_for(int(mine.size()), threads, [&](int m) {
+        Job& job = jobs[std::size_t(mine[std::size_t(m)])];
+        const experiment::Config c = config_of(job);
+        const fs::path dir = run_dir(out, job);
+        auto t0 = std::chrono::steady_clock::now();
+        std::string how;
+        try {
+            fs::create_directories(dir.parent_path());
+            fs::remove(error_file(out, job));
+            ContinuedRun r = continue_run(c, dir, true, plot);
+            job.summary = std::move(r.summary);
+            job.kept = r.how == "kept";
+            how = r.how;
+        } catch (const std::exception& e) {
+            job.error = e.what();
+            try {
+                write_text(error_file(out, job), job.error);
+            } catch (const std::exception&) {
+                // the error is reported below and in the table all the same
+            }
+        }
+        job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::lock_guard<std::mutex> lock(print);
+        fmt::print(stderr, "occam reproduce: {} seed {} {} ({:.1f} s)\n", job.preset->name, job.seed,
+                   job.error.empty() ? printable(how) : "FAILED: " + printable(job.error), job.seconds);
+    });
+
+    int kept = 0, failed = 0;
+    double total = 0;
+    for (int i : mine) {
+        total += jobs[std::size_t(i)].seconds;
+        kept += jobs[std::size_t(i)].kept;
+        failed += !jobs[std::size_t(i)].error.empty();
+    }
+    if (sharded) {
+        fmt::print("shard {}/{}: {} runs, {} failed, {:.1f} s of run time; when every shard has finished: occam "
+                   "reproduce --collect {} (with the same --presets, --seeds, --no-control)\n",
+                   shard, shards, mine.size(), failed, total, out.string());
+        return failed ? 1 : 0;
+    }
+    const std::string footer =
+        fmt::format("{} runs{}, {:.1f} s of run time, {} threads.", jobs.size(),
+                    kept ? fmt::format(" ({} finished by an earlier reproduce and kept)", kept) : "", total, threads);
+    return write_results(out, chosen, jobs, args["seeds"].as<std::string>(), controls, footer) ? 0 : 1;
 }
 
 }  // namespace occam::cli

@@ -328,6 +328,50 @@ json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resu
     return summary;
 }
 
+std::optional<json> finished_summary(const Config& c, const fs::path& dir) {
+    try {
+        if (read_json(dir / "config.json") != json::parse(config_text(c))) return std::nullopt;
+        json summary = read_json(dir / "summary.json");
+        if (!summary.is_object()) return std::nullopt;
+        // A sweep writes its combined summary once, after all its runs; a run with a control
+        // writes its own part first and the whole after the control.
+        const bool whole = c.sweep.empty() ? !c.control || summary.contains("control") : summary.contains("runs");
+        if (!whole) return std::nullopt;
+        return summary;
+    } catch (const std::exception&) {
+        return std::nullopt;  // missing, truncated, not JSON: not finished
+    }
+}
+
+ContinuedRun continue_run(const Config& c, const fs::path& dir, bool quiet, bool plot) {
+    const char* kind = c.sweep.empty() ? "run" : "sweep";
+    std::string afresh_because;
+    if (fs::is_directory(dir) && occam_dir_kind(dir) == kind) {
+        const DirLock lock = claim_existing_dir(dir, kind);  // before reading: no other process is writing it
+        if (auto summary = finished_summary(c, dir)) return {std::move(*summary), "kept"};
+        bool same = false;
+        try {
+            same = read_json(dir / "config.json") == json::parse(config_text(c));
+        } catch (const std::exception&) {
+        }
+        if (same && !c.sweep.empty()) return {run_sweep(c, dir, true, quiet, plot), "continued"};
+        if (same && fs::exists(dir / "checkpoint.json")) {
+            Checkpoint ckpt;
+            try {
+                ckpt = read_checkpoint(dir / "checkpoint.json");
+                check_resumable(ckpt, c);
+            } catch (const std::exception& e) {
+                afresh_because = e.what();
+            }
+            if (afresh_because.empty()) return {run_experiment(c, dir, &ckpt, quiet, plot), "continued"};
+        }
+    }
+    const DirLock lock = claim_new_dir(dir, true, kind);
+    write_text(dir / "config.json", config_text(c));
+    json summary = c.sweep.empty() ? run_experiment(c, dir, nullptr, quiet, plot) : run_sweep(c, dir, false, quiet, plot);
+    return {std::move(summary), afresh_because.empty() ? "ran" : "ran afresh (" + afresh_because + ")"};
+}
+
 int run(int argc, char** argv) {
     cxxopts::Options options(argv[0],
                              "Meta-learns the functions a learner finds easiest to generalise (the paper's\n"

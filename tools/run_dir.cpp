@@ -21,16 +21,16 @@ constexpr const char* kMarker = ".occam";
 bool is_empty_dir(const fs::path& dir) { return fs::is_empty(dir); }
 
 /// Made before the marker existed: a run directory's config.json names the occam version; a
-/// reproduce directory holds its table.
-bool is_legacy_occam_dir(const fs::path& dir) {
-    if (fs::exists(dir / "RESULTS.md") && fs::exists(dir / "results.json")) return true;
+/// reproduce directory holds its table. "" for neither.
+std::string legacy_occam_dir_kind(const fs::path& dir) {
+    if (fs::exists(dir / "RESULTS.md") && fs::exists(dir / "results.json")) return "reproduce";
     std::ifstream in(dir / "config.json");
-    if (!in) return false;
+    if (!in) return "";
     try {
         const auto j = nlohmann::json::parse(in);
-        return j.is_object() && j.contains("occam_version");
+        return j.is_object() && j.contains("occam_version") ? "run" : "";
     } catch (const std::exception&) {
-        return false;
+        return "";
     }
 }
 }  // namespace
@@ -48,24 +48,41 @@ DirLock::~DirLock() {
     if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the flock
 }
 
-bool is_occam_dir(const fs::path& dir) {
-    return fs::is_regular_file(dir / kMarker) || is_legacy_occam_dir(dir);
+bool is_occam_dir(const fs::path& dir) { return !occam_dir_kind(dir).empty(); }
+
+std::string occam_dir_kind(const fs::path& dir) {
+    if (!fs::is_regular_file(dir / kMarker)) return legacy_occam_dir_kind(dir);
+    // A marker is written whole at creation, but its text is for people: one that does not
+    // parse (emptied, edited) still marks occam's directory, of a kind nobody can tell.
+    std::ifstream in(dir / kMarker);
+    try {
+        const auto j = nlohmann::json::parse(in);
+        if (j.is_object() && j.contains("kind") && j["kind"].is_string()) return j["kind"].get<std::string>();
+    } catch (const std::exception&) {
+    }
+    return "unknown";
 }
 
-DirLock lock_dir(const fs::path& dir, std::string_view kind) {
+DirLock lock_dir(const fs::path& dir, std::string_view kind, bool shared) {
     const fs::path marker = dir / kMarker;
     DirLock lock;
-    lock.fd_ = ::open(marker.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    // Created with O_EXCL, so of several processes starting at once (shards) exactly one writes
+    // the text; the marker is never replaced, since the lock lives on its inode.
+    lock.fd_ = ::open(marker.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    const bool created = lock.fd_ >= 0;
+    if (!created && errno == EEXIST) lock.fd_ = ::open(marker.c_str(), O_RDWR | O_CLOEXEC);
     if (lock.fd_ < 0) throw std::runtime_error(fmt::format("cannot create {}: {}", marker.string(), std::strerror(errno)));
-    if (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (::flock(lock.fd_, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
         if (errno == EWOULDBLOCK)
             throw std::runtime_error(dir.string() +
                                      " is in use by another occam process; wait for it to finish, or use another --out");
         throw std::runtime_error(fmt::format("cannot lock {}: {}", marker.string(), std::strerror(errno)));
     }
     // The marker's text is for people (what made this directory); only its existence counts.
+    // An empty marker left by a process killed between creating and writing it is written by
+    // the next one that holds it alone.
     struct stat st {};
-    if (::fstat(lock.fd_, &st) == 0 && st.st_size == 0) {
+    if (created || (!shared && ::fstat(lock.fd_, &st) == 0 && st.st_size == 0)) {
         const std::string text = fmt::format("{{\"made_by\": \"occam {}\", \"kind\": \"{}\"}}\n", OCCAM_VERSION, kind);
         if (::write(lock.fd_, text.data(), text.size()) != ssize_t(text.size()))
             throw std::runtime_error("cannot write " + marker.string());

@@ -24,7 +24,7 @@ public:
     bool held() const { return fd_ >= 0; }
 
 private:
-    friend DirLock lock_dir(const fs::path& dir, std::string_view kind);
+    friend DirLock lock_dir(const fs::path& dir, std::string_view kind, bool shared);
     int fd_ = -1;
 };
 
@@ -32,9 +32,21 @@ private:
 /// a config.json that names the occam version, or a reproduce table.
 bool is_occam_dir(const fs::path& dir);
 
+/// What made `dir`: the kind in its marker (run, sweep, reproduce), or for a directory made
+/// before the marker existed "reproduce" (it holds a table) or "run" (its config.json names
+/// the occam version); "" when occam did not make it.
+std::string occam_dir_kind(const fs::path& dir);
+
 /// Creates the marker if needed and locks `dir`; throws if another process holds it.
-/// `kind` (run, sweep, reproduce) is recorded in a new marker.
-[[nodiscard]] DirLock lock_dir(const fs::path& dir, std::string_view kind);
+/// `kind` (run, sweep, reproduce) is recorded in a new marker. A `shared` lock admits other
+/// shared ones (the shards of one reproduce) and keeps out an exclusive one.
+[[nodiscard]] DirLock lock_dir(const fs::path& dir, std::string_view kind, bool shared = false);
+
+/// lock_dir(dir, kind, true): for the shards of one reproduce, each of which also locks every
+/// run directory it writes.
+[[nodiscard]] inline DirLock lock_dir_shared(const fs::path& dir, std::string_view kind) {
+    return lock_dir(dir, kind, true);
+}
 
 /// Makes `dir` ready for new output and locks it: creates it; an empty directory is taken as
 /// is; a non-empty one only if occam made it and `force` is given (everything in it is then

@@ -54,14 +54,16 @@ json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bo
         const auto& [name, sub] = runs[std::size_t(i)];
         const fs::path d = dir / name;
         try {
-            if (resume && fs::exists(d / "summary.json")) {
-                // A finished run is reused only if it was made with this sweep's settings.
-                if (!fs::exists(d / "config.json") || read_json(d / "config.json") != json::parse(config_text(sub)))
-                    throw std::runtime_error((d / "config.json").string() +
-                                             " does not match the sweep's config.json (edited?); cannot resume");
-                summaries[std::size_t(i)] = read_json(d / "summary.json");
-                return;
-            }
+            // A finished run is reused only if it was made with this sweep's settings; one
+            // killed during its control has a summary.json without the control's part and goes on.
+            if (resume && fs::exists(d / "config.json") && read_json(d / "config.json") != json::parse(config_text(sub)))
+                throw std::runtime_error((d / "config.json").string() +
+                                         " does not match the sweep's config.json (edited?); cannot resume");
+            if (resume)
+                if (auto finished = finished_summary(sub, d)) {
+                    summaries[std::size_t(i)] = std::move(*finished);
+                    return;
+                }
             Checkpoint ckpt;
             const bool from_checkpoint = resume && fs::exists(d / "checkpoint.json");
             // A sweep owns its sub-directories (it replaces what it made), never a foreign one.

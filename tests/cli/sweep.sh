@@ -17,6 +17,15 @@ cp "$work/sweep/ridge=0.1/probe.csv" "$work/probe_before.csv"
 rm -rf "$work/sweep/ridge=0.1"
 "$occam" run --resume "$work/sweep" --quiet --no-plot > /dev/null || fail "resuming the sweep failed"
 cmp -s "$work/sweep/ridge=0.1/probe.csv" "$work/probe_before.csv" || fail "the resumed sweep run differs"
+# A run killed during its control has the experiment's summary.json without the control's part:
+# resuming continues that control, it does not keep the half summary.
+"$occam" $base --sweep ridge=0.001,0.1 --control --out "$work/ctl" > /dev/null || fail "the sweep with controls did not run"
+cp "$work/ctl/ridge=0.1/summary.json" "$work/summary_before.json"
+cp "$work/ctl/ridge=0.1/control/summary.json" "$work/ctl/ridge=0.1/summary.json"
+rm "$work/ctl/ridge=0.1/control/summary.json" "$work/ctl/summary.json"
+"$occam" run --resume "$work/ctl" --quiet --no-plot > /dev/null || fail "resuming the sweep with controls failed"
+cmp -s "$work/ctl/ridge=0.1/summary.json" "$work/summary_before.json" \
+  || fail "a run stopped during its control was kept half done, or continued differently"
 for bad in "nope=1,2" "ridge=abc" "ridge" "meta_depth=1.5"; do
   if "$occam" $base --sweep "$bad" --out "$work/bad" > /dev/null 2> "$work/err.txt"; then
     fail "--sweep $bad succeeded"

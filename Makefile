@@ -2,7 +2,7 @@
 # MNIST digits in data/), configure, build, and then run the default experiment or the test suite.
 BUILD    ?= build
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
-PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox python3 procps zlib1g-dev
+PACKAGES := cmake g++ make libeigen3-dev libfmt-dev libcxxopts-dev doctest-dev nlohmann-json3-dev gnuplot-nox python3 procps zlib1g-dev libopenmpi-dev openmpi-bin
 
 .PHONY: all deps data configure build demo test fuzz reproduce clean
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -477,6 +478,28 @@ struct FrozenFunction {
 ///    does not depend on the probe size (the notebooks' unnormalised sum over 1000 points does).
 ///  - none: independent meta-learners (different initialisations), e.g. to show that without
 ///    orthogonality every restart finds the same function.
+/// An evolution strategy's population split over processes (the ranks of an mpirun; the tool
+/// supplies the two collectives, tools/mpi.hpp): process `rank` of `size` scores the members
+/// [n rank / size, n (rank + 1) / size). Every member's fitness is the same wherever it is
+/// computed, and every process updates the same distribution with all of them, so a split run
+/// is byte-identical to one process's.
+struct PopulationSplit {
+    int rank = 0;
+    int size = 1;
+    /// The concatenation, in rank order, of every process's vector.
+    std::function<std::vector<double>(const std::vector<double>&)> all_gather;
+    /// Process `root`'s text, on every process.
+    std::function<std::string(const std::string&, int root)> broadcast;
+
+    /// The members [first(n, r), first(n, r + 1)) of a population of n are process r's.
+    int first(int n, int r) const { return int(std::int64_t(n) * r / size); }
+    int owner(int member, int n) const {  // the process that scores `member`
+        int r = 0;
+        while (r + 1 < size && first(n, r + 1) <= member) ++r;
+        return r;
+    }
+};
+
 class MetaTrainer {
 public:
     explicit MetaTrainer(const Config& c) : cfg_(c) {
@@ -493,6 +516,16 @@ public:
                                              inputs_->time_bin_ms(), image));
         net_ = make_meta_net(cfg_, inputs_->dim(), image);
         start_function();
+    }
+
+    /// Splits an evolution strategy's population over processes (ignored by gradient methods).
+    /// Every process must make the same trainer and the same calls, in the same order.
+    void set_population_split(PopulationSplit split) {
+        if (split.size < 1 || split.rank < 0 || split.rank >= split.size)
+            throw std::invalid_argument("set_population_split: rank must be from 0 to size - 1");
+        if (split.size > 1 && (!split.all_gather || !split.broadcast))
+            throw std::invalid_argument("set_population_split: a split needs all_gather and broadcast");
+        split_ = std::move(split);
     }
 
     /// One meta-step of the current function (one generation for an evolution strategy);
@@ -832,19 +865,45 @@ private:
             return meta_loss(h, task, task.rng, orth, &maps);
         };
         const int n = es_->population();
-        Eigen::VectorXd fitness(n);
-        // Each member writes only its own fitness; a failure reaches here as the lowest failing
-        // member's error, the same for any thread count.
-        parallel_for(n, cfg_.threads, [&](int i) {
+        Eigen::VectorXd fitness = Eigen::VectorXd::Constant(n, std::nan(""));
+        // This process's members (all of them unless the population is split over processes).
+        const int first = split_.first(n, split_.rank), last = split_.first(n, split_.rank + 1);
+        // Each member writes only its own fitness or error; a failure stops the run with the
+        // lowest failing member's error, the same for any thread or process count.
+        std::vector<std::string> errors(std::size_t(last - first));
+        parallel_for(last - first, cfg_.threads, [&](int k) {
+            const int i = first + k;
             try {
                 ad::TapeScope scope;  // frees this member's nodes (each thread has its own tape)
                 ad::NoGradGuard no_grad;
                 const double f = score(ad::nn::unflatten(es_->sample(i), shapes_)).loss.item();
                 fitness[i] = std::isfinite(f) ? f : std::nan("");  // ranked last
             } catch (const std::exception& e) {
-                throw TrainingError(where() + "member " + std::to_string(i) + ": " + e.what());
+                errors[std::size_t(k)] = std::string(e.what()).empty() ? "failed" : e.what();
             }
         });
+        int failed = -1;
+        for (int k = 0; k < last - first && failed < 0; ++k)
+            if (!errors[std::size_t(k)].empty()) failed = first + k;
+        std::string message = failed >= 0 ? errors[std::size_t(failed - first)] : "";
+        if (split_.size > 1) {
+            // Each process sends its members' fitness and its lowest failing member (n: none).
+            std::vector<double> mine(fitness.data() + first, fitness.data() + last);
+            mine.push_back(failed >= 0 ? failed : n);
+            const std::vector<double> all = split_.all_gather(mine);
+            failed = n;
+            std::size_t at = 0;
+            for (int r = 0; r < split_.size; ++r) {
+                for (int i = split_.first(n, r); i < split_.first(n, r + 1); ++i) fitness[i] = all[at++];
+                failed = std::min(failed, int(all[at++]));
+            }
+            if (failed == n) failed = -1;
+            if (failed >= 0) message = split_.broadcast(message, split_.owner(failed, n));
+            // tell() reads every member's sample, which sample() records: the others' too.
+            for (int i = 0; i < n; ++i)
+                if (i < first || i >= last) es_->sample(i);
+        }
+        if (failed >= 0) throw TrainingError(where() + "member " + std::to_string(failed) + ": " + message);
         es_->tell(fitness);
         params_ = ad::nn::unflatten(es_->mean(), shapes_);
         ad::NoGradGuard no_grad;
@@ -916,6 +975,7 @@ private:
     }
 
     Config cfg_;
+    PopulationSplit split_;  ///< one process unless set_population_split was called
     std::unique_ptr<InputDistribution> inputs_;
     std::vector<std::unique_ptr<learners::Learner>> learners_;
     MetaNet net_;

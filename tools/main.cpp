@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "mpi.hpp"
 
 namespace {
 
@@ -46,9 +47,15 @@ int main(int argc, char** argv) {
         fmt::print("occam {}\n", OCCAM_VERSION);
         return 0;
     }
+    // Under mpirun every process runs this same command; mpi.hpp says which part is its own.
+    occam::cli::mpi::Session mpi_session(argc, argv);
+    namespace mpi = occam::cli::mpi;
     // The subcommand sees its own name as argv[0], so its --help reads "occam gradcheck ...".
     std::string name = "occam " + sub;
     argv[1] = name.data();
+    // A failure that may be one process's own (a run's error, memory) names the process and
+    // ends the whole job: the others would wait for it forever in their next collective.
+    const std::string who = mpi::size() > 1 ? fmt::format("{} (process {} of {})", name, mpi::rank(), mpi::size()) : name;
     try {
         if (sub == "gradcheck") return occam::cli::gradcheck(argc - 1, argv + 1);
         if (sub == "bench") return occam::cli::bench(argc - 1, argv + 1);
@@ -61,17 +68,20 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "occam: unknown subcommand '{}' (see occam --help)\n", printable(sub));
         return occam::cli::kUsageError;
     } catch (const cxxopts::exceptions::exception& e) {
-        fmt::print(stderr, "{}: {} (see {} --help)\n", name, printable(e.what()), name);
+        // Every process read the same flags and stops here before any collective: one says so.
+        if (mpi::rank() == 0) fmt::print(stderr, "{}: {} (see {} --help)\n", name, printable(e.what()), name);
         return occam::cli::kUsageError;
     } catch (const std::bad_alloc&) {
         // The last resort: validate() refuses the sizes it can foresee, with the flag's name.
         fmt::print(stderr,
                    "{}: out of memory (the run asked for more memory than this machine could give; try smaller "
                    "sizes: --train, --test, --features, --meta-hidden, --probe, --population)\n",
-                   name);
+                   who);
+        if (mpi::size() > 1) mpi::abort_all(1);
         return 1;
     } catch (const std::exception& e) {
-        fmt::print(stderr, "{}: error: {}\n", name, printable(e.what()));
+        fmt::print(stderr, "{}: error: {}\n", who, printable(e.what()));
+        if (mpi::size() > 1) mpi::abort_all(1);
         return 1;
     }
 }

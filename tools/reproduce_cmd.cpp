@@ -16,6 +16,7 @@
 #include "experiment/meta_learning.hpp"
 #include "experiment/presets.hpp"
 #include "experiment/thread_pool.hpp"
+#include "mpi.hpp"
 #include "run_dir.hpp"
 #include "run_experiment.hpp"
 #include "targets.hpp"
@@ -44,6 +45,20 @@ fs::path run_dir(const fs::path& out, const Job& job) {
 /// directory that could not be claimed is not ours to write into).
 fs::path error_file(const fs::path& out, const Job& job) {
     return out / job.preset->name / fmt::format("seed{}.error", job.seed);
+}
+
+/// A run another process made: its finished summary, or the error it left beside it, or
+/// "not finished". Returns whether it finished.
+bool collect_job(const fs::path& out, Job& job, const experiment::Config& c) {
+    if (auto summary = finished_summary(c, run_dir(out, job))) {
+        job.summary = std::move(*summary);
+        return true;
+    }
+    std::ifstream in(error_file(out, job));
+    const std::string why((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    job.error = why.empty() ? "not finished (run its shard, or occam reproduce --out " + out.string() + " with these flags)"
+                            : "failed: " + why;
+    return false;
 }
 
 /// --presets: every name once, each a preset.
@@ -270,6 +285,10 @@ int reproduce(int argc, char** argv) {
     const bool sharded = args.count("shard") > 0;
     if (collect && (sharded || force || args.count("out")))
         throw cxxopts::exceptions::exception("--collect DIR runs nothing: it takes no --shard, --force or --out");
+    const int ranks = mpi::size();
+    if (ranks > 1 && (sharded || collect))
+        throw cxxopts::exceptions::exception("--shard and --collect are for separate processes; under mpirun the "
+                                             "processes share the runs by themselves");
     if (sharded && force)
         throw cxxopts::exceptions::exception("--shard with --force would delete the other shards' runs: empty OUT "
                                              "once, before starting the shards");
@@ -301,7 +320,12 @@ int reproduce(int argc, char** argv) {
                                      " directory, not a reproduce directory: choose another --out");
     };
     DirLock out_lock;
-    if (collect) {
+    if (ranks > 1 && mpi::rank() > 0) {
+        // The first process claims the directory (continued, emptied by --force, or new) and
+        // shares it; the others join it. Each run directory is then one process's alone.
+        mpi::barrier();
+        out_lock = lock_dir_shared(out, "reproduce");
+    } else if (collect) {
         out_lock = claim_existing_dir(out, "reproduce");
     } else if (sharded) {
         // Shards start together: each one may find OUT missing, empty, or with a marker another
@@ -316,24 +340,20 @@ int reproduce(int argc, char** argv) {
     } else {
         out_lock = claim_new_dir(out, force, "reproduce");
     }
-    if (!collect && !sharded)
+    if (!collect && !sharded && mpi::rank() == 0)
         for (const char* table : {"RESULTS.md", "results.json", "controls.json"}) fs::remove(out / table);
+    if (ranks > 1 && mpi::rank() == 0) {
+        out_lock.share();
+        mpi::barrier();
+    }
 
     if (collect) {
         // Only what a process finished with exactly these settings counts.
         int missing = 0;
         for (Job& job : jobs) {
-            if (auto summary = finished_summary(config_of(job), run_dir(out, job))) {
-                job.summary = std::move(*summary);
-                job.kept = true;
-                continue;
-            }
+            job.kept = collect_job(out, job, config_of(job));
+            if (job.kept) continue;
             ++missing;
-            std::ifstream in(error_file(out, job));
-            std::string why((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            job.error = why.empty() ? "not finished (run its shard, or occam reproduce --out " + out.string() +
-                                          " with these flags)"
-                                    : "failed: " + why;
             fmt::print(stderr, "occam reproduce: {} seed {}: {}\n", job.preset->name, job.seed, printable(job.error));
         }
         const std::string footer = fmt::format("{} runs collected from {}{}.", jobs.size(), out.string(),
@@ -342,8 +362,10 @@ int reproduce(int argc, char** argv) {
         return ok && missing == 0 ? 0 : 1;
     }
 
-    std::vector<int> mine;  // this shard's jobs
-    for (int i = shard - 1; i < int(jobs.size()); i += shards) mine.push_back(i);
+    // This shard's jobs, or this process's of an mpirun: the same split, by index.
+    const int part = sharded ? shard - 1 : mpi::rank(), parts = sharded ? shards : ranks;
+    std::vector<int> mine;
+    for (int i = part; i < int(jobs.size()); i += parts) mine.push_back(i);
     std::mutex print;
     // A failed run is recorded in its row of the table (and beside its directory, for
     // --collect); the other runs go on.
@@ -374,6 +396,32 @@ int reproduce(int argc, char** argv) {
                    job.error.empty() ? printable(how) : "FAILED: " + printable(job.error), job.seconds);
     });
 
+    if (ranks > 1) {
+        // The first process writes the table: the others' run times and what they kept come
+        // by MPI, their summaries and errors from their directories.
+        std::vector<double> info;
+        for (int i : mine) {
+            info.push_back(i);
+            info.push_back(jobs[std::size_t(i)].seconds);
+            info.push_back(jobs[std::size_t(i)].kept);
+        }
+        const std::vector<double> all = mpi::all_gather(info);
+        if (mpi::rank() > 0) return 0;  // its failures are in the table the first one writes
+        std::vector<bool> own(jobs.size(), false);
+        for (int i : mine) own[std::size_t(i)] = true;
+        for (std::size_t k = 0; k + 2 < all.size(); k += 3) {
+            Job& job = jobs[std::size_t(all[k])];
+            job.seconds = all[k + 1];
+            job.kept = all[k + 2] != 0;
+        }
+        mine.clear();
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+            mine.push_back(int(i));
+            if (!own[i] && !collect_job(out, jobs[i], config_of(jobs[i])))
+                fmt::print(stderr, "occam reproduce: {} seed {}: {}\n", jobs[i].preset->name, jobs[i].seed,
+                           printable(jobs[i].error));
+        }
+    }
     int kept = 0, failed = 0;
     double total = 0;
     for (int i : mine) {
@@ -388,8 +436,9 @@ int reproduce(int argc, char** argv) {
         return failed ? 1 : 0;
     }
     const std::string footer =
-        fmt::format("{} runs{}, {:.1f} s of run time, {} threads.", jobs.size(),
-                    kept ? fmt::format(" ({} finished by an earlier reproduce and kept)", kept) : "", total, threads);
+        fmt::format("{} runs{}, {:.1f} s of run time, {} threads{}.", jobs.size(),
+                    kept ? fmt::format(" ({} finished by an earlier reproduce and kept)", kept) : "", total, threads,
+                    ranks > 1 ? fmt::format(" in each of {} MPI processes", ranks) : "");
     return write_results(out, chosen, jobs, args["seeds"].as<std::string>(), controls, footer) ? 0 : 1;
 }
 

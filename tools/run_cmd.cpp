@@ -16,6 +16,7 @@
 #include "experiment/meta_learning.hpp"
 #include "experiment/parse.hpp"
 #include "experiment/presets.hpp"
+#include "mpi.hpp"
 #include "plot.hpp"
 #include "run_dir.hpp"
 #include "run_experiment.hpp"
@@ -255,11 +256,22 @@ std::string config_text(const Config& c) {
 
 namespace {
 
+/// The processes of this mpirun as an evolution strategy's population split.
+experiment::PopulationSplit mpi_split() {
+    return {mpi::rank(), mpi::size(), [](const std::vector<double>& v) { return mpi::all_gather(v); },
+            [](const std::string& text, int root) { return mpi::broadcast(text, root); }};
+}
+
 /// One experiment into `dir` (no control): meta-training from `resume_from` if given, then
-/// the probe set, summary and figures.
-json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot) {
+/// the probe set, summary and figures. With `split`, its population is split over the
+/// processes of this mpirun, which follow it in follow_run.
+json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot, bool split) {
     experiment::MetaTrainer trainer(c);
     if (resume_from) trainer.restore(resume_from->frozen, resume_from->step, resume_from->params, resume_from->optimizer);
+    if (split) {
+        trainer.set_population_split(mpi_split());
+        mpi::broadcast(resume_from ? "resume" : "fresh", 0);  // the others start as this one did
+    }
     const int done_before = trainer.functions_done() * c.steps + trainer.steps_done();
     write_text(dir / "log.csv", log_prefix(dir / "log.csv", done_before));
     const std::string inputs_hash = inputs_fingerprint(c);
@@ -299,11 +311,14 @@ json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from
 
 /// The control of the experiment in `dir`, in DIR/control: reused when resuming and finished
 /// with the same settings, continued from its checkpoint when resuming, else run afresh.
-json run_control(const Config& c, const fs::path& dir, bool resume, bool quiet, bool plot) {
+json run_control(const Config& c, const fs::path& dir, bool resume, bool quiet, bool plot, bool split) {
     const Config cc = control_config(c);
     const fs::path cd = dir / "control";
     const bool same = resume && fs::exists(cd / "config.json") && read_json(cd / "config.json") == json::parse(config_text(cc));
-    if (same && fs::exists(cd / "summary.json")) return read_json(cd / "summary.json");
+    if (same && fs::exists(cd / "summary.json")) {
+        if (split) mpi::broadcast("skip", 0);
+        return read_json(cd / "summary.json");
+    }
     const bool from_checkpoint = same && fs::exists(cd / "checkpoint.json");
     // The experiment owns its control's directory: a control made with other settings is replaced.
     const DirLock lock = from_checkpoint ? claim_existing_dir(cd, "run") : claim_new_dir(cd, true, "run");
@@ -314,15 +329,42 @@ json run_control(const Config& c, const fs::path& dir, bool resume, bool quiet, 
     }
     write_text(cd / "config.json", config_text(cc));
     if (!quiet) fmt::print(stderr, "occam run: the control (no learner term) -> {}\n", cd.string());
-    return run_one(cc, cd, from_checkpoint ? &ckpt : nullptr, quiet, plot);
+    return run_one(cc, cd, from_checkpoint ? &ckpt : nullptr, quiet, plot, split);
+}
+
+/// What the other processes of an mpirun do while process 0 runs an evolution strategy whose
+/// population they share: the same trainers (the experiment, then its control), started as
+/// process 0 says (afresh, from the checkpoint it resumed, or not at all), making the same
+/// calls; they score their members and write nothing.
+void follow_run(const Config& c, const fs::path& dir) {
+    std::vector<std::pair<Config, fs::path>> parts = {{c, dir}};
+    if (c.control) parts.emplace_back(control_config(c), dir / "control");
+    for (const auto& [cfg, d] : parts) {
+        const std::string start = mpi::broadcast("", 0);
+        if (start == "skip") continue;
+        experiment::MetaTrainer trainer(cfg);
+        if (start == "resume") {
+            // Process 0 read this file just now and writes the next one only after steps that
+            // need this process: it is the same file.
+            const Checkpoint ckpt = read_checkpoint(d / "checkpoint.json");
+            trainer.restore(ckpt.frozen, ckpt.step, ckpt.params, ckpt.optimizer);
+        }
+        trainer.set_population_split(mpi_split());
+        const Eigen::MatrixXd probe_x = probe_set(trainer).samples;
+        while (!trainer.finished()) {
+            while (trainer.steps_done() < cfg.steps) trainer.step();
+            trainer.finish_function(probe_x);
+        }
+    }
 }
 
 }  // namespace
 
-json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot) {
-    json summary = run_one(c, dir, resume_from, quiet, plot);
+json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resume_from, bool quiet, bool plot,
+                    bool split_population) {
+    json summary = run_one(c, dir, resume_from, quiet, plot, split_population);
     if (c.control) {
-        merge_control(summary, run_control(c, dir, resume_from != nullptr, quiet, plot));
+        merge_control(summary, run_control(c, dir, resume_from != nullptr, quiet, plot, split_population));
         write_text(dir / "summary.json", summary.dump(2) + "\n");
     }
     return summary;
@@ -390,15 +432,25 @@ int run(int argc, char** argv) {
     bool help = false;
     auto args = parse_or_help(options, argc, argv, help);
     if (help) return 0;
-    const bool quiet = args.count("quiet") > 0;
     const bool plot = args.count("no-plot") == 0;
+    // Under mpirun, process 0 claims the directory and writes config.json; the others then
+    // share it: they take the runs of a sweep that are theirs, or the members of an evolution
+    // strategy's population that are theirs, and print nothing.
+    const bool many = mpi::size() > 1, follower = many && mpi::rank() > 0;
+    const bool quiet = args.count("quiet") > 0 || follower;
 
     Config c;
     fs::path dir;
     DirLock lock;
     std::optional<Checkpoint> ckpt;
     const bool resume = args.count("resume") > 0;
-    if (resume) {
+    if (resume && follower) {
+        dir = args["resume"].as<std::string>();
+        refuse_flags_with_resume(args);
+        mpi::barrier();
+        lock = lock_dir_shared(dir, "run");
+        c = config_from_json(read_json(dir / "config.json"));  // as process 0 rewrote it
+    } else if (resume) {
         dir = args["resume"].as<std::string>();
         refuse_flags_with_resume(args);
         lock = claim_existing_dir(dir, "run");
@@ -429,17 +481,36 @@ int run(int argc, char** argv) {
         c = resolve_config(args);
         experiment::validate(c);
         if (!c.sweep.empty()) sweep_runs(c);  // every run's settings are checked before any starts
-        print_warnings(c);
+        if (!follower) print_warnings(c);
         dir = args.count("out") ? fs::path(args["out"].as<std::string>())
                                 : fs::path("runs") / fmt::format("{}-seed{}", c.preset.empty() ? "custom" : c.preset, c.seed);
-        lock = claim_new_dir(dir, args.count("force") > 0, c.sweep.empty() ? "run" : "sweep");
-        write_text(dir / "config.json", config_text(c));
+        if (follower) {
+            mpi::barrier();
+            lock = lock_dir_shared(dir, c.sweep.empty() ? "run" : "sweep");
+        } else {
+            lock = claim_new_dir(dir, args.count("force") > 0, c.sweep.empty() ? "run" : "sweep");
+            write_text(dir / "config.json", config_text(c));
+        }
+    }
+    if (many && !follower) {
+        lock.share();
+        mpi::barrier();
     }
 
+    const bool es = metaloss::is_es_method(c.meta_optimizer);
     if (!c.sweep.empty()) {
-        fmt::print("{}", describe_sweep(run_sweep(c, dir, resume, quiet, plot)));
+        const json combined = run_sweep(c, dir, resume, quiet, plot, many);
+        if (follower) return 0;
+        fmt::print("{}", describe_sweep(combined));
+    } else if (follower) {
+        if (es) follow_run(c, dir);
+        return 0;
     } else {
-        json summary = run_experiment(c, dir, ckpt ? &*ckpt : nullptr, quiet, plot);
+        if (many && !es)
+            fmt::print(stderr, "occam run: note: {} processes, but one run of a gradient method is one process's "
+                               "work; mpirun shares the runs of a --sweep or of occam reproduce, and an evolution "
+                               "strategy's population\n", mpi::size());
+        json summary = run_experiment(c, dir, ckpt ? &*ckpt : nullptr, quiet, plot, many && es);
         fmt::print("{}{}", describe_summary(summary), describe_control(summary));
     }
     fmt::print("results: {}\n", dir.string());

@@ -48,6 +48,11 @@ DirLock::~DirLock() {
     if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the flock
 }
 
+void DirLock::share() {
+    if (fd_ >= 0 && ::flock(fd_, LOCK_SH) != 0)
+        throw std::runtime_error(fmt::format("cannot share a directory lock: {}", std::strerror(errno)));
+}
+
 bool is_occam_dir(const fs::path& dir) { return !occam_dir_kind(dir).empty(); }
 
 std::string occam_dir_kind(const fs::path& dir) {

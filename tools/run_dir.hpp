@@ -22,6 +22,10 @@ public:
     DirLock& operator=(const DirLock&) = delete;
     ~DirLock();
     bool held() const { return fd_ >= 0; }
+    /// Turns an exclusive lock into a shared one: the processes of one mpirun share a
+    /// directory the first of them has claimed. (flock may drop the lock for an instant while
+    /// converting it: only an occam started at that very instant could slip in.)
+    void share();
 
 private:
     friend DirLock lock_dir(const fs::path& dir, std::string_view kind, bool shared);

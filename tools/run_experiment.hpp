@@ -15,9 +15,11 @@ namespace occam::cli {
 std::string config_text(const experiment::Config& c);
 
 /// Meta-trains (from `resume_from` if given), writes log.csv, checkpoints, probe.csv,
-/// summary.json and, with `plot`, the figures. Returns the summary.
+/// summary.json and, with `plot`, the figures. Returns the summary. With `split_population`
+/// (process 0 of an mpirun, an evolution strategy), the population is scored by all the
+/// processes, the others following in `occam run`.
 nlohmann::json run_experiment(const experiment::Config& c, const fs::path& dir, const Checkpoint* resume_from,
-                              bool quiet, bool plot);
+                              bool quiet, bool plot, bool split_population = false);
 
 /// The summary of the run (or sweep) that `dir` holds finished with exactly the settings `c`:
 /// config.json equal to config_text(c), and summary.json whole, with the control's part when

@@ -6,6 +6,7 @@
 
 #include "experiment/meta_learning.hpp"
 #include "experiment/thread_pool.hpp"
+#include "mpi.hpp"
 #include "cli.hpp"
 #include "plot.hpp"
 #include "run_dir.hpp"
@@ -43,14 +44,19 @@ std::vector<std::pair<std::string, experiment::Config>> sweep_runs(const experim
     return out;
 }
 
-json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bool quiet, bool plot) {
+json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bool quiet, bool plot,
+               bool across_processes) {
     const auto runs = sweep_runs(c);
     std::vector<json> summaries(runs.size());
     std::vector<std::string> errors(runs.size());
-    const int threads = std::max(1, std::min<int>(c.threads, int(runs.size())));
+    const int ranks = across_processes ? mpi::size() : 1, me = across_processes ? mpi::rank() : 0;
+    std::vector<int> mine;  // this process's runs
+    for (int i = me; i < int(runs.size()); i += ranks) mine.push_back(i);
+    const int threads = std::max(1, std::min<int>(c.threads, int(mine.size())));
     std::mutex print;
     // Every run is finished (or fails) on its own: one failed run does not stop the others.
-    experiment::parallel_for(int(runs.size()), threads, [&](int i) {
+    experiment::parallel_for(int(mine.size()), threads, [&](int m) {
+        const int i = mine[std::size_t(m)];
         const auto& [name, sub] = runs[std::size_t(i)];
         const fs::path d = dir / name;
         try {
@@ -85,6 +91,26 @@ json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bo
                        errors[std::size_t(i)].empty() ? "done" : "FAILED: " + printable(errors[std::size_t(i)]));
         }
     });
+    if (ranks > 1) {
+        // Which runs failed, then each failure's message from its process; process 0 reads the
+        // others' finished runs from their directories.
+        std::vector<double> failed;
+        for (int i : mine) failed.push_back(errors[std::size_t(i)].empty() ? 0 : 1);
+        const std::vector<double> all = mpi::all_gather(failed);
+        std::size_t at = 0;
+        std::vector<bool> run_failed(runs.size(), false);
+        for (int r = 0; r < ranks; ++r)
+            for (std::size_t i = std::size_t(r); i < runs.size(); i += std::size_t(ranks)) run_failed[i] = all[at++] != 0;
+        for (std::size_t i = 0; i < runs.size(); ++i)
+            if (run_failed[i]) errors[i] = mpi::broadcast(errors[i], int(i % std::size_t(ranks)));
+        if (me > 0) return nullptr;
+        for (std::size_t i = 0; i < runs.size(); ++i)
+            if (i % std::size_t(ranks) != 0 && !run_failed[i]) {
+                auto finished = finished_summary(runs[i].second, dir / runs[i].first);
+                if (!finished) throw std::runtime_error("sweep run " + runs[i].first + " reported done but has no whole summary.json");
+                summaries[i] = std::move(*finished);
+            }
+    }
     for (std::size_t i = 0; i < runs.size(); ++i)
         if (!errors[i].empty()) throw std::runtime_error("sweep run " + runs[i].first + ": " + errors[i]);
 

@@ -21,7 +21,11 @@ std::vector<std::pair<std::string, experiment::Config>> sweep_runs(const experim
 
 /// Runs (or, with `resume`, finishes) every run of the sweep into DIR/FIELD=VALUE and writes
 /// DIR/summary.json: {"sweep": FIELD, "runs": {"FIELD=VALUE": that run's summary, ...}}.
-nlohmann::json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bool quiet, bool plot);
+/// With `across_processes` every process of the mpirun calls it and takes the runs i with
+/// i % processes == its rank; process 0 then writes the combined summary and returns it, the
+/// others return null.
+nlohmann::json run_sweep(const experiment::Config& c, const fs::path& dir, bool resume, bool quiet, bool plot,
+                         bool across_processes = false);
 
 /// Prints a sweep's combined summary, one block per run.
 std::string describe_sweep(const nlohmann::json& summary);

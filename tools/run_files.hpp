@@ -74,8 +74,9 @@ Checkpoint read_checkpoint(const fs::path& path);
 /// The checksum of a checkpoint's JSON (everything but the "checksum" key itself).
 std::string checkpoint_checksum(const nlohmann::json& without_checksum);
 
-/// A hash of the input data file for file: inputs ("" for generated inputs): a resume refuses
-/// a data file that changed since the run started.
+/// A hash of the data files the inputs read (file:'s file, idx:'s images and labels, the npm
+/// package's digit files of the chosen classes; "" for generated inputs): a resume refuses data
+/// that changed since the run started.
 std::string inputs_fingerprint(const experiment::Config& c);
 /// The settings a checkpoint records: config.json's, less what a resume may change freely.
 nlohmann::json checkpoint_config(const experiment::Config& c);

@@ -55,5 +55,23 @@ rm -rf "$work/file"; "$occam" run --inputs file:"$work/data.csv" --learner ridge
   --quiet --no-plot --out "$work/file" > /dev/null
 echo "40,1,1" >> "$work/data.csv"
 refuse "changed since the run started" run --resume "$work/file" --quiet --no-plot
+# IDX image files changed between the kill and the resume (30 images of 4 x 4, classes 0 and 1).
+mkdir -p "$work/idx"
+idx() {  # idx SHIFT: the images file, its pixels shifted by SHIFT, and the labels file
+  { printf '\000\000\010\003\000\000\000\036\000\000\000\004\000\000\000\004'
+    i=0; while [ $i -lt 480 ]; do printf "\\$(printf %o $(((i * 37 + $1) % 256)))"; i=$((i + 1)); done
+  } > "$work/idx/train-images-idx3-ubyte"
+  { printf '\000\000\010\001\000\000\000\036'
+    i=0; while [ $i -lt 30 ]; do printf "\\$(printf %o $((i % 2)))"; i=$((i + 1)); done
+  } > "$work/idx/train-labels-idx1-ubyte"
+}
+idx 0
+rm -rf "$work/images"
+"$occam" run --inputs idx:"$work/idx" --learner ridge --train 6 --test 12 --steps 6 --probe 20 --eval-tasks 2 \
+  --quiet --no-plot --out "$work/images" > /dev/null 2> "$work/err.txt" || fail "the IDX run failed: $(cat "$work/err.txt")"
+"$occam" run --resume "$work/images" --quiet --no-plot > /dev/null 2> "$work/err.txt" \
+  || fail "resuming with the same IDX files failed: $(cat "$work/err.txt")"
+idx 1
+refuse "data of --inputs idx:.* changed since the run started" run --resume "$work/images" --quiet --no-plot
 echo "resume refusals: $fails failures"
 [ $fails -eq 0 ]

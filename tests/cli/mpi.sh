@@ -6,8 +6,7 @@
 set -u
 occam="$1"; work="$2"; mpirun="$3"
 rm -rf "$work"; mkdir -p "$work"
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 mpi() { np="$1"; shift; "$mpirun" --oversubscribe --allow-run-as-root -np "$np" "$occam" "$@"; }
 same() {  # same WHAT DIR1 DIR2 FILES...: the files are byte-identical
   what="$1"; a="$2"; b="$3"; shift 3

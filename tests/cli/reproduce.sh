@@ -8,16 +8,7 @@
 set -u
 occam="$1"; work="$2"
 rm -rf "$work"; mkdir -p "$work"
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_error() {
-  want="$1"; shift
-  "$@" > "$work/out.txt" 2> "$work/err.txt"; rc=$?
-  if [ $rc -eq 0 ]; then fail "succeeded: $*"; return; fi
-  [ $rc -eq 1 ] || [ $rc -eq 2 ] || fail "exit status $rc (a crash?): $*"
-  grep -q -- "$want" "$work/err.txt" || fail "$* said: $(cat "$work/err.txt") (wanted: $want)"
-  [ "$(wc -l < "$work/err.txt")" -eq 1 ] || fail "not one line: $(cat "$work/err.txt")"
-}
+. "$(dirname "$0")/lib.sh"
 # The runs' own files, which must not depend on how often the reproduce was stopped (log.csv's
 # time column and the table's footer with its run time do).
 results() {

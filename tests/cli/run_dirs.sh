@@ -5,17 +5,7 @@
 set -u
 occam="$1"; work="$2"
 rm -rf "$work"; mkdir -p "$work"
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_error "words" command...: exit status 1 or 2 (not a crash) and one line holding the words.
-expect_error() {
-  want="$1"; shift
-  "$@" > "$work/out.txt" 2> "$work/err.txt"; rc=$?
-  if [ $rc -eq 0 ]; then fail "succeeded: $*"; return; fi
-  [ $rc -eq 1 ] || [ $rc -eq 2 ] || fail "exit status $rc (a crash?): $*"
-  grep -q -- "$want" "$work/err.txt" || fail "$* said: $(cat "$work/err.txt") (wanted: $want)"
-  [ "$(wc -l < "$work/err.txt")" -eq 1 ] || fail "not one line: $(cat "$work/err.txt")"
-}
+. "$(dirname "$0")/lib.sh"
 base="run --inputs disk --learner ridge --train 6 --test 12 --steps 4 --probe 50 --eval-tasks 2 --quiet --no-plot"
 "$occam" $base --out "$work/good" > /dev/null || fail "the run did not run"
 

@@ -444,7 +444,9 @@ void check_resumable(const Checkpoint& ckpt, const experiment::Config& c) {
                 key, value.dump(), it == ckpt.config.end() ? "no such setting" : it->dump()));
     }
     for (const auto& [key, value] : ckpt.config.items())
-        if (!now.contains(key)) throw std::runtime_error("the checkpoint has a setting config.json lacks: " + key);
+        if (!now.contains(key))  // quoted as JSON: a damaged name may hold newlines or bytes that are not UTF-8
+            throw std::runtime_error("the checkpoint has a setting config.json lacks: " +
+                                     json(key).dump(-1, ' ', false, json::error_handler_t::replace));
     const int old_steps = setting_value<int>(ckpt.config.at("steps"), "the checkpoint's steps");
     if (ckpt.step < 0 || ckpt.step > old_steps)
         throw std::runtime_error(fmt::format("the checkpoint's step {} is outside 0..{}", ckpt.step, old_steps));

@@ -268,6 +268,18 @@ TEST_CASE("run files: a resume may change --threads, and --steps only while the 
     bad = k;
     bad.frozen.assign(2, {k.params, Eigen::VectorXd()});
     CHECK_THROWS_WITH(cli::check_resumable(bad, c), doctest::Contains("2 finished functions"));
+    // A setting occam gained after the checkpoint (classes, added with image inputs) is
+    // accepted at its default, refused at any other value.
+    cli::Checkpoint old = k;
+    old.config.erase("classes");
+    CHECK_NOTHROW(cli::check_resumable(old, c));
+    d = c;
+    d.classes = "3,5";
+    CHECK_THROWS_WITH(cli::check_resumable(old, d), doctest::Contains("config.json's classes is \"3,5\""));
+    // A damaged setting name is quoted: the message stays one line (found by make fuzz).
+    old = k;
+    old.config["in\nner\xff"] = 1;
+    CHECK_THROWS_WITH(cli::check_resumable(old, c), doctest::Contains("config.json lacks: \"in\\nner"));
 }
 
 TEST_CASE("run files: a resume refuses an input file that changed") {

@@ -118,9 +118,10 @@ double peak_rss_mb() {
 
 /// One meta-step of a preset's experiment (its first function): milliseconds, and the tape's
 /// peak memory during the step.
-std::pair<double, double> preset_step(const std::string& preset, int repeats, int threads) {
+std::pair<double, double> preset_step(const std::string& preset, int repeats, int threads, int population) {
     experiment::Config c = experiment::find_preset(preset).config;
     c.threads = threads;
+    if (population > 0) c.population = population;
     experiment::MetaTrainer t(c);
     double tape_mb = 0;
     const double s = median_seconds([&] { tape_mb = t.step().tape_mb; }, repeats);  // the warm-up fills the arena
@@ -151,10 +152,12 @@ int bench(int argc, char** argv) {
                              "differentiable Adam steps of a LIF circuit on 32 trials, tested on 256), mnist\n"
                              "(fig6-mnist: 100 SGD steps of a CNN on batches of 20 of 600 MNIST images, tested on\n"
                              "1400, labelled by a CNN meta-learner); all (those seven). Also reports the tape's peak memory per step and the process's peak RSS (run\n"
-                             "one workload per process for a per-workload RSS, as bench/compare.sh does).");
+                             "one workload per process for a per-workload RSS, as bench/compare.sh does).\n"
+                             "--population N times the evolution workload with N members per generation.");
     options.add_options()("workload", "Workload to time", cxxopts::value<std::string>()->default_value("tape"))(
         "repeats", "Timed repetitions (the median is reported)", cxxopts::value<int>()->default_value("200"))(
         "threads", "Threads inside a step (the evolution workload's population)", cxxopts::value<int>()->default_value("1"))(
+        "population", "Members per generation of the evolution workload (default: fig8's 64)", cxxopts::value<int>())(
         "no-avx512", "Run the AVX2 copies of the hot kernels even on an AVX-512 CPU (what a CPU without "
                      "AVX-512 runs; the same results)")("json", "Print JSON instead of key=value lines");
     bool help = false;
@@ -172,20 +175,36 @@ int bench(int argc, char** argv) {
         fmt::print(stderr, "occam bench: --threads must be between 1 and 1024 (got {})\n", threads);
         return kUsageError;
     }
+    int population = 0;  // the preset's
+    if (args.count("population")) {
+        population = args["population"].as<int>();
+        if (workload != "evolution") {
+            fmt::print(stderr, "occam bench: --population is for --workload evolution\n");
+            return kUsageError;
+        }
+        if (population < 2 || population > 1 << 20) {
+            fmt::print(stderr, "occam bench: --population must be from 2 to 1048576 (got {})\n", population);
+            return kUsageError;
+        }
+    }
     if (workload != "tape") {
         nlohmann::json all = nlohmann::json::array();
         bool known = workload == "all";
         for (const auto& [name, preset, min_repeats] : kWorkloads) {
             if (workload != "all" && workload != name) continue;
             known = true;
-            const auto [ms, tape_mb] = preset_step(preset, std::max(min_repeats, std::min(repeats, 200)), threads);
+            const auto [ms, tape_mb] =
+                preset_step(preset, std::max(min_repeats, std::min(repeats, 200)), threads, population);
             const double rss = peak_rss_mb();
-            if (args.count("json"))
+            const std::string members = population > 0 ? fmt::format(" population={}", population) : "";
+            if (args.count("json")) {
                 all.push_back({{"workload", name}, {"preset", preset}, {"ms_per_step", ms}, {"tape_mb", tape_mb},
                                {"peak_rss_mb", rss}, {"compiled_for", compiled_for()}});
-            else
-                fmt::print("workload={} ms_per_step={:.3f} tape_mb={:.1f} peak_rss_mb={:.0f} compiled_for=\"{}\"\n", name,
-                           ms, tape_mb, rss, compiled_for());
+                if (population > 0) all.back()["population"] = population;
+            } else {
+                fmt::print("workload={}{} ms_per_step={:.3f} tape_mb={:.1f} peak_rss_mb={:.0f} compiled_for=\"{}\"\n",
+                           name, members, ms, tape_mb, rss, compiled_for());
+            }
         }
         if (!known) {
             fmt::print(stderr,

@@ -4,16 +4,15 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "gzip.hpp"
+#include "temp_files.hpp"
 
 using occam::ad::Rng;
 using occam::experiment::ImageInputs;
@@ -28,40 +27,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh folder under the system temp directory, removed with everything in it at scope exit.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() /
-               ("occam-images-test-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    /// Write bytes to name inside the folder (creating folders on the way); returns the full path.
-    std::string write(const std::string& name, const std::string& bytes) const {
-        const auto p = path / name;
-        fs::create_directories(p.parent_path());
-        std::ofstream(p, std::ios::binary) << bytes;
-        return p.string();
-    }
-    std::string str() const { return path.string(); }
+/// A scratch folder for this file's tests.
+struct TempDir : occam::testing::TempDir {
+    TempDir() : occam::testing::TempDir("occam-images-test-") {}
 };
-
-/// The InputError message thrown by f, or "" if it threw nothing.
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const InputError& e) {
-        return e.what();
-    }
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using occam::testing::contains;
+using occam::testing::error_of;
 
 /// The error of f: non-empty, one line, and containing every part.
 template <class F>

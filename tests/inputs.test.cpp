@@ -2,13 +2,13 @@
 
 #include <doctest/doctest.h>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "temp_files.hpp"
 
 using occam::ad::Rng;
 using occam::experiment::InputError;
@@ -17,38 +17,12 @@ using occam::experiment::make_inputs;
 
 namespace {
 
-/// A fresh folder under the system temp directory, removed with everything in it at scope exit.
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        path = std::filesystem::temp_directory_path() /
-               ("occam-inputs-test-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    /// Write text to name inside the folder; returns the full path.
-    std::string write(const std::string& name, const std::string& text) const {
-        const auto p = path / name;
-        std::ofstream(p, std::ios::binary) << text;
-        return p.string();
-    }
+/// A scratch folder for this file's tests.
+struct TempDir : occam::testing::TempDir {
+    TempDir() : occam::testing::TempDir("occam-inputs-test-") {}
 };
-
-/// The InputError message thrown by f, or "" if it threw nothing.
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const InputError& e) {
-        return e.what();
-    }
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using occam::testing::contains;
+using occam::testing::error_of;
 
 /// n lines "i,2i" for i = 0..n-1 (valid data rows).
 std::string numbered_rows(int n) {

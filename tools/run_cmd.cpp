@@ -370,9 +370,19 @@ json run_experiment(const Config& c, const fs::path& dir, const Checkpoint* resu
     return summary;
 }
 
-std::optional<json> finished_summary(const Config& c, const fs::path& dir) {
+namespace {
+/// Whether DIR/config.json holds exactly the settings `c` (false when it is missing or damaged).
+bool made_with(const Config& c, const fs::path& dir) {
     try {
-        if (read_json(dir / "config.json") != json::parse(config_text(c))) return std::nullopt;
+        return read_json(dir / "config.json") == json::parse(config_text(c));
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+/// DIR/summary.json if it is whole for the settings `c` (their config.json not checked).
+std::optional<json> whole_summary(const Config& c, const fs::path& dir) {
+    try {
         json summary = read_json(dir / "summary.json");
         if (!summary.is_object()) return std::nullopt;
         // A sweep writes its combined summary once, after all its runs; a run with a control
@@ -384,18 +394,20 @@ std::optional<json> finished_summary(const Config& c, const fs::path& dir) {
         return std::nullopt;  // missing, truncated, not JSON: not finished
     }
 }
+}  // namespace
+
+std::optional<json> finished_summary(const Config& c, const fs::path& dir) {
+    return made_with(c, dir) ? whole_summary(c, dir) : std::nullopt;
+}
 
 ContinuedRun continue_run(const Config& c, const fs::path& dir, bool quiet, bool plot) {
     const char* kind = c.sweep.empty() ? "run" : "sweep";
     std::string afresh_because;
     if (fs::is_directory(dir) && occam_dir_kind(dir) == kind) {
         const DirLock lock = claim_existing_dir(dir, kind);  // before reading: no other process is writing it
-        if (auto summary = finished_summary(c, dir)) return {std::move(*summary), "kept"};
-        bool same = false;
-        try {
-            same = read_json(dir / "config.json") == json::parse(config_text(c));
-        } catch (const std::exception&) {
-        }
+        const bool same = made_with(c, dir);
+        if (same)
+            if (auto summary = whole_summary(c, dir)) return {std::move(*summary), "kept"};
         if (same && !c.sweep.empty()) return {run_sweep(c, dir, true, quiet, plot), "continued"};
         if (same && fs::exists(dir / "checkpoint.json")) {
             Checkpoint ckpt;

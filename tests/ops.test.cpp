@@ -120,5 +120,19 @@ TEST_CASE("ops: the blocked matrix-product kernel matches Eigen, and its two cop
                     CAPTURE(flags);
                     CHECK((wide - want).cwiseAbs().maxCoeff() <= 1e-12 * std::sqrt(double(k)));
                     CHECK(wide == narrow);
+                    // An entry does not depend on where it sits: each column alone (a one-column
+                    // panel), and A given the other way round (copied, or read in place when its
+                    // columns are whole blocks of 8), give the same bits. The batched population
+                    // scorer relies on this.
+                    for (int j : {0, n / 2, n - 1}) {
+                        Eigen::VectorXd col(m);
+                        const double* bj = tb ? B.data() + j : B.data() + long(j) * B.rows();
+                        kernels::gemm(ta, tb, m, 1, k, A.data(), A.rows(), bj, B.rows(), col.data());
+                        CHECK(col == wide.col(j));
+                    }
+                    const Eigen::MatrixXd At = A.transpose();
+                    Eigen::MatrixXd flipped(m, n);
+                    kernels::gemm(!ta, tb, m, n, k, At.data(), At.rows(), B.data(), B.rows(), flipped.data());
+                    CHECK(flipped == wide);
                 }
 }

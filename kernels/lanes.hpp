@@ -72,12 +72,36 @@ OCCAM_LANES_OP(-)
 OCCAM_LANES_OP(*)
 OCCAM_LANES_OP(/)
 #undef OCCAM_LANES_OP
+inline V4 operator-(V4 a) {
+    for (int l = 0; l < 4; ++l) a.v[l] = -a.v[l];
+    return a;
+}
 inline M4 operator>(V4 a, V4 b) {
     M4 m;
     for (int l = 0; l < 4; ++l) m.v[l] = a.v[l] > b.v[l];
     return m;
 }
 #endif
+
+/// a * b + c rounded once, lane by lane. Written per lane so that every path rounds the same
+/// way whatever the compiler's contraction: GCC and Clang turn the loop into one vector FMA on
+/// FMA targets, and elsewhere std::fma is still exact (in software, slowly), so the bits agree.
+template <class V>
+OCCAM_LANES_INLINE V fma_lanes(V a, V b, V c) {
+    for (int l = 0; l < int(sizeof(V) / sizeof(double)); ++l) a[l] = std::fma(a[l], b[l], c[l]);
+    return a;
+}
+
+/// sqrt lane by lane, correctly rounded (IEEE) on every path. A loop of std::sqrt would not
+/// become vsqrtpd: with errno on (the default) the compiler keeps a scalar call for x < 0.
+OCCAM_LANES_INLINE V4 sqrt_lanes(V4 x) {
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__AVX__)
+    return __builtin_ia32_sqrtpd256(x);
+#else
+    for (int l = 0; l < 4; ++l) x[l] = std::sqrt(x[l]);
+    return x;
+#endif
+}
 
 /// exp(x) lane by lane for x in [-700, 700]: exp(x) = 2^k e^r, k = round(x / ln 2), |r| <= ln(2)/2,
 /// e^r by its Taylor polynomial of degree 12 (relative error below 5e-16), 2^k written straight
@@ -127,6 +151,7 @@ OCCAM_LANES_INLINE Split operator*(Split a, double b) { return {a.lo * b, a.hi *
 OCCAM_LANES_INLINE Split operator+(double a, Split b) { return {a + b.lo, a + b.hi}; }
 OCCAM_LANES_INLINE Split operator-(double a, Split b) { return {a - b.lo, a - b.hi}; }
 OCCAM_LANES_INLINE Split operator*(double a, Split b) { return {a * b.lo, a * b.hi}; }
+OCCAM_LANES_INLINE Split operator-(Split a) { return {-a.lo, -a.hi}; }
 OCCAM_LANES_INLINE SplitMask operator>(Split a, Split b) { return {a.lo > b.lo, a.hi > b.hi}; }
 
 template <class B>
@@ -157,6 +182,8 @@ struct Block<Split> {
     }
     OCCAM_LANES_INLINE static double lane(Split v, int l) { return l < 4 ? v.lo[l] : v.hi[l - 4]; }
     OCCAM_LANES_INLINE static Split exp(Split x) { return {exp_lanes<V4, M4>(x.lo), exp_lanes<V4, M4>(x.hi)}; }
+    OCCAM_LANES_INLINE static Split fma(Split a, Split b, Split c) { return {fma_lanes(a.lo, b.lo, c.lo), fma_lanes(a.hi, b.hi, c.hi)}; }
+    OCCAM_LANES_INLINE static Split sqrt(Split x) { return {sqrt_lanes(x.lo), sqrt_lanes(x.hi)}; }
 
   private:
     OCCAM_LANES_INLINE static V4 pick(M4 m, V4 a, V4 b) {
@@ -179,10 +206,22 @@ struct Block<V8> {
     }
     OCCAM_LANES_INLINE static void store(double* p, V8 v) { std::memcpy(p, &v, sizeof v); }
     OCCAM_LANES_INLINE static V8 splat(double x) { return V8{} + x; }
-    OCCAM_LANES_INLINE static V8 select(M8 m, V8 a, V8 b) { return (V8)(((M8)a & m) | ((M8)b & ~m)); }
+    /// M: M8, or what a comparison of two V8 gives (a vector of long, not long long, on LP64).
+    template <class M>
+    OCCAM_LANES_INLINE static V8 select(M m, V8 a, V8 b) {
+        return (V8)(((M8)a & (M8)m) | ((M8)b & ~(M8)m));
+    }
     OCCAM_LANES_INLINE static M8 first(int limit) { return M8{0, 1, 2, 3, 4, 5, 6, 7} < (long long)limit; }
     OCCAM_LANES_INLINE static double lane(V8 v, int l) { return v[l]; }
     OCCAM_LANES_INLINE static V8 exp(V8 x) { return exp_lanes<V8, M8>(x); }
+    OCCAM_LANES_INLINE static V8 fma(V8 a, V8 b, V8 c) { return fma_lanes(a, b, c); }
+    OCCAM_LANES_INLINE static V8 sqrt(V8 x) {  // two halves: the AVX-512 builtin needs the clone's target
+        V4 h[2];
+        std::memcpy(h, &x, sizeof x);
+        h[0] = sqrt_lanes(h[0]), h[1] = sqrt_lanes(h[1]);
+        std::memcpy(&x, h, sizeof x);
+        return x;
+    }
 };
 #endif
 
@@ -194,6 +233,10 @@ template <class B>
 struct Ops : Block<B> {
     using Block<B>::select;
     using Block<B>::lane;
+    using Block<B>::splat;
+    using Block<B>::fma;
+    OCCAM_LANES_INLINE static B fma(B a, double b, B c) { return fma(a, splat(b), c); }
+    OCCAM_LANES_INLINE static B fma(B a, double b, double c) { return fma(a, splat(b), splat(c)); }
     OCCAM_LANES_INLINE static B max(B a, B b) { return select(a > b, a, b); }
     /// The lanes' sum, always in this order.
     OCCAM_LANES_INLINE static double sum(B v) {

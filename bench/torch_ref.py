@@ -7,7 +7,12 @@ test it, add the label-distribution term, backpropagate, take one optimiser step
 Sinkhorn follows geomloss (epsilon-scaling with symmetric updates, debiased, gradient through
 the last extrapolation step only); geomloss itself is not a Debian package.
 
-Usage: python3 bench/torch_ref.py [--workload all|kernel|ridge|unrolled|connectome|spiking|mnist] [--repeats N] [--json]
+The evolution workload is one DES generation of fig8 with the population as a batch (the
+members' weights as batched tensors, torch.bmm for every layer, no autograd): the side-by-side
+for `occam bench --workload evolution --population N`.
+
+Usage: python3 bench/torch_ref.py [--workload all|kernel|ridge|unrolled|connectome|evolution|spiking|mnist]
+                                  [--population N] [--repeats N] [--json]
 """
 import argparse
 import json
@@ -319,8 +324,55 @@ class Mnist:
         self.opt.step()
 
 
-WORKLOADS = {"kernel": Kernel, "ridge": Ridge, "unrolled": Unrolled, "connectome": Connectome, "spiking": Spiking,
-             "mnist": Mnist}
+class Evolution:
+    """fig8: one DES generation (evosax's rule, temperature 12.5, sigma 0.05) of a 3-32-32-1 ReLU
+    meta-learner (1217 weights) with the population scored as a batch: 8 + 256 sphere points, 256
+    ReLU features redrawn, ridge 1e-3 (its prediction map built once), fitness = test MSE +
+    (std - 1)^2 + mean^2. No gradients: torch.no_grad and batched products (bmm)."""
+
+    population = 64
+
+    def __init__(self, gen):
+        self.gen, self.n = gen, Evolution.population
+        self.shapes = [(32, 3), (32,), (32, 32), (32,), (1, 32), (1,)]
+        self.mean = torch.cat([t.detach().reshape(-1) for t in flat(mlp([3, 32, 32, 1], gen))])
+        self.sigma = torch.full_like(self.mean, 0.05)
+        c = torch.arange(self.n) / (self.n - 1) - 0.5
+        w = torch.exp(-20 * torch.sigmoid(12.5 * c))
+        self.weights = w / w.sum()
+
+    def unflatten(self, x):
+        out, at = [], 0
+        for s in self.shapes:
+            size = math.prod(s)
+            out.append(x[:, at:at + size].reshape(x.shape[0], *s))
+            at += size
+        return out
+
+    @torch.no_grad()
+    def step(self):
+        x = sphere(264, 3, self.gen)
+        phi = torch.relu(x @ torch.randn(3, 256, generator=self.gen))
+        # ridge in its dual form (8 x 8, as occam solves it when samples < features) with the
+        # identity as labels: column j of M is the predictions for label e_j
+        tr = phi[:8]
+        m = phi[8:] @ tr.T @ torch.linalg.solve(tr @ tr.T + 1e-3 * torch.eye(8), torch.eye(8))  # 256 x 8
+        z = torch.randn(self.n, self.mean.numel(), generator=self.gen)
+        xs = self.mean + self.sigma * z
+        w1, b1, w2, b2, w3, b3 = self.unflatten(xs)
+        h = torch.relu(torch.matmul(x, w1.transpose(1, 2)) + b1[:, None, :])  # P x 264 x 32
+        h = torch.relu(torch.baddbmm(b2[:, None, :], h, w2.transpose(1, 2)))
+        h = torch.baddbmm(b3[:, None, :], h, w3.transpose(1, 2))[:, :, 0]  # P x 264
+        pred = h[:, :8] @ m.T
+        fitness = ((pred - h[:, 8:]) ** 2).mean(1) + (h.std(1) - 1) ** 2 + h.mean(1) ** 2
+        order = torch.argsort(fitness)
+        dx = xs[order] - self.mean
+        self.mean = self.mean + self.weights @ dx
+        self.sigma = 0.9 * self.sigma + 0.1 * (self.weights @ dx ** 2).sqrt()
+
+
+WORKLOADS = {"kernel": Kernel, "ridge": Ridge, "unrolled": Unrolled, "connectome": Connectome, "evolution": Evolution,
+             "spiking": Spiking, "mnist": Mnist}
 
 
 def main():
@@ -328,9 +380,11 @@ def main():
     ap.add_argument("--workload", default="all", choices=["all"] + list(WORKLOADS))
     ap.add_argument("--repeats", type=int, default=20, help="timed meta-steps (the median is reported)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--population", type=int, default=64, help="members per generation (evolution)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    Evolution.population = args.population
     out = []
     for name, cls in WORKLOADS.items():
         if args.workload not in ("all", name):
@@ -347,8 +401,11 @@ def main():
         ms = 1e3 * statistics.median(times)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         out.append({"workload": name, "ms_per_step": ms, "peak_rss_mb": rss})
+        members = f" population={args.population}" if name == "evolution" else ""
+        if name == "evolution":
+            out[-1]["population"] = args.population
         if not args.json:
-            print(f"workload={name} ms_per_step={ms:.3f} peak_rss_mb={rss:.0f}", flush=True)
+            print(f"workload={name}{members} ms_per_step={ms:.3f} peak_rss_mb={rss:.0f}", flush=True)
     if args.json:
         print(json.dumps(out, indent=2))
 

@@ -118,11 +118,13 @@ double peak_rss_mb() {
 
 /// One meta-step of a preset's experiment (its first function): milliseconds, and the tape's
 /// peak memory during the step.
-std::pair<double, double> preset_step(const std::string& preset, int repeats, int threads, int population) {
+std::pair<double, double> preset_step(const std::string& preset, int repeats, int threads, int population,
+                                      bool per_member) {
     experiment::Config c = experiment::find_preset(preset).config;
     c.threads = threads;
     if (population > 0) c.population = population;
     experiment::MetaTrainer t(c);
+    t.set_batched_scoring(!per_member);
     double tape_mb = 0;
     const double s = median_seconds([&] { tape_mb = t.step().tape_mb; }, repeats);  // the warm-up fills the arena
     return {1e3 * s, tape_mb};
@@ -153,11 +155,14 @@ int bench(int argc, char** argv) {
                              "(fig6-mnist: 100 SGD steps of a CNN on batches of 20 of 600 MNIST images, tested on\n"
                              "1400, labelled by a CNN meta-learner); all (those seven). Also reports the tape's peak memory per step and the process's peak RSS (run\n"
                              "one workload per process for a per-workload RSS, as bench/compare.sh does).\n"
-                             "--population N times the evolution workload with N members per generation.");
+                             "--population N times the evolution workload with N members per generation, scored\n"
+                             "as one batch without a tape (the default) or, with --per-member, one taped\n"
+                             "evaluation per member (the same fitness to ~1e-15).");
     options.add_options()("workload", "Workload to time", cxxopts::value<std::string>()->default_value("tape"))(
         "repeats", "Timed repetitions (the median is reported)", cxxopts::value<int>()->default_value("200"))(
         "threads", "Threads inside a step (the evolution workload's population)", cxxopts::value<int>()->default_value("1"))(
         "population", "Members per generation of the evolution workload (default: fig8's 64)", cxxopts::value<int>())(
+        "per-member", "Score the evolution workload's members one at a time through the tape")(
         "no-avx512", "Run the AVX2 copies of the hot kernels even on an AVX-512 CPU (what a CPU without "
                      "AVX-512 runs; the same results)")("json", "Print JSON instead of key=value lines");
     bool help = false;
@@ -187,6 +192,11 @@ int bench(int argc, char** argv) {
             return kUsageError;
         }
     }
+    const bool per_member = args.count("per-member") > 0;
+    if (per_member && workload != "evolution") {
+        fmt::print(stderr, "occam bench: --per-member is for --workload evolution\n");
+        return kUsageError;
+    }
     if (workload != "tape") {
         nlohmann::json all = nlohmann::json::array();
         bool known = workload == "all";
@@ -194,13 +204,15 @@ int bench(int argc, char** argv) {
             if (workload != "all" && workload != name) continue;
             known = true;
             const auto [ms, tape_mb] =
-                preset_step(preset, std::max(min_repeats, std::min(repeats, 200)), threads, population);
+                preset_step(preset, std::max(min_repeats, std::min(repeats, 200)), threads, population, per_member);
             const double rss = peak_rss_mb();
-            const std::string members = population > 0 ? fmt::format(" population={}", population) : "";
+            std::string members = population > 0 ? fmt::format(" population={}", population) : "";
+            if (name == "evolution") members += per_member ? " scoring=per-member" : " scoring=batched";
             if (args.count("json")) {
                 all.push_back({{"workload", name}, {"preset", preset}, {"ms_per_step", ms}, {"tape_mb", tape_mb},
                                {"peak_rss_mb", rss}, {"compiled_for", compiled_for()}});
                 if (population > 0) all.back()["population"] = population;
+                if (name == "evolution") all.back()["scoring"] = per_member ? "per-member" : "batched";
             } else {
                 fmt::print("workload={}{} ms_per_step={:.3f} tape_mb={:.1f} peak_rss_mb={:.0f} compiled_for=\"{}\"\n",
                            name, members, ms, tape_mb, rss, compiled_for());

@@ -880,9 +880,8 @@ private:
         const std::optional<LinearTaskLoss> batch = batched_loss(task, maps);
         es_->tell(generation_fitness(task, maps, batch ? &*batch : nullptr));
         params_ = ad::nn::unflatten(es_->mean(), shapes_);
-        if (batch) {
-            const Eigen::VectorXd mean = ad::nn::flatten(params_);
-            const double* member = mean.data();
+        if (batch) {  // the mean's loss terms, for the log
+            const double* member = es_->mean().data();
             LossValues v;
             PopulationScorer(*net_.mlp(), task.X, *batch).score(&member, 1, &v);
             if (!v.error.empty()) throw TrainingError(where() + v.error);

@@ -80,17 +80,8 @@ inline void output_map_in_place(Eigen::Map<Eigen::ArrayXd> x, ad::nn::OutputMap 
     }
 }
 
-/// (sd - 1)^2 with the unbiased sd, as metaloss::variance_penalty.
-inline double variance_term(const Eigen::Ref<const Eigen::VectorXd>& x) {
-    const Eigen::Index n = x.size();
-    if (n < 2) throw std::invalid_argument("variance_penalty: the unbiased std needs at least 2 labels (got 1)");
-    if (!x.allFinite()) throw std::domain_error("variance_penalty: labels contain NaN or inf");
-    const double var = (x.array() - x.mean()).square().sum() / double(n - 1);
-    const double sd = std::sqrt(std::max(var, 1e-200));
-    return (sd - 1.0) * (sd - 1.0);
-}
 inline double divergence_term(const Eigen::Ref<const Eigen::VectorXd>& x, const std::string& kind) {
-    return kind == "variance" ? variance_term(x) : metaloss::w2_to_uniform(Eigen::VectorXd(x));
+    return kind == "variance" ? metaloss::variance_penalty(x) : metaloss::w2_to_uniform(x);
 }
 
 }  // namespace detail

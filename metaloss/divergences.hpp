@@ -25,7 +25,8 @@ inline void check_column(const char* fn, const char* what, const ad::Var& v) {
                              "; expected a non-empty n x 1 column vector");
     if (!ad::all_finite(v)) throw std::domain_error(std::string(fn) + ": " + what + " contain NaN or inf");
 }
-inline void check_vector(const char* fn, const char* what, const Eigen::VectorXd& v) {
+/// Takes a Ref so a column or segment of a matrix is checked in place, with no copy.
+inline void check_vector(const char* fn, const char* what, const Eigen::Ref<const Eigen::VectorXd>& v) {
     if (v.size() < 1) throw std::invalid_argument(std::string(fn) + ": " + what + " are empty");
     if (!v.allFinite()) throw std::domain_error(std::string(fn) + ": " + what + " contain NaN or inf");
 }
@@ -203,11 +204,13 @@ inline ad::Var variance_penalty(const ad::Var& x) {
     return ad::square(sd - 1.0);
 }
 
-/// Value-only variance_penalty.
-inline double variance_penalty(const Eigen::VectorXd& x) {
+/// Value-only variance_penalty, the same value as the Var version (with its floor). A Ref, so
+/// a column of a population's label matrix is scored in place.
+inline double variance_penalty(const Eigen::Ref<const Eigen::VectorXd>& x) {
     detail::check_vector("variance_penalty", "labels", x);
     if (x.size() < 2) throw std::invalid_argument("variance_penalty: the unbiased std needs at least 2 labels (got 1)");
-    const double sd = std::sqrt((x.array() - x.mean()).square().sum() / double(x.size() - 1));
+    const double var = (x.array() - x.mean()).square().sum() / double(x.size() - 1);
+    const double sd = std::sqrt(std::max(var, 1e-200));
     return (sd - 1.0) * (sd - 1.0);
 }
 
@@ -238,11 +241,11 @@ inline ad::Var w2_to_uniform(const ad::Var& x, double lo = -1.0, double hi = 1.0
 }
 
 /// Value-only w2_to_uniform.
-inline double w2_to_uniform(const Eigen::VectorXd& x, double lo = -1.0, double hi = 1.0) {
+inline double w2_to_uniform(const Eigen::Ref<const Eigen::VectorXd>& x, double lo = -1.0, double hi = 1.0) {
     detail::check_interval(lo, hi);
     detail::check_vector("w2_to_uniform", "labels", x);
     const int n = int(x.size());
-    Eigen::VectorXd sorted = x;
+    Eigen::VectorXd sorted = x;  // the one copy: the sort must not reorder the caller's labels
     std::sort(sorted.data(), sorted.data() + n);
     const double w = hi - lo;
     return (sorted - detail::uniform_quantile_midpoints(n, lo, hi)).squaredNorm() / n + w * w / (12.0 * n * double(n));

@@ -97,13 +97,6 @@ inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, 
 
 }  // namespace conv_detail
 
-/// z += b per output channel: z is n x (Cout P), channel o's n P entries contiguous.
-inline void add_channel_bias(int n, int positions, int cout, const double* b, double* z) {
-    const long block = long(n) * positions;
-    for (int o = 0; o < cout; ++o)
-        for (long i = o * block; i < (o + 1) * block; ++i) z[i] += b[o];
-}
-
 /// sums[o] = the sum of channel o's n P entries of g (n x Cout P): a bias's gradient.
 inline void channel_sums(int n, int positions, int cout, const double* g, double* sums) {
     const long block = long(n) * positions;
@@ -114,22 +107,22 @@ inline void channel_sums(int n, int positions, int cout, const double* g, double
     }
 }
 
-/// y (n x Cout P) = conv(x, w): x is n x (C H W), w is Cout x (C kh kw), row o holding output
-/// channel o's kernel in (c, ky, kx) order. Per block of positions: Col_b W^T, then copied into
-/// y's rows p N + n (the product of a block is a contiguous row range of the N P x Cout view).
-inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y) {
-    thread_local AlignedVector col, out;
+/// y (n x Cout P) = conv(x, w) (+ bias[o] on channel o, if given): x is n x (C H W), w is
+/// Cout x (C kh kw), row o holding output channel o's kernel in (c, ky, kx) order. Per block of
+/// positions, Col_b W^T lands in place in y: the block's rows p N + n are a contiguous row range
+/// of y read as N P x Cout (columns N P apart). The bias is added to each sum in its register,
+/// the same arithmetic as adding it afterwards, without another pass over y.
+inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
+                           const double* bias = nullptr) {
+    thread_local AlignedVector col;
     const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
     const long NP = long(n) * P;
     for (int p0 = 0; p0 < P; p0 += block) {
         const int p1 = std::min(P, p0 + block);
         const long rows = long(p1 - p0) * n;
         grow(col, std::size_t(rows) * K);
-        grow(out, std::size_t(rows) * cout);
         conv_detail::im2col(g, n, x, p0, p1, col.data());
-        gemm(false, true, int(rows), cout, K, col.data(), rows, w, cout, out.data());
-        for (int o = 0; o < cout; ++o)
-            std::copy(out.data() + o * rows, out.data() + (o + 1) * rows, y + o * NP + long(p0) * n);
+        gemm(false, true, int(rows), cout, K, col.data(), rows, w, cout, y + long(p0) * n, Epilogue{bias}, NP);
     }
 }
 
@@ -171,27 +164,35 @@ inline void conv2d_weight_grad(const ConvGeometry& g, int n, const double* x, co
 /// Max pooling over non-overlapping size x size windows (stride = size; a last partial row or
 /// column of windows is dropped, as PyTorch's floor mode does). y is n x (C Ho Wo); index[i] is
 /// the flat position in x (column-major, n x C H W) of y's entry i (y may be null: the index
-/// alone). Ties go to the first maximum in row-major window order.
+/// alone). Ties go to the first maximum in row-major window order; a NaN wins, so it propagates
+/// as through any other op. The batch is the innermost loop: each window element is one
+/// contiguous run of n, compared branch-free against the running maxima.
 inline void max_pool2d_forward(int channels, int height, int width, int size, int n, const double* x, double* y,
                                int* index) {
     const int ho = height / size, wo = width / size;
     const long hw = long(height) * width;
+    thread_local AlignedVector scratch;
+    if (!y) grow(scratch, std::size_t(n));
     for (int c = 0; c < channels; ++c)
         for (int oy = 0; oy < ho; ++oy)
             for (int ox = 0; ox < wo; ++ox) {
                 const long out_col = (long(c) * ho + oy) * wo + ox;
-                for (int i = 0; i < n; ++i) {
-                    long best = -1;
-                    double best_value = 0;
-                    for (int dy = 0; dy < size; ++dy)
-                        for (int dx = 0; dx < size; ++dx) {
-                            const long at = (c * hw + long(oy * size + dy) * width + ox * size + dx) * n + i;
-                            // A NaN wins, so it propagates as through any other op.
-                            if (best < 0 || x[at] > best_value || std::isnan(x[at])) best = at, best_value = x[at];
+                double* best = y ? y + out_col * n : scratch.data();
+                int* at = index + out_col * n;
+                for (int dy = 0; dy < size; ++dy)
+                    for (int dx = 0; dx < size; ++dx) {
+                        const long base = (c * hw + long(oy * size + dy) * width + ox * size + dx) * n;
+                        const double* v = x + base;
+                        if (dy == 0 && dx == 0) {
+                            for (int i = 0; i < n; ++i) best[i] = v[i], at[i] = int(base + i);
+                            continue;
                         }
-                    if (y) y[out_col * n + i] = best_value;
-                    index[out_col * n + i] = int(best);
-                }
+                        for (int i = 0; i < n; ++i) {
+                            const bool take = v[i] > best[i] || std::isnan(v[i]);
+                            best[i] = take ? v[i] : best[i];
+                            at[i] = take ? int(base + i) : at[i];
+                        }
+                    }
             }
 }
 

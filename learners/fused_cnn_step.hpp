@@ -44,8 +44,7 @@ struct Forward {
         kernels::grow(out, std::size_t(n));
         kernels::grow(e, std::size_t(n));
         argmax.resize(std::size_t(n) * F);
-        kernels::conv2d_forward(net.geometry, n, xb, w1, C, z.data());
-        kernels::add_channel_bias(n, P, C, b1, z.data());
+        kernels::conv2d_forward(net.geometry, n, xb, w1, C, z.data(), b1);
         kernels::max_pool2d_forward(C, net.geometry.out_h(), net.geometry.out_w(), net.pool, n, z.data(), h.data(),
                                     argmax.data());
         for (long i = 0; i < long(n) * F; ++i) h[std::size_t(i)] = std::max(h[std::size_t(i)], 0.0);
@@ -132,17 +131,17 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
             // R-pass: Rz = conv(xb, V1) + vb1; Rh = Rz at the argmax where h > 0;
             // Rout = Rh w2 + h v2 + vb2; Re = 2/n Rout.
             kernels::grow(Rz, std::size_t(n) * C * P);
-            kernels::conv2d_forward(nt.geometry, n, xb.data(), V1, C, Rz.data());
-            kernels::add_channel_bias(n, P, C, vb1, Rz.data());
+            kernels::conv2d_forward(nt.geometry, n, xb.data(), V1, C, Rz.data(), vb1);
             kernels::grow(Rh, std::size_t(n) * F);
             kernels::grow(Rout, std::size_t(n));
             kernels::grow(Re, std::size_t(n));
             for (int i = 0; i < n; ++i) Rout[i] = vb2;
-            for (long k = 0; k < long(n) * F; ++k) {
-                Rh[std::size_t(k)] = fw.h[std::size_t(k)] > 0 ? Rz[std::size_t(fw.argmax[std::size_t(k)])] : 0.0;
-                const int f = int(k / n), i = int(k % n);
-                Rout[i] += Rh[std::size_t(k)] * w2[f] + fw.h[std::size_t(k)] * v2[f];
-            }
+            for (int f = 0; f < F; ++f)
+                for (int i = 0; i < n; ++i) {
+                    const std::size_t k = std::size_t(f) * n + i;
+                    Rh[k] = fw.h[k] > 0 ? Rz[std::size_t(fw.argmax[k])] : 0.0;
+                    Rout[i] += Rh[k] * w2[f] + fw.h[k] * v2[f];
+                }
             for (int i = 0; i < n; ++i) Re[i] = 2.0 / n * Rout[i];
             // R(grad): the gradient formula with err = Re, plus the terms from R of h and w2:
             // R dw2 = h^T Re + Rh^T e, R dh = Re w2 + e v2 (masked, put at the argmax).

@@ -255,8 +255,7 @@ inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const Conv
     // The convolution's output lives only here, in a per-thread buffer, never on the tape.
     thread_local kernels::AlignedVector z;
     kernels::grow(z, std::size_t(n) * cout * P);
-    kernels::conv2d_forward(g, n, x.value().data(), w.value().data(), cout, z.data());
-    kernels::add_channel_bias(n, P, cout, b.value().data(), z.data());
+    kernels::conv2d_forward(g, n, x.value().data(), w.value().data(), cout, z.data(), b.value().data());
     kernels::max_pool2d_forward(cout, g.out_h(), g.out_w(), pool, n, z.data(), node->data, index);
     for (long i = 0; i < long(n) * cols; ++i) node->data[i] = std::max(node->data[i], 0.0);
     return Var(node);

@@ -109,20 +109,25 @@ inline void channel_sums(int n, int positions, int cout, const double* g, double
 
 /// y (n x Cout P) = conv(x, w) (+ bias[o] on channel o, if given): x is n x (C H W), w is
 /// Cout x (C kh kw), row o holding output channel o's kernel in (c, ky, kx) order. Per block of
-/// positions, Col_b W^T lands in place in y: the block's rows p N + n are a contiguous row range
-/// of y read as N P x Cout (columns N P apart). The bias is added to each sum in its register,
-/// the same arithmetic as adding it afterwards, without another pass over y.
+/// positions: Col_b W^T, then copied into y's rows p N + n (the product of a block is a
+/// contiguous row range of the N P x Cout view). The bias is added to each sum in its register,
+/// the same arithmetic as adding it afterwards, without another pass over y. (Writing the
+/// product straight into y, its columns N P apart, measured 1.1-2x slower than this copy for
+/// 2000 images: the tile's stores miss where the copy streams.)
 inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
                            const double* bias = nullptr) {
-    thread_local AlignedVector col;
+    thread_local AlignedVector col, out;
     const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
     const long NP = long(n) * P;
     for (int p0 = 0; p0 < P; p0 += block) {
         const int p1 = std::min(P, p0 + block);
         const long rows = long(p1 - p0) * n;
         grow(col, std::size_t(rows) * K);
+        grow(out, std::size_t(rows) * cout);
         conv_detail::im2col(g, n, x, p0, p1, col.data());
-        gemm(false, true, int(rows), cout, K, col.data(), rows, w, cout, y + long(p0) * n, Epilogue{bias}, NP);
+        gemm(false, true, int(rows), cout, K, col.data(), rows, w, cout, out.data(), Epilogue{bias});
+        for (int o = 0; o < cout; ++o)
+            std::copy(out.data() + o * rows, out.data() + (o + 1) * rows, y + o * NP + long(p0) * n);
     }
 }
 

@@ -75,12 +75,12 @@ OCCAM_LANES_INLINE void gemm_tile(int i, int j, int cols, int m, int k, const do
 /// compute 36 columns).
 template <class B, int RB, int NR>
 OCCAM_LANES_INLINE void gemm_stripe(int i, int m, int n, int k, const double* Ap, long lda, const double* panels,
-                                    double* C, long ldc, Epilogue e) {
+                                    double* C, Epilogue e) {
     for (int j = 0; j < n; j += NR) {
         const int cols = std::min(NR, n - j);
         const double* bp = panels + std::size_t(j) * k;
-        if (cols <= NR / 2) gemm_tile<B, RB, NR, NR / 2>(i, j, cols, m, k, Ap, lda, bp, C, ldc, e);
-        else gemm_tile<B, RB, NR>(i, j, cols, m, k, Ap, lda, bp, C, ldc, e);
+        if (cols <= NR / 2) gemm_tile<B, RB, NR, NR / 2>(i, j, cols, m, k, Ap, lda, bp, C, m, e);
+        else gemm_tile<B, RB, NR>(i, j, cols, m, k, Ap, lda, bp, C, m, e);
     }
 }
 
@@ -90,7 +90,7 @@ OCCAM_LANES_INLINE void gemm_stripe(int i, int m, int n, int k, const double* Ap
 /// for AVX-512 with their caller.)
 template <class B, int RB, int NR>
 OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long lda, StridedB bv, double* C,
-                                    long ldc, Epilogue e) {
+                                    Epilogue e) {
     thread_local AlignedVector panels;
     const int np = (n + NR - 1) / NR;
     grow(panels, std::size_t(np) * NR * std::size_t(std::max(k, 1)));
@@ -100,16 +100,16 @@ OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long 
                 panels[(std::size_t(jb) * k + kk) * NR + c] =
                     jb * NR + c < n ? bv.b[kk * bv.step_k + long(jb * NR + c) * bv.step_j] : 0.0;
     int i = 0;
-    for (; i + 8 * RB <= m; i += 8 * RB) gemm_stripe<B, RB, NR>(i, m, n, k, Ap, lda, panels.data(), C, ldc, e);
+    for (; i + 8 * RB <= m; i += 8 * RB) gemm_stripe<B, RB, NR>(i, m, n, k, Ap, lda, panels.data(), C, e);
     while (i < m) {
         if constexpr (RB >= 3) {
             if (m - i > 8) {
-                gemm_stripe<B, 2, NR>(i, m, n, k, Ap, lda, panels.data(), C, ldc, e);
+                gemm_stripe<B, 2, NR>(i, m, n, k, Ap, lda, panels.data(), C, e);
                 i += 16;
                 continue;
             }
         }
-        gemm_stripe<B, 1, NR>(i, m, n, k, Ap, lda, panels.data(), C, ldc, e);
+        gemm_stripe<B, 1, NR>(i, m, n, k, Ap, lda, panels.data(), C, e);
         i += 8;
     }
 }
@@ -119,11 +119,9 @@ OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long 
 /// transposed; C is m x n and must not overlap A or B. Unless A is column-major with m a
 /// multiple of 8, op(A) is first copied, padded to whole blocks of 8 rows, into a per-thread
 /// buffer (O(m k), against O(m n k) for the product).
-/// `e` may add a bias per column and a ReLU (Epilogue). C's columns are `ldc` apart (0: m, the
-/// columns contiguous), so a product can land in place inside a larger matrix.
+/// `e` may add a bias per column and a ReLU (Epilogue).
 inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long lda_in, const double* Bm, long ldb,
-                 double* C, Epilogue e = {}, long ldc = 0) {
-    if (ldc == 0) ldc = m;
+                 double* C, Epilogue e = {}) {
     // A column-major A whose columns are whole blocks of 8 is read in place; any other is copied.
     const bool in_place = !ta && m % 8 == 0;
     const long lda = in_place ? lda_in : lanes::padded(m);
@@ -145,8 +143,8 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long ld
     // broadcast (15 of 16 registers). AVX-512: 3 blocks (24 rows) by 8 columns: 24 accumulators.
     const double* Ap = in_place ? A : pack.data();
     lanes::run([&]<class B>() OCCAM_LANES_KERNEL {
-        if constexpr (std::is_same_v<B, lanes::Split>) gemm_blocks<B, 1, 6>(m, n, k, Ap, lda, bv, C, ldc, e);
-        else gemm_blocks<B, 3, 8>(m, n, k, Ap, lda, bv, C, ldc, e);
+        if constexpr (std::is_same_v<B, lanes::Split>) gemm_blocks<B, 1, 6>(m, n, k, Ap, lda, bv, C, e);
+        else gemm_blocks<B, 3, 8>(m, n, k, Ap, lda, bv, C, e);
     });
 }
 

@@ -7,6 +7,8 @@
 // an N x (C H W) column-major matrix, column c H W + y W + x. Ordering Col's rows as p N + n
 // (output position p, image n) makes the product's N P x Cout result, read column-major, exactly
 // the N x (Cout P) output matrix, and makes every Col column a set of contiguous runs of N.
+// With stride 1 a Col column is even one contiguous run of x per output row (a step right is
+// N entries further on), so short patches are convolved straight from x, no Col at all.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "buffer.hpp"
 #include "gemm.hpp"
@@ -107,28 +110,150 @@ inline void channel_sums(int n, int positions, int cout, const double* g, double
     }
 }
 
-/// y (n x Cout P) = conv(x, w) (+ bias[o] on channel o, if given): x is n x (C H W), w is
-/// Cout x (C kh kw), row o holding output channel o's kernel in (c, ky, kx) order. Per block of
-/// positions: Col_b W^T, then copied into y's rows p N + n (the product of a block is a
-/// contiguous row range of the N P x Cout view). The bias is added to each sum in its register,
-/// the same arithmetic as adding it afterwards, without another pass over y. (Writing the
-/// product straight into y, its columns N P apart, measured 1.1-2x slower than this copy for
-/// 2000 images: the tile's stores miss where the copy streams.)
-inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
-                           const double* bias = nullptr) {
+}  // namespace occam::kernels
+
+OCCAM_KERNELS_BEGIN
+
+namespace occam::kernels::conv_detail {
+
+/// Where one output row's Col column t lives in x, for stride 1: rows r = ox N + n of the
+/// output row read x[base + r] for r in [lo, hi) and are 0 (padding) elsewhere, because moving
+/// one output position right moves every tap one pixel right, N entries further on in x.
+struct TapRun {
+    long base, lo, hi;
+};
+
+/// NC output channels from o0 for the 8 rows [r0, r0 + valid) of one output row: per entry
+/// acc = sum over the taps in order of Col(r, t) w(o, t), then + bias, the same multiply-adds
+/// in the same order as the im2col product's tile (a padded tap is a 0 in both), so the same
+/// bits. Col(r, t) comes straight from x: one load where the 8 rows are all inside the run.
+template <class B, int NC>
+OCCAM_LANES_INLINE void run_tile(int K, const TapRun* taps, const double* x, const double* w, int cout, int o0,
+                                 const double* bias, long r0, int valid, double* y, long NP) {
+    using L = lanes::Ops<B>;
+    B acc[NC];
+    for (int c = 0; c < NC; ++c) acc[c] = L::splat(0.0);
+    for (int t = 0; t < K; ++t) {
+        const TapRun& run = taps[t];
+        B xv;
+        if (valid == 8 && r0 >= run.lo && r0 + 8 <= run.hi) {
+            xv = L::load(x + (run.base + r0));
+        } else if (r0 + valid <= run.lo || r0 >= run.hi) {
+            xv = L::splat(0.0);
+        } else {
+            alignas(64) double part[8] = {};
+            for (int j = 0; j < valid; ++j)
+                if (r0 + j >= run.lo && r0 + j < run.hi) part[j] = x[run.base + r0 + j];
+            xv = L::load(part);
+        }
+        const double* wt = w + long(t) * cout + o0;
+        for (int c = 0; c < NC; ++c) acc[c] = acc[c] + xv * wt[c];
+    }
+    if (bias)
+        for (int c = 0; c < NC; ++c) acc[c] = acc[c] + L::splat(bias[o0 + c]);
+    for (int c = 0; c < NC; ++c) {
+        double* out = y + (o0 + c) * NP + r0;
+        if (valid == 8) {
+            L::store(out, acc[c]);
+        } else {
+            alignas(64) double part[8];
+            L::store(part, acc[c]);
+            std::copy(part, part + valid, out);
+        }
+    }
+}
+
+/// The taps of output row oy (K runs) into `taps`.
+inline void tap_runs(const ConvGeometry& g, int n, int oy, TapRun* taps) {
+    const long hw = long(g.height) * g.width;
+    for (int c = 0, t = 0; c < g.channels; ++c)
+        for (int ky = 0; ky < g.kernel_h; ++ky)
+            for (int kx = 0; kx < g.kernel_w; ++kx, ++t) {
+                const int iy = oy - g.padding + ky;
+                if (iy < 0 || iy >= g.height) {
+                    taps[t] = {0, 0, 0};
+                    continue;
+                }
+                // ix = ox - padding + kx must lie in [0, W): ox in [padding - kx, W + padding - kx).
+                const long first = std::max(0, g.padding - kx), last = std::min(g.out_w(), g.width + g.padding - kx);
+                taps[t] = {(c * hw + long(iy) * g.width + kx - g.padding) * n, first * n, std::max(first, last) * n};
+            }
+}
+
+/// Every output of a stride-1 convolution from x directly: groups of 6 output channels (12
+/// AVX2 accumulators; a last group of the rest), then output rows, then blocks of 8 of each
+/// row's out_w N entries, so each group's stores run through its channels' planes in order.
+template <class B, int NC>
+OCCAM_LANES_INLINE void run_group(const ConvGeometry& g, int n, const double* x, const double* w, int cout, int o0,
+                                  const double* bias, double* y, const TapRun* taps) {
+    const int K = g.patch();
+    const long NP = long(n) * g.positions(), row = long(g.out_w()) * n;
+    for (int oy = 0; oy < g.out_h(); ++oy)
+        for (long r0 = 0; r0 < row; r0 += 8)
+            run_tile<B, NC>(K, taps + long(oy) * K, x, w, cout, o0, bias, r0, int(std::min<long>(8, row - r0)),
+                            y + oy * row, NP);
+}
+template <class B>
+OCCAM_LANES_INLINE void run_groups(const ConvGeometry& g, int n, const double* x, const double* w, int cout,
+                                   const double* bias, double* y, const TapRun* taps) {
+    int o0 = 0;
+    for (; o0 + 6 <= cout; o0 += 6) run_group<B, 6>(g, n, x, w, cout, o0, bias, y, taps);
+    switch (cout - o0) {
+        case 5: run_group<B, 5>(g, n, x, w, cout, o0, bias, y, taps); break;
+        case 4: run_group<B, 4>(g, n, x, w, cout, o0, bias, y, taps); break;
+        case 3: run_group<B, 3>(g, n, x, w, cout, o0, bias, y, taps); break;
+        case 2: run_group<B, 2>(g, n, x, w, cout, o0, bias, y, taps); break;
+        case 1: run_group<B, 1>(g, n, x, w, cout, o0, bias, y, taps); break;
+        default: break;
+    }
+}
+
+/// conv(x, w) + bias for stride 1 without im2col (see conv2d_forward).
+inline void conv2d_direct(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
+                          const double* bias) {
+    thread_local std::vector<TapRun> taps;
+    taps.resize(std::size_t(g.out_h()) * g.patch());
+    for (int oy = 0; oy < g.out_h(); ++oy) tap_runs(g, n, oy, taps.data() + std::size_t(oy) * g.patch());
+    const TapRun* t = taps.data();
+    lanes::run([&]<class B>() OCCAM_LANES_KERNEL { run_groups<B>(g, n, x, w, cout, bias, y, t); });
+}
+
+/// conv(x, w) + bias through im2col and the blocked product, block by block of positions.
+inline void conv2d_im2col(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
+                          const double* bias) {
     thread_local AlignedVector col, out;
-    const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
+    const int P = g.positions(), K = g.patch(), block = block_positions(g, n);
     const long NP = long(n) * P;
     for (int p0 = 0; p0 < P; p0 += block) {
         const int p1 = std::min(P, p0 + block);
         const long rows = long(p1 - p0) * n;
         grow(col, std::size_t(rows) * K);
         grow(out, std::size_t(rows) * cout);
-        conv_detail::im2col(g, n, x, p0, p1, col.data());
+        im2col(g, n, x, p0, p1, col.data());
         gemm(false, true, int(rows), cout, K, col.data(), rows, w, cout, out.data(), Epilogue{bias});
         for (int o = 0; o < cout; ++o)
             std::copy(out.data() + o * rows, out.data() + (o + 1) * rows, y + o * NP + long(p0) * n);
     }
+}
+
+}  // namespace occam::kernels::conv_detail
+
+OCCAM_KERNELS_END
+
+namespace occam::kernels {
+
+/// y (n x Cout P) = conv(x, w) (+ bias[o] on channel o, if given): x is n x (C H W), w is
+/// Cout x (C kh kw), row o holding output channel o's kernel in (c, ky, kx) order. Short
+/// patches (K = C kh kw <= 32, e.g. one input channel) with stride 1 are summed straight from x
+/// (conv2d_direct): there im2col's copy and the product's loads and stores of its short tiles
+/// cost more than the multiplications. Otherwise im2col and the blocked product: per block of
+/// positions Col_b W^T, then copied into y's rows p N + n (writing it in place, columns N P
+/// apart, measured 1.1-2x slower for 2000 images). Both add the bias to each sum in its
+/// register, and give the same bits (a test checks it).
+inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
+                           const double* bias = nullptr) {
+    if (g.patch() <= 32 && g.stride == 1) conv_detail::conv2d_direct(g, n, x, w, cout, y, bias);
+    else conv_detail::conv2d_im2col(g, n, x, w, cout, y, bias);
 }
 
 /// dx (n x C H W) = the transposed convolution of gy (n x Cout P) with w: col2im(G W), where G

@@ -151,3 +151,43 @@ TEST_CASE("conv2d_relu_pool: the values-only backward equals the recorded one") 
         CHECK(fast[std::size_t(k)].value().cwiseAbs().maxCoeff() > 0.1);
     }
 }
+
+TEST_CASE("conv2d_forward: the direct path (short patches, stride 1) gives the im2col path's bits") {
+    // kernels/conv.hpp reads short patches straight from x instead of through im2col and the
+    // blocked product; every entry must be the same sum in the same order, bit for bit, with
+    // padding on every side, partial blocks of 8 rows, channel groups of 6 and a remainder,
+    // on both lane widths.
+    ad::Rng rng(5, 3);
+    const ConvGeometry cases[] = {
+        {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .stride = 1, .padding = 2},
+        {.channels = 1, .height = 28, .width = 28, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
+        {.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2, .stride = 1, .padding = 1},
+        {.channels = 2, .height = 6, .width = 5, .kernel_h = 2, .kernel_w = 4, .stride = 1, .padding = 0},
+        {.channels = 1, .height = 4, .width = 3, .kernel_h = 1, .kernel_w = 1, .stride = 1, .padding = 3},
+        {.channels = 2, .height = 5, .width = 5, .kernel_h = 4, .kernel_w = 4, .stride = 1, .padding = 2},
+    };
+    for (const ConvGeometry& g : cases)
+        for (int n : {1, 3, 8, 13, 20})
+            for (int cout : {1, 5, 6, 16}) {
+                CAPTURE(g.channels);
+                CAPTURE(g.kernel_h);
+                CAPTURE(g.padding);
+                CAPTURE(n);
+                CAPTURE(cout);
+                const Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                const Eigen::MatrixXd w = rng.normal_matrix(cout, g.patch());
+                const Eigen::VectorXd b = rng.normal_matrix(cout, 1);
+                Eigen::MatrixXd via_col(n, cout * g.positions()), direct(n, cout * g.positions()),
+                    narrow(n, cout * g.positions());
+                kernels::conv_detail::conv2d_im2col(g, n, x.data(), w.data(), cout, via_col.data(), b.data());
+                kernels::conv_detail::conv2d_direct(g, n, x.data(), w.data(), cout, direct.data(), b.data());
+                lanes::wide_allowed() = false;
+                kernels::conv_detail::conv2d_direct(g, n, x.data(), w.data(), cout, narrow.data(), b.data());
+                lanes::wide_allowed() = true;
+                CHECK(direct == via_col);
+                CHECK(narrow == via_col);
+                Eigen::MatrixXd want = direct_conv(x, w, g);
+                for (int o = 0; o < cout; ++o) want.middleCols(o * g.positions(), g.positions()).array() += b[o];
+                CHECK((direct - want).cwiseAbs().maxCoeff() <= 1e-12);
+            }
+}

@@ -740,8 +740,6 @@ private:
         return t;
     }
 
-    /// The std of U(-1, 1), the spread standardized labels get.
-    static constexpr double kUniformStd = 0.57735026918962576;
     /// z shifted and scaled to mean 0 and std kUniformStd over the batch (differentiably: the
     /// meta-gradient sees the map, so it cannot change the labels' mean or spread).
     static ad::Var standardized(const ad::Var& z) {
@@ -769,9 +767,12 @@ private:
     static ad::Var project(const ad::Var& h, const Task& task) {
         return task.proj.size() ? h - ad::matmul(ad::constant(task.proj), h) : h;
     }
-    /// The overlap penalty's term (penalty mode, from the second function on), else 0.
+    /// Whether the current function is kept apart from the earlier ones by the overlap penalty
+    /// (penalty mode, from the second function on) rather than by projection.
+    bool uses_overlap_penalty() const { return function_index() > 0 && cfg_.orthogonality == "penalty"; }
+    /// The overlap penalty's term when uses_overlap_penalty(), else 0.
     ad::Var orthogonality_penalty(const std::vector<ad::Var>& P) {
-        return function_index() > 0 && cfg_.orthogonality == "penalty" ? overlap_penalty(P) : ad::constant(0.0);
+        return uses_overlap_penalty() ? overlap_penalty(P) : ad::constant(0.0);
     }
 
     /// The terms of the meta-loss for the meta-learner's raw output h on the task.
@@ -916,7 +917,7 @@ private:
     std::optional<LinearTaskLoss> batched_loss(const Task& task, const std::vector<Eigen::MatrixXd>& maps) const {
         const std::string kind = divergence_for(cfg_, function_index());
         if (!batched_scoring_ || !net_.mlp() || !batched_divergence(kind)) return std::nullopt;
-        if (function_index() > 0 && cfg_.orthogonality == "penalty") return std::nullopt;
+        if (uses_overlap_penalty()) return std::nullopt;
         for (const auto& m : maps)
             if (m.size() == 0) return std::nullopt;
         LinearTaskLoss l;
@@ -936,11 +937,9 @@ private:
     /// The loss terms of one meta-learner, through the taped ops (no gradient is kept).
     Terms score_member(const Task& task, const std::vector<Eigen::MatrixXd>& maps,
                        const std::vector<Eigen::MatrixXd>& params) {
-        const bool penalty = function_index() > 0 && cfg_.orthogonality == "penalty";
         const std::vector<ad::Var> P = constants(params);
-        ad::Var h = net_(P, ad::constant(task.X));
-        ad::Var orth = penalty ? overlap_penalty(P) : ad::constant(0.0);
-        return meta_loss(h, task, task.rng, orth, &maps);
+        const ad::Var h = net_(P, ad::constant(task.X));
+        return meta_loss(h, task, task.rng, orthogonality_penalty(P), &maps);
     }
 
     /// Members scored together by the batched scorer (a block per thread task; the values do not
@@ -953,7 +952,7 @@ private:
     /// scores its own members and gathers the others' fitness.
     Eigen::VectorXd generation_fitness(const Task& task, const std::vector<Eigen::MatrixXd>& maps,
                                        const LinearTaskLoss* batch) {
-        if (function_index() > 0 && cfg_.orthogonality == "penalty") orth_cache();  // filled before the threads read it
+        if (uses_overlap_penalty()) orth_cache();  // filled before the threads read it
         const int n = es_->population();
         Eigen::VectorXd fitness = Eigen::VectorXd::Constant(n, std::nan(""));
         // This process's members (all of them unless the population is split over processes).

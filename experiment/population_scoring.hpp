@@ -25,6 +25,9 @@ struct LossValues {
     std::string error;  ///< why the member has no loss (the taped path's exception), else empty
 };
 
+/// The std of U(-1, 1), the spread standardized labels get (here and in MetaTrainer).
+inline constexpr double kUniformStd = 0.57735026918962576;
+
 /// How the learners' test MSEs make the loss's learner term (MetaTrainer's games).
 enum class MseTerm { first, difference, log_ratio, mean };
 
@@ -193,7 +196,7 @@ private:
             }
             if (loss_.standardize) {
                 z.array() -= z.mean();
-                z *= 0.57735026918962576 / std::sqrt(z.squaredNorm() / n + 1e-12);  // the std of U(-1, 1)
+                z *= kUniformStd / std::sqrt(z.squaredNorm() / n + 1e-12);
             }
         }
         // Every learner's predictions for every member: one product M_i Z_train.

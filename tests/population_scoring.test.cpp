@@ -15,7 +15,7 @@ using namespace occam;
 
 namespace {
 
-/// fig8-evolution made small: 16 members, 2 functions, a few generations per function.
+/// fig8-evolution made small: 16 members, 3 functions, a few generations per function.
 experiment::Config small_fig8() {
     experiment::Config c = experiment::find_preset("fig8-evolution").config;
     c.population = 16;

@@ -191,3 +191,57 @@ TEST_CASE("conv2d_forward: the direct path (short patches, stride 1) gives the i
                 CHECK((direct - want).cwiseAbs().maxCoeff() <= 1e-12);
             }
 }
+
+TEST_CASE("conv2d_weight_grad: the direct path (short patches, stride 1) is the definition, the same bits on both widths") {
+    // kernels/conv.hpp sums dw(o, t) = sum_r G(r, o) Col(r, t) in eight lanes down the rows,
+    // reading Col from x, in tiles of 4 x 2 (AVX2) or 8 x 3 (AVX-512) sums over chunks of rows.
+    // Cases: padding rows and columns (empty and partial tap runs), a batch whose output row is
+    // not whole blocks of 8 (13 images), rows longer than a chunk (100 images of 28 x 28), channel
+    // and tap counts that leave partial tiles of either width.
+    ad::Rng rng(11, 4);
+    const ConvGeometry cases[] = {
+        {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .stride = 1, .padding = 2},
+        {.channels = 1, .height = 28, .width = 28, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
+        {.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2, .stride = 1, .padding = 1},
+        {.channels = 2, .height = 6, .width = 5, .kernel_h = 2, .kernel_w = 4, .stride = 1, .padding = 0},
+        {.channels = 1, .height = 4, .width = 3, .kernel_h = 1, .kernel_w = 1, .stride = 1, .padding = 3},
+    };
+    for (const ConvGeometry& g : cases)
+        for (int n : {1, 8, 13, 100})
+            for (int cout : {1, 5, 9, 16}) {
+                if (n == 100 && g.height < 28) continue;
+                CAPTURE(g.channels);
+                CAPTURE(g.kernel_h);
+                CAPTURE(g.padding);
+                CAPTURE(n);
+                CAPTURE(cout);
+                const int P = g.positions(), K = g.patch();
+                const Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                const Eigen::MatrixXd gy = rng.normal_matrix(n, cout * P);
+                Eigen::MatrixXd wide(cout, K), narrow(cout, K), via_col(cout, K);
+                kernels::conv2d_weight_grad(g, n, x.data(), gy.data(), cout, wide.data());
+                lanes::wide_allowed() = false;
+                kernels::conv2d_weight_grad(g, n, x.data(), gy.data(), cout, narrow.data());
+                lanes::wide_allowed() = true;
+                kernels::conv_detail::weight_grad_im2col(g, n, x.data(), gy.data(), cout, via_col.data());
+                CHECK(wide == narrow);
+                // The definition: dw(o, (c, ky, kx)) = sum over images and outputs of gy times the
+                // pixel under the tap (zero in the padding).
+                Eigen::MatrixXd want = Eigen::MatrixXd::Zero(cout, K);
+                for (int o = 0; o < cout; ++o)
+                    for (int c = 0; c < g.channels; ++c)
+                        for (int ky = 0; ky < g.kernel_h; ++ky)
+                            for (int kx = 0; kx < g.kernel_w; ++kx)
+                                for (int oy = 0; oy < g.out_h(); ++oy)
+                                    for (int ox = 0; ox < g.out_w(); ++ox) {
+                                        const int iy = oy - g.padding + ky, ix = ox - g.padding + kx;
+                                        if (iy < 0 || iy >= g.height || ix < 0 || ix >= g.width) continue;
+                                        for (int i = 0; i < n; ++i)
+                                            want(o, (c * g.kernel_h + ky) * g.kernel_w + kx) +=
+                                                gy(i, o * P + oy * g.out_w() + ox) * x(i, (c * g.height + iy) * g.width + ix);
+                                    }
+                const double scale = 1e-12 * (1 + want.cwiseAbs().maxCoeff()) * std::sqrt(double(n) * P);
+                CHECK((wide - want).cwiseAbs().maxCoeff() <= scale);
+                CHECK((via_col - want).cwiseAbs().maxCoeff() <= scale);
+            }
+}

@@ -39,6 +39,18 @@ Eigen::MatrixXd direct_conv(const Eigen::MatrixXd& x, const Eigen::MatrixXd& w, 
 
 double dot(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return (a.array() * b.array()).sum(); }
 
+/// Short stride-1 convolutions (the direct kernels' cases): the learner's 5 x 5 and the
+/// meta-learner's 3 x 3 on MNIST, several channels, no padding, padding wider than the kernel,
+/// and padding on every side of a kernel as large as the padded image allows.
+const ConvGeometry kShortStride1[] = {
+    {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .stride = 1, .padding = 2},
+    {.channels = 1, .height = 28, .width = 28, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
+    {.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2, .stride = 1, .padding = 1},
+    {.channels = 2, .height = 6, .width = 5, .kernel_h = 2, .kernel_w = 4, .stride = 1, .padding = 0},
+    {.channels = 1, .height = 4, .width = 3, .kernel_h = 1, .kernel_w = 1, .stride = 1, .padding = 3},
+    {.channels = 2, .height = 5, .width = 5, .kernel_h = 4, .kernel_w = 4, .stride = 1, .padding = 2},
+};
+
 }  // namespace
 
 TEST_CASE("conv2d: the forward pass is the definition, in one block and in several") {
@@ -158,15 +170,7 @@ TEST_CASE("conv2d_forward: the direct path (short patches, stride 1) gives the i
     // padding on every side, partial blocks of 8 rows, channel groups of 6 and a remainder,
     // on both lane widths.
     ad::Rng rng(5, 3);
-    const ConvGeometry cases[] = {
-        {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .stride = 1, .padding = 2},
-        {.channels = 1, .height = 28, .width = 28, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
-        {.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2, .stride = 1, .padding = 1},
-        {.channels = 2, .height = 6, .width = 5, .kernel_h = 2, .kernel_w = 4, .stride = 1, .padding = 0},
-        {.channels = 1, .height = 4, .width = 3, .kernel_h = 1, .kernel_w = 1, .stride = 1, .padding = 3},
-        {.channels = 2, .height = 5, .width = 5, .kernel_h = 4, .kernel_w = 4, .stride = 1, .padding = 2},
-    };
-    for (const ConvGeometry& g : cases)
+    for (const ConvGeometry& g : kShortStride1)
         for (int n : {1, 3, 8, 13, 20})
             for (int cout : {1, 5, 6, 16}) {
                 CAPTURE(g.channels);
@@ -199,14 +203,7 @@ TEST_CASE("conv2d_weight_grad: the direct path (short patches, stride 1) is the 
     // not whole blocks of 8 (13 images), rows longer than a chunk (100 images of 28 x 28), channel
     // and tap counts that leave partial tiles of either width.
     ad::Rng rng(11, 4);
-    const ConvGeometry cases[] = {
-        {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .stride = 1, .padding = 2},
-        {.channels = 1, .height = 28, .width = 28, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
-        {.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2, .stride = 1, .padding = 1},
-        {.channels = 2, .height = 6, .width = 5, .kernel_h = 2, .kernel_w = 4, .stride = 1, .padding = 0},
-        {.channels = 1, .height = 4, .width = 3, .kernel_h = 1, .kernel_w = 1, .stride = 1, .padding = 3},
-    };
-    for (const ConvGeometry& g : cases)
+    for (const ConvGeometry& g : kShortStride1)
         for (int n : {1, 8, 13, 100})
             for (int cout : {1, 5, 9, 16}) {
                 if (n == 100 && g.height < 28) continue;

@@ -143,6 +143,19 @@ struct TapRun {
     long base, lo, hi;
 };
 
+/// The block of Col(r0 .. r0 + 7, t) read through the tap's run of x (zeros outside the run and
+/// past `valid`).
+template <class B>
+OCCAM_LANES_INLINE B col_block(const TapRun& run, const double* x, long r0, int valid) {
+    using L = lanes::Ops<B>;
+    if (valid == 8 && r0 >= run.lo && r0 + 8 <= run.hi) return L::load(x + (run.base + r0));
+    if (r0 + valid <= run.lo || r0 >= run.hi) return L::splat(0.0);
+    alignas(64) double part[8] = {};
+    for (int j = 0; j < valid; ++j)
+        if (r0 + j >= run.lo && r0 + j < run.hi) part[j] = x[run.base + r0 + j];
+    return L::load(part);
+}
+
 /// NC output channels from o0 for the 8 rows [r0, r0 + valid) of one output row: per entry
 /// acc = sum over the taps in order of Col(r, t) w(o, t), then + bias, the same multiply-adds
 /// in the same order as the im2col product's tile (a padded tap is a 0 in both), so the same
@@ -154,18 +167,7 @@ OCCAM_LANES_INLINE void run_tile(int K, const TapRun* taps, const double* x, con
     B acc[NC];
     for (int c = 0; c < NC; ++c) acc[c] = L::splat(0.0);
     for (int t = 0; t < K; ++t) {
-        const TapRun& run = taps[t];
-        B xv;
-        if (valid == 8 && r0 >= run.lo && r0 + 8 <= run.hi) {
-            xv = L::load(x + (run.base + r0));
-        } else if (r0 + valid <= run.lo || r0 >= run.hi) {
-            xv = L::splat(0.0);
-        } else {
-            alignas(64) double part[8] = {};
-            for (int j = 0; j < valid; ++j)
-                if (r0 + j >= run.lo && r0 + j < run.hi) part[j] = x[run.base + r0 + j];
-            xv = L::load(part);
-        }
+        const B xv = col_block<B>(taps[t], x, r0, valid);
         const double* wt = w + long(t) * cout + o0;
         for (int c = 0; c < NC; ++c) acc[c] = acc[c] + xv * wt[c];
     }
@@ -266,19 +268,6 @@ inline void conv2d_im2col(const ConvGeometry& g, int n, const double* x, const d
 
 /// Rows per pass over a segment (G's Cout chunks and the taps' runs of x stay in L2).
 constexpr long kGradChunk = 2048;
-
-/// The block of Col(r0 .. r0 + 7, t) read through the tap's run of x (zeros outside the run and
-/// past `valid`).
-template <class B>
-OCCAM_LANES_INLINE B col_block(const TapRun& run, const double* x, long r0, int valid) {
-    using L = lanes::Ops<B>;
-    if (valid == 8 && r0 >= run.lo && r0 + 8 <= run.hi) return L::load(x + (run.base + r0));
-    if (r0 + valid <= run.lo || r0 >= run.hi) return L::splat(0.0);
-    alignas(64) double part[8] = {};
-    for (int j = 0; j < valid; ++j)
-        if (r0 + j >= run.lo && r0 + j < run.hi) part[j] = x[run.base + r0 + j];
-    return L::load(part);
-}
 
 /// acc[o][t] (eight lanes each, in memory between passes) += G_o(r) Col_t(r) for the rows
 /// [r_begin, r_end) of a segment; g[o] points at G_o's first row of the segment. Where every

@@ -339,10 +339,10 @@ OCCAM_LANES_INLINE void grad_segment(int cout, int K, const double* g0, long NP,
     }
 }
 
-/// The tile of each block type, NO x NT sums: AVX2 4 x 2 (16 registers of sums, G read from
-/// memory by the multiply-adds), AVX-512 8 x 3 (24 of 32). Measured on the learner's and the
-/// meta-learner's first layer against 2 x 2, 2 x 3, 3 x 2, 2 x 4, 4 x 3 and 4 x 3, 4 x 4, 4 x 6,
-/// 6 x 4, 2 x 8: the fastest by 10-30%.
+/// The tile of each block type, NO x NT sums: AVX2 4 x 2 (all 16 registers hold sums; the
+/// multiply-adds read G from memory), AVX-512 8 x 3 (24 of 32). Measured on the learner's and
+/// the meta-learner's first layer, the fastest by 10-30% (AVX2 against 2 x 2, 2 x 3, 3 x 2,
+/// 2 x 4 and 4 x 3; AVX-512 against 4 x 3, 4 x 4, 4 x 6, 6 x 4 and 2 x 8).
 template <class B>
 constexpr int kGradTileO = std::is_same_v<B, lanes::Split> ? 4 : 8;
 template <class B>

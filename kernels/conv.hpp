@@ -202,6 +202,20 @@ inline void tap_runs(const ConvGeometry& g, int n, int oy, TapRun* taps) {
             }
 }
 
+/// Every output row's taps (row oy's K runs from oy K on), in a per-thread buffer valid until
+/// the next call on this thread.
+inline const TapRun* all_tap_runs(const ConvGeometry& g, int n) {
+    thread_local std::vector<TapRun> taps;
+    taps.resize(std::size_t(g.out_h()) * g.patch());
+    for (int oy = 0; oy < g.out_h(); ++oy) tap_runs(g, n, oy, taps.data() + std::size_t(oy) * g.patch());
+    return taps.data();
+}
+
+/// Whether a convolution's forward and weight gradient read x through tap runs (short
+/// stride-1 patches) rather than through im2col and the blocked product (see conv2d_forward
+/// and conv2d_weight_grad for the measurements behind the rule).
+inline bool reads_x_directly(const ConvGeometry& g) { return g.patch() <= 32 && g.stride == 1; }
+
 /// Every output of a stride-1 convolution from x directly: groups of 6 output channels (12
 /// AVX2 accumulators; a last group of the rest), then output rows, then blocks of 8 of each
 /// row's out_w N entries, so each group's stores run through its channels' planes in order.
@@ -233,10 +247,7 @@ OCCAM_LANES_INLINE void run_groups(const ConvGeometry& g, int n, const double* x
 /// conv(x, w) + bias for stride 1 without im2col (see conv2d_forward).
 inline void conv2d_direct(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
                           const double* bias) {
-    thread_local std::vector<TapRun> taps;
-    taps.resize(std::size_t(g.out_h()) * g.patch());
-    for (int oy = 0; oy < g.out_h(); ++oy) tap_runs(g, n, oy, taps.data() + std::size_t(oy) * g.patch());
-    const TapRun* t = taps.data();
+    const TapRun* t = all_tap_runs(g, n);
     lanes::run([&]<class B>() OCCAM_LANES_KERNEL { run_groups<B>(g, n, x, w, cout, bias, y, t); });
 }
 
@@ -373,15 +384,12 @@ OCCAM_LANES_INLINE void weight_grad_lanes(const ConvGeometry& g, int n, const do
 inline void weight_grad_direct(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
                                double* dw) {
     thread_local AlignedVector acc;
-    thread_local std::vector<TapRun> taps;
     const int K = g.patch();
     const std::size_t sums = std::max(grad_sums(cout, K, kGradTileO<lanes::Split>, kGradTileT<lanes::Split>),
                                       grad_sums(cout, K, kGradTileO<lanes::Wide>, kGradTileT<lanes::Wide>));
     grow(acc, sums);
     std::fill(acc.begin(), acc.begin() + long(sums), 0.0);
-    taps.resize(std::size_t(g.out_h()) * K);
-    for (int oy = 0; oy < g.out_h(); ++oy) tap_runs(g, n, oy, taps.data() + std::size_t(oy) * K);
-    const TapRun* t = taps.data();
+    const TapRun* t = all_tap_runs(g, n);
     double* a = acc.data();
     lanes::run([&]<class B>() OCCAM_LANES_KERNEL { weight_grad_lanes<B>(g, n, x, gy, cout, dw, a, t); });
 }
@@ -402,7 +410,7 @@ namespace occam::kernels {
 /// register, and give the same bits (a test checks it).
 inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
                            const double* bias = nullptr) {
-    if (g.patch() <= 32 && g.stride == 1) conv_detail::conv2d_direct(g, n, x, w, cout, y, bias);
+    if (conv_detail::reads_x_directly(g)) conv_detail::conv2d_direct(g, n, x, w, cout, y, bias);
     else conv_detail::conv2d_im2col(g, n, x, w, cout, y, bias);
 }
 
@@ -431,7 +439,7 @@ inline void conv2d_input_grad(const ConvGeometry& g, int n, const double* gy, co
 /// blocked product, which is at its best there (K = 144: 40 GFLOP/s against the lanes' 30).
 inline void conv2d_weight_grad(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
                                double* dw) {
-    if (g.patch() <= 32 && g.stride == 1) conv_detail::weight_grad_direct(g, n, x, gy, cout, dw);
+    if (conv_detail::reads_x_directly(g)) conv_detail::weight_grad_direct(g, n, x, gy, cout, dw);
     else conv_detail::weight_grad_im2col(g, n, x, gy, cout, dw);
 }
 

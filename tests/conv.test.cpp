@@ -59,7 +59,7 @@ TEST_CASE("conv2d: the forward pass is the definition, in one block and in sever
         {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .stride = 1, .padding = 2},
         {.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2, .stride = 2, .padding = 1},
         {.channels = 2, .height = 6, .width = 5, .kernel_h = 6, .kernel_w = 5, .stride = 1, .padding = 0},
-        // 64 images x 36 taps x 256 positions: im2col's ~2 MB blocks split this into three.
+        // 64 images x 36 taps x 256 positions: im2col's 512 KB blocks split this into ten.
         {.channels = 4, .height = 16, .width = 16, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
     };
     const int batch[] = {5, 3, 2, 64};

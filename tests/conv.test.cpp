@@ -145,6 +145,14 @@ TEST_CASE("conv2d and max_pool2d: wrong shapes are one-line errors naming the op
     CHECK_THROWS_WITH_AS(ad::max_pool2d(x, 2, 4, 4, 5), doctest::Contains("does not fit"), ad::ShapeError);
     CHECK_THROWS_AS(ad::take(x, {0, 64}, 1, 2), ad::ShapeError);
     CHECK_THROWS_AS(ad::put(ad::constant(Eigen::MatrixXd::Zero(1, 2)), {0, -1}, 2, 2), ad::ShapeError);
+    // The fused layer keeps each winner's place in its window in 16 bits: windows up to 255 wide.
+    const ConvGeometry wide{.channels = 1, .height = 256, .width = 256, .kernel_h = 1, .kernel_w = 1};
+    ad::Var image = ad::constant(Eigen::MatrixXd::Zero(1, 256 * 256)), w1 = ad::constant(Eigen::MatrixXd::Ones(1, 1));
+    ad::Var b1 = ad::constant(Eigen::MatrixXd::Zero(1, 1));
+    CHECK_THROWS_WITH_AS(ad::conv2d_relu_pool(image, w1, b1, wide, 256), doctest::Contains("wider than 255"),
+                         ad::ShapeError);
+    CHECK(ad::conv2d_relu_pool(image, w1, b1, wide, 255).cols() == 1);
+    CHECK_THROWS_WITH_AS(ad::conv2d_relu_pool(x, w, b1, g, 2), doctest::Contains("the bias is 1x1"), ad::ShapeError);
 }
 
 TEST_CASE("conv2d_relu_pool: the values-only backward equals the recorded one") {
@@ -161,6 +169,53 @@ TEST_CASE("conv2d_relu_pool: the values-only backward equals the recorded one") 
         CAPTURE(k);
         CHECK((fast[std::size_t(k)].value() - recorded[std::size_t(k)].value()).cwiseAbs().maxCoeff() < 1e-12);
         CHECK(fast[std::size_t(k)].value().cwiseAbs().maxCoeff() > 0.1);
+    }
+}
+
+TEST_CASE("conv2d_relu_pool: blocks of images give the unblocked layer's values and gradients") {
+    // kernels/conv_relu_pool.hpp runs the layer a block of images at a time: two whole blocks
+    // and a partial one, or one partial block. The values must be the unblocked ops' bits (each
+    // entry is the same sum); the gradients, whose weight and bias parts are summed block by
+    // block, agree to rounding, also through the recorded (create_graph) path. A 3 x 3 pool on
+    // 28 x 28 drops a partial row and column of windows.
+    ad::Rng rng(11, 3);
+    const ConvGeometry mnist{.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .padding = 2};
+    const ConvGeometry deep{.channels = 4, .height = 14, .width = 14, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    struct Case {
+        ConvGeometry g;
+        int cout, pool, n;
+    };
+    const auto blocks = [](const ConvGeometry& g, int cout, int whole, int extra) {
+        return whole * kernels::relu_pool_detail::block_images(1 << 20, cout, g.positions()) + extra;
+    };
+    for (const Case& c : {Case{mnist, 16, 2, blocks(mnist, 16, 2, 3)}, Case{mnist, 16, 2, 3},
+                          Case{mnist, 16, 3, blocks(mnist, 16, 1, 5)}, Case{deep, 32, 2, blocks(deep, 32, 2, 1)}}) {
+        CAPTURE(c.n);
+        CAPTURE(c.pool);
+        CAPTURE(c.cout);
+        ad::TapeScope scope;
+        ad::Var x = ad::param(rng.normal_matrix(c.n, int(c.g.in_size())));
+        ad::Var w = ad::param(rng.normal_matrix(c.cout, c.g.patch()));
+        ad::Var b = ad::param(rng.normal_matrix(1, c.cout));
+        const int ho = c.g.out_h() / c.pool, wo = c.g.out_w() / c.pool;
+        const ad::Var fused = ad::conv2d_relu_pool(x, w, b, c.g, c.pool);
+        const ad::Var ops =
+            ad::relu(ad::max_pool2d(ad::conv2d(x, w, b, c.g), c.cout, c.g.out_h(), c.g.out_w(), c.pool));
+        CHECK(fused.value() == ops.value());
+        REQUIRE(fused.cols() == c.cout * ho * wo);
+        const ad::Var weights = ad::constant(rng.normal_matrix(c.n, c.cout * ho * wo));
+        const ad::Var loss = ad::sum(ad::mul(weights, fused));
+        const auto got = ad::grad(loss, {x, w, b});
+        const auto recorded = ad::grad(loss, {x, w, b}, {.create_graph = true});  // winners' indices rebuilt
+        const auto want = ad::grad(ad::sum(ad::mul(weights, ops)), {x, w, b});
+        for (int k = 0; k < 3; ++k) {
+            CAPTURE(k);
+            const double scale = want[std::size_t(k)].value().cwiseAbs().maxCoeff();
+            CHECK(scale > 0.1);
+            CHECK((got[std::size_t(k)].value() - want[std::size_t(k)].value()).cwiseAbs().maxCoeff() <= 1e-12 * scale);
+            CHECK((recorded[std::size_t(k)].value() - want[std::size_t(k)].value()).cwiseAbs().maxCoeff() <=
+                  1e-12 * scale);
+        }
     }
 }
 

@@ -11,11 +11,13 @@
 // column c H W + y W + x (kernels/conv.hpp). Weights are Cout x (C kh kw), bias 1 x Cout.
 #pragma once
 
+#include <cstdint>
 #include <limits>
 #include <span>
 #include <string>
 
 #include "../../kernels/conv.hpp"
+#include "../../kernels/conv_relu_pool.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
 #include "shape.hpp"
@@ -188,76 +190,60 @@ inline Var max_pool2d(const Var& x, int channels, int height, int width, int siz
     return detail::take_kept(x, {index, std::size_t(x.rows()) * cols}, x.rows(), cols, "max_pool2d");
 }
 
-namespace detail {
-/// conv2d_relu_pool's backward when nothing records it (no create_graph): the same formulas
-/// as its op-by-op backward, but gz, the batch x Cout P gradient at the convolution's output,
-/// lives in a per-thread buffer instead of on the tape (for a CNN meta-learner on 2000 MNIST
-/// images, 200 MB less per layer).
-inline void conv_relu_pool_backward(const Node& self, const Var& gy, Var* out, const ConvGeometry& g,
-                                    std::span<const int> argmax, int cout) {
-    const int n = self.inputs[0]->rows, P = g.positions();
-    thread_local kernels::AlignedVector gz;
-    kernels::grow(gz, std::size_t(n) * cout * P);
-    std::fill(gz.begin(), gz.begin() + long(n) * cout * P, 0.0);
-    const double *y = self.data, *gv = gy.node()->data;
-    for (std::size_t i = 0; i < argmax.size(); ++i)
-        if (y[i] > 0) gz[std::size_t(argmax[i])] = gv[i];  // windows do not overlap: one entry each
-    if (self.needs(0)) {
-        out[0] = zeros(n, int(g.in_size()));
-        kernels::conv2d_input_grad(g, n, gz.data(), self.inputs[1]->data, cout, out[0].node()->data);
-    }
-    if (self.needs(1)) {
-        out[1] = zeros(cout, g.patch());
-        kernels::conv2d_weight_grad(g, n, self.inputs[0]->data, gz.data(), cout, out[1].node()->data);
-    }
-    if (self.needs(2)) {
-        out[2] = zeros(1, cout);
-        kernels::channel_sums(n, P, cout, gz.data(), out[2].node()->data);
-    }
-}
-}  // namespace detail
-
 /// max_pool2d(relu(conv2d(x, w, b))) as one node, the CNN layer's usual stack. The tape keeps
-/// only the pooled output and each window's argmax, not the N x Cout P convolution (for 2x2
-/// pooling, a quarter of the memory, and no separate relu or bias node). relu is monotone, so
-/// pooling first and then relu gives the same value, and the gradient reaches a pre-activation
-/// only at its window's argmax when the output there is > 0:
-///   gz = put(g * [y > 0], argmax)     (N x Cout P, the gradient at the convolution's output)
+/// only the pooled output and, per entry, which element of its window won (two bytes), not the
+/// N x Cout P convolution: kernels/conv_relu_pool.hpp runs the layer a block of images at a time, so
+/// the convolution's output exists only for one block, in cache. relu is monotone, so pooling
+/// first and then relu gives the same value, and the gradient reaches a pre-activation only at
+/// its window's winner when the output there is > 0:
+///   gz = put(g * [y > 0], winners)     (N x Cout P, the gradient at the convolution's output)
 ///   dx = conv2d_transpose(gz, w),  dw = conv2d_weight_grad(x, gz),  db = col_sums(gz as N P x Cout)
-/// all differentiable ops, so create_graph gives the right higher derivatives.
+/// With create_graph these are recorded as the differentiable ops they name, so the higher
+/// derivatives are right; without it the kernel computes them block by block, gz never whole.
 inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const ConvGeometry& g, int pool = 2) {
     detail::check_conv("conv2d_relu_pool", g, &x, &w, nullptr);
     const int cout = w.rows(), n = x.rows(), P = g.positions();
     if (b.rows() != 1 || b.cols() != cout)
         throw ShapeError("ad::conv2d_relu_pool: the bias is " + shape_str(b) + ", not 1 x " + std::to_string(cout));
-    if (pool < 1 || pool > g.out_h() || pool > g.out_w())
+    if (pool < 1 || pool > g.out_h() || pool > g.out_w() || pool > kernels::kMaxPoolWindow)
         throw ShapeError("ad::conv2d_relu_pool: a " + std::to_string(pool) + " x " + std::to_string(pool) +
                          " pool does not fit the " + std::to_string(g.out_h()) + " x " + std::to_string(g.out_w()) +
-                         " output");
+                         " output (or is wider than " + std::to_string(kernels::kMaxPoolWindow) + ")");
     if (double(n) * cout * P > std::numeric_limits<int>::max())
         throw ShapeError("ad::conv2d_relu_pool: the convolution's output has more entries than an int index can name");
     const int cols = cout * (g.out_h() / pool) * (g.out_w() / pool);
-    int* index = tape().arena.allocate_array<int>(std::size_t(n) * cols);
-    const std::span<const int> kept{index, std::size_t(n) * cols};
-    Node* node = tape().push("conv2d_relu_pool", n, cols,
-                             [g, kept, cout, P](const Node& self, const Var& gy, Var* out) {
-                                 const int rows = self.inputs[0]->rows;
-                                 if (!grad_enabled()) {  // values only: gz in a buffer, not on the tape
-                                     detail::conv_relu_pool_backward(self, gy, out, g, kept, cout);
-                                     return;
-                                 }
-                                 const Var gz = detail::put_kept(gy * gt(self.output(), 0.0), kept, rows, cout * P);
-                                 if (self.needs(0)) out[0] = conv2d_transpose(gz, self.input(1), g);
-                                 if (self.needs(1)) out[1] = conv2d_weight_grad(self.input(0), gz, g);
-                                 if (self.needs(2)) out[2] = col_sums(reshape(gz, rows * P, cout));
-                             },
-                             {x.node(), w.node(), b.node()});
-    // The convolution's output lives only here, in a per-thread buffer, never on the tape.
-    thread_local kernels::AlignedVector z;
-    kernels::grow(z, std::size_t(n) * cout * P);
-    kernels::conv2d_forward(g, n, x.value().data(), w.value().data(), cout, z.data(), b.value().data());
-    kernels::max_pool2d_forward(cout, g.out_h(), g.out_w(), pool, n, z.data(), node->data, index);
-    for (long i = 0; i < long(n) * cols; ++i) node->data[i] = std::max(node->data[i], 0.0);
+    std::uint16_t* win = tape().arena.allocate_array<std::uint16_t>(std::size_t(n) * cols);
+    Node* node = tape().push(
+        "conv2d_relu_pool", n, cols,
+        [g, pool, win, cout, P](const Node& self, const Var& gy, Var* out) {
+            const int rows = self.inputs[0]->rows;
+            if (!grad_enabled()) {  // values only: the kernel, block by block, writes every entry
+                auto fresh = [](int r, int c) { return Var(tape().leaf("constant", r, c, false)); };
+                if (self.needs(0)) out[0] = fresh(rows, int(g.in_size()));
+                if (self.needs(1)) out[1] = fresh(cout, g.patch());
+                if (self.needs(2)) out[2] = fresh(1, cout);
+                kernels::conv_relu_pool_backward(
+                    g, pool, rows, self.inputs[0]->data, self.inputs[1]->data, cout, self.data, win, gy.node()->data,
+                    self.needs(0) ? out[0].node()->data : nullptr, self.needs(1) ? out[1].node()->data : nullptr,
+                    self.needs(2) ? out[2].node()->data : nullptr);
+                return;
+            }
+            // Recorded: the winners' flat indices into the convolution's output, then put.
+            const std::size_t count = std::size_t(rows) * self.cols;
+            int* index = tape().arena.allocate_array<int>(count);
+            for (long col = 0; col < self.cols; ++col)
+                for (int i = 0; i < rows; ++i) {
+                    const std::size_t k = std::size_t(col) * rows + i;
+                    index[k] = int(kernels::relu_pool_source(g, pool, rows, i, col, win[k]));
+                }
+            const Var gz = detail::put_kept(gy * gt(self.output(), 0.0), {index, count}, rows, cout * P);
+            if (self.needs(0)) out[0] = conv2d_transpose(gz, self.input(1), g);
+            if (self.needs(1)) out[1] = conv2d_weight_grad(self.input(0), gz, g);
+            if (self.needs(2)) out[2] = col_sums(reshape(gz, rows * P, cout));
+        },
+        {x.node(), w.node(), b.node()});
+    kernels::conv_relu_pool_forward(g, pool, n, x.value().data(), w.value().data(), b.value().data(), cout, node->data,
+                                    win);
     return Var(node);
 }
 

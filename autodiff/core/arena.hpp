@@ -14,9 +14,14 @@
 namespace occam::ad {
 
 /// Doubling list of memory blocks with mark/rewind (the idea of Stan Math's stack_alloc).
-/// Blocks are kept after a rewind so that repeated meta-steps allocate nothing new.
+/// Blocks are kept after a rewind so that repeated meta-steps allocate nothing new. Doubling
+/// stops at kMaxGrowth: past it a block's unused tail (an allocation that does not fit moves on
+/// to the next block) could hold hundreds of MB that a later, differently shaped pass over the
+/// same blocks faults in (fig6's 281 MB tape reserved 520 MB in blocks of up to 256 MB).
 class Arena {
 public:
+    static constexpr std::size_t kMaxGrowth = std::size_t(64) << 20;
+
     /// Where the arena stood at some moment; pass it to rewind() to free everything after it.
     struct Mark {
         std::size_t block = 0;
@@ -24,7 +29,8 @@ public:
         std::size_t used = 0;
     };
 
-    explicit Arena(std::size_t first_block_bytes = 1 << 20) : next_block_bytes_(first_block_bytes) {}
+    explicit Arena(std::size_t first_block_bytes = 1 << 20)
+        : next_block_bytes_(first_block_bytes), first_block_bytes_(first_block_bytes) {}
     Arena(const Arena&) = delete;
     Arena& operator=(const Arena&) = delete;
 
@@ -86,7 +92,7 @@ public:
     void release_unused() {
         if (blocks_.empty()) return;
         blocks_.resize(current_ + 1);
-        next_block_bytes_ = blocks_.back().size * 2;
+        next_block_bytes_ = std::min(blocks_.back().size * 2, std::max(kMaxGrowth, first_block_bytes_));
     }
 
 private:
@@ -104,13 +110,14 @@ private:
         std::size_t next = blocks_.empty() ? 0 : current_ + 1;
         while (next < blocks_.size() && blocks_[next].size < bytes) ++next;
         if (next >= blocks_.size()) {
-            while (next_block_bytes_ < bytes) next_block_bytes_ *= 2;
+            while (next_block_bytes_ < bytes && next_block_bytes_ < kMaxGrowth) next_block_bytes_ *= 2;
+            next_block_bytes_ = std::max(next_block_bytes_, bytes);  // past the cap: the allocation's own size
             // No memset (untouched pages are never faulted in); kMaxAlign spare bytes to align the start.
             auto owner = std::make_unique_for_overwrite<std::byte[]>(next_block_bytes_ + kMaxAlign);
             const std::uintptr_t raw = reinterpret_cast<std::uintptr_t>(owner.get());
             std::byte* data = owner.get() + (round_up(raw, kMaxAlign) - raw);
             blocks_.push_back({data, next_block_bytes_, std::move(owner)});
-            next_block_bytes_ *= 2;
+            next_block_bytes_ = std::min(next_block_bytes_ * 2, std::max(kMaxGrowth, first_block_bytes_));
             next = blocks_.size() - 1;
         }
         current_ = next;
@@ -128,7 +135,7 @@ private:
     std::size_t current_ = 0;
     std::size_t offset_ = 0;
     std::size_t used_ = 0;  ///< see bytes_in_use()
-    std::size_t next_block_bytes_;
+    std::size_t next_block_bytes_, first_block_bytes_;
     std::size_t peak_ = 0;
 };
 

@@ -74,12 +74,13 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward
         double d = dw2_extra ? dw2_extra[f] : 0.0;
         for (int i = 0; i < n; ++i) d += hf[i] * err[i];
         dw2[f] = d;
-        // dh(i, f) = err_i w2_f (+ e_i v2_f in the R-pass), kept where h > 0, put at the argmax.
+        // dh(i, f) = err_i w2_f (+ e_i v2_f in the R-pass), kept where h > 0, put at the argmax
+        // (0 there where relu cut it, as the zeros around it).
+        const int* at = fw.argmax.data() + std::size_t(f) * n;
         for (int i = 0; i < n; ++i) {
-            if (!(hf[i] > 0)) continue;
             double dh = err[i] * w2[f];
             if (v2) dh += fw.e[i] * v2[f];
-            dz[std::size_t(fw.argmax[std::size_t(f) * n + i])] = dh;
+            dz[std::size_t(at[i])] = hf[i] > 0 ? dh : 0.0;
         }
     }
     kernels::conv2d_weight_grad(net.geometry, n, xb, dz.data(), C, dW1);
@@ -139,7 +140,8 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
             for (int f = 0; f < F; ++f)
                 for (int i = 0; i < n; ++i) {
                     const std::size_t k = std::size_t(f) * n + i;
-                    Rh[k] = fw.h[k] > 0 ? Rz[std::size_t(fw.argmax[k])] : 0.0;
+                    const double at_max = Rz[std::size_t(fw.argmax[k])];
+                    Rh[k] = fw.h[k] > 0 ? at_max : 0.0;
                     Rout[i] += Rh[k] * w2[f] + fw.h[k] * v2[f];
                 }
             for (int i = 0; i < n; ++i) Re[i] = 2.0 / n * Rout[i];

@@ -2,8 +2,6 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -107,13 +105,6 @@ std::string compiled_for() {
     if (lanes::use_wide()) isa += ", AVX-512 kernels at run time";
 #endif
     return isa;
-}
-
-/// This process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB).
-double peak_rss_mb() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return double(u.ru_maxrss) / 1024.0;
 }
 
 /// One meta-step of a preset's experiment (its first function): milliseconds, and the tape's

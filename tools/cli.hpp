@@ -6,6 +6,7 @@
 
 #include <cxxopts.hpp>
 #include <fmt/core.h>
+#include <sys/resource.h>
 
 #include <cstdint>
 #include <string>
@@ -28,6 +29,14 @@ int bench(int argc, char** argv);
 
 /// Exit status for a usage error (bad flag, bad value), as most command-line tools use.
 constexpr int kUsageError = 2;
+
+/// This process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB): what
+/// `occam bench` and run's progress line report.
+inline double peak_rss_mb() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_maxrss) / 1024.0;
+}
 
 /// `text` as one printable line: control bytes (newlines included) and bytes that are not
 /// valid UTF-8 become \n, \t, \r or \xNN; valid UTF-8 (a file name in Greek, cxxopts' curly

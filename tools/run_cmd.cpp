@@ -143,9 +143,11 @@ public:
         const std::string fn = functions > 1 ? fmt::format(" f{}/{}", s.function + 1, functions) : "";
         // Slow steps (fig5, fig6: seconds each) as seconds per step; "0 steps/s" says nothing.
         const std::string speed = rate >= 1 ? fmt::format("{:.0f} steps/s", rate) : fmt::format("{:.2g} s/step", 1 / rate);
-        fmt::print(stderr, "{}[{}]{} step {}/{}  loss {:.4g}  test MSE {:.4g}  {} {:.4g}  {}  ETA {:.0f}s{}",
-                   tty_ ? "\r" : "", label_, fn, done, total_, s.loss, s.mse, div_name, s.divergence, speed, eta,
-                   tty_ ? "   " : "\n");
+        fmt::print(
+            stderr,
+            "{}[{}]{} step {}/{}  loss {:.4g}  test MSE {:.4g}  {} {:.4g}  {}  peak memory {:.0f} MB  ETA {:.0f}s{}",
+            tty_ ? "\r" : "", label_, fn, done, total_, s.loss, s.mse, div_name, s.divergence, speed, peak_rss_mb(),
+            eta, tty_ ? "   " : "\n");
         if (tty_ && last) fmt::print(stderr, "\n");
     }
 

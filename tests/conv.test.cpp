@@ -219,6 +219,41 @@ TEST_CASE("conv2d_relu_pool: blocks of images give the unblocked layer's values 
     }
 }
 
+TEST_CASE("conv2d_relu_pool: a NaN pixel propagates as through the unblocked ops") {
+    // A NaN wins its pooling window and relu keeps it, so the outputs it reaches are NaN in both
+    // forms; the gradients agree entry by entry, NaN where the NaN pixel enters the weight
+    // gradient (NaN x 0 is NaN) and finite in the input gradient, which never reads x.
+    ad::Rng rng(13, 3);
+    const ConvGeometry g{.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .padding = 2};
+    const int n = kernels::relu_pool_detail::block_images(1 << 20, 16, g.positions()) + 3;
+    Eigen::MatrixXd x0 = rng.normal_matrix(n, int(g.in_size()));
+    x0(n - 2, 14 * 28 + 14) = std::numeric_limits<double>::quiet_NaN();  // in the last, partial block
+    ad::TapeScope scope;
+    ad::Var x = ad::param(x0), w = ad::param(rng.normal_matrix(16, g.patch())), b = ad::param(rng.normal_matrix(1, 16));
+    const ad::Var fused = ad::conv2d_relu_pool(x, w, b, g);
+    const ad::Var ops = ad::relu(ad::max_pool2d(ad::conv2d(x, w, b, g), 16, g.out_h(), g.out_w(), 2));
+    const auto same = [](const Eigen::MatrixXd& a, const Eigen::MatrixXd& e) {
+        if (a.rows() != e.rows() || a.cols() != e.cols()) return false;
+        for (Eigen::Index k = 0; k < a.size(); ++k) {
+            const double u = a.data()[k], v = e.data()[k];
+            if (std::isnan(u) != std::isnan(v) || (!std::isnan(u) && std::abs(u - v) > 1e-9 * (1 + std::abs(v))))
+                return false;
+        }
+        return true;
+    };
+    CHECK(fused.value().array().isNaN().count() > 0);
+    CHECK(same(fused.value(), ops.value()));
+    const ad::Var weights = ad::constant(rng.normal_matrix(n, fused.cols()));
+    const auto got = ad::grad(ad::sum(ad::mul(weights, fused)), {x, w, b});
+    const auto want = ad::grad(ad::sum(ad::mul(weights, ops)), {x, w, b});
+    for (int k = 0; k < 3; ++k) {
+        CAPTURE(k);
+        CHECK(same(got[std::size_t(k)].value(), want[std::size_t(k)].value()));
+    }
+    CHECK(got[0].value().allFinite());
+    CHECK(got[1].value().array().isNaN().count() > 0);
+}
+
 TEST_CASE("conv2d_forward: the direct path (short patches, stride 1) gives the im2col path's bits") {
     // kernels/conv.hpp reads short patches straight from x instead of through im2col and the
     // blocked product; every entry must be the same sum in the same order, bit for bit, with

@@ -26,8 +26,9 @@ namespace relu_pool_detail {
 /// multiples of 8 (one AVX-512 register of images). Smaller blocks fit L2 but shorten the runs
 /// the direct kernels stream down (out_w m long) and multiply the product's per-block costs: for
 /// fig6's three layers (forward and backward, 2000 and 1400 images) on an Intel Xeon with 2 MB
-/// of L2, blocks of 2^17 doubles took 683 ms, 2^20 567 ms, 2^22 625 ms, one block 711 ms. The
-/// size depends on the shapes only, so every run (any thread count) sums in the same order.
+/// of L2 (im2col's blocks then 2^18 doubles), blocks of 2^17 doubles took 683 ms, 2^20 567 ms,
+/// 2^22 625 ms, one block 711 ms. The size depends on the shapes only, so every run (any thread
+/// count) sums in the same order.
 inline int block_images(int n, int cout, int positions) {
     const long per_image = std::max(1L, long(cout) * positions);
     const long m = std::max(8L, (1L << 20) / per_image / 8 * 8);

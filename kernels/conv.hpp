@@ -102,10 +102,37 @@ inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, 
             }
 }
 
-/// dw = G^T Col through im2col and the blocked product, summed block by block in a fixed order.
+/// Col^T for output positions [p0, p1): column r = (p - p0) N + n holds that row of Col, the
+/// K = C kh kw taps contiguous (leading dimension K). Read per position from K runs of x, one
+/// image after another, so each run's cache line serves eight images.
+inline void im2col_transposed(const ConvGeometry& g, int n, const double* x, int p0, int p1, double* colT,
+                              std::vector<const double*>& runs, AlignedVector& zeros) {
+    const int K = g.patch();
+    const long hw = long(g.height) * g.width;
+    runs.resize(std::size_t(K));
+    if (zeros.size() < std::size_t(n)) zeros.assign(std::size_t(n), 0.0);  // the padding's run
+    double* out = colT;
+    for (int p = p0; p < p1; ++p) {
+        for (int c = 0, t = 0; c < g.channels; ++c)
+            for (int ky = 0; ky < g.kernel_h; ++ky)
+                for (int kx = 0; kx < g.kernel_w; ++kx, ++t) {
+                    const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
+                    runs[std::size_t(t)] = q < 0 ? zeros.data() : x + (c * hw + q) * n;
+                }
+        const double* const* from = runs.data();
+        for (int i = 0; i < n; ++i, out += K)
+            for (int t = 0; t < K; ++t) out[t] = from[t][i];
+    }
+}
+
+/// dw = G^T Col, computed as its transpose Col^T G so that Col^T, built straight in the layout
+/// the product reads in place (im2col_transposed), is copied once instead of twice (im2col,
+/// then the product's packing of its right operand). Each dw(o, t) is still the sum over the
+/// rows r of G(r, o) Col(r, t) in order of r, and the blocks are added in order: the same bits.
 inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
                                double* dw) {
-    thread_local AlignedVector col, part;
+    thread_local AlignedVector colT, part, zeros;
+    thread_local std::vector<const double*> runs;
     const int P = g.positions(), K = g.patch(), block = block_positions(g, n);
     const long NP = long(n) * P;
     std::fill(dw, dw + long(cout) * K, 0.0);
@@ -113,10 +140,11 @@ inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, co
     for (int p0 = 0; p0 < P; p0 += block) {
         const int p1 = std::min(P, p0 + block);
         const long rows = long(p1 - p0) * n;
-        grow(col, std::size_t(rows) * K);
-        im2col(g, n, x, p0, p1, col.data());
-        gemm(true, false, cout, K, int(rows), gy + long(p0) * n, NP, col.data(), rows, part.data());
-        for (long i = 0; i < long(cout) * K; ++i) dw[i] += part[i];
+        grow(colT, std::size_t(rows) * K);
+        im2col_transposed(g, n, x, p0, p1, colT.data(), runs, zeros);
+        gemm(false, false, K, cout, int(rows), colT.data(), K, gy + long(p0) * n, NP, part.data());  // K x Cout
+        for (int o = 0; o < cout; ++o)
+            for (int t = 0; t < K; ++t) dw[o + long(t) * cout] += part[std::size_t(t) + std::size_t(o) * K];
     }
 }
 

@@ -172,6 +172,39 @@ TEST_CASE("conv2d_relu_pool: the values-only backward equals the recorded one") 
     }
 }
 
+TEST_CASE("conv2d_weight_grad: Col^T G through im2col_transposed gives G^T Col's bits") {
+    // weight_grad_im2col builds Col^T (taps contiguous) and multiplies Col^T G, the transpose of
+    // the product G^T Col it computed before through im2col and a packed G^T. Each entry is the
+    // same products summed in the same order of rows, block by block: equal to the bit, for
+    // long patches, stride 2, padding and a partial last block of positions.
+    ad::Rng rng(17, 3);
+    const ConvGeometry cases[] = {
+        {.channels = 16, .height = 14, .width = 14, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
+        {.channels = 3, .height = 9, .width = 7, .kernel_h = 3, .kernel_w = 2, .stride = 2, .padding = 1},
+    };
+    for (const ConvGeometry& g : cases)
+        for (int n : {5, 37})
+            for (int cout : {1, 7, 32}) {
+                CAPTURE(g.channels);
+                CAPTURE(n);
+                CAPTURE(cout);
+                const int P = g.positions(), K = g.patch(), block = kernels::conv_detail::block_positions(g, n);
+                const Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                const Eigen::MatrixXd gy = rng.normal_matrix(n, cout * P);
+                Eigen::MatrixXd got(cout, K), before = Eigen::MatrixXd::Zero(cout, K);
+                kernels::conv_detail::weight_grad_im2col(g, n, x.data(), gy.data(), cout, got.data());
+                for (int p0 = 0; p0 < P; p0 += block) {
+                    const int p1 = std::min(P, p0 + block), rows = (p1 - p0) * n;
+                    Eigen::MatrixXd col(rows, K), part(cout, K);
+                    kernels::conv_detail::im2col(g, n, x.data(), p0, p1, col.data());
+                    kernels::gemm(true, false, cout, K, rows, gy.data() + long(p0) * n, long(n) * P, col.data(), rows,
+                                  part.data());
+                    before += part;
+                }
+                CHECK(got == before);
+            }
+}
+
 TEST_CASE("conv2d_relu_pool: blocks of images give the unblocked layer's values and gradients") {
     // kernels/conv_relu_pool.hpp runs the layer a block of images at a time: two whole blocks
     // and a partial one, or one partial block. The values must be the unblocked ops' bits (each

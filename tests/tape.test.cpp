@@ -67,6 +67,14 @@ TEST_CASE("tape: the arena reserves little beyond what it hands out, however lar
     arena.rewind(start);
     CHECK(arena.allocate(3 * ad::Arena::kMaxGrowth) != nullptr);
     CHECK(arena.bytes_reserved() == reserved);
+    // Rewound to the start, release_unused() hands back every block above the current one (occam
+    // run does this before its analysis, whose passes would otherwise fault in the steps'
+    // untouched block tails), and the arena still serves what comes next.
+    arena.rewind(ad::Arena::Mark{});
+    arena.release_unused();
+    CHECK(arena.bytes_reserved() <= std::size_t(16) << 20);
+    CHECK(arena.allocate(piece) != nullptr);
+    CHECK(arena.bytes_in_use() == piece);
 }
 
 TEST_CASE("tape: arena addresses are aligned in memory, and its byte count ignores the block layout") {

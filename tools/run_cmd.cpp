@@ -308,6 +308,10 @@ json run_one(const Config& c, const fs::path& dir, const Checkpoint* resume_from
         }
         trainer.finish_function(probe_x);
     }
+    // The steps' tape is rewound; hand its blocks back, so that the analysis's differently shaped
+    // passes start on fresh blocks instead of faulting in the parts of the steps' blocks the
+    // steps skipped (a whole fig6 run peaked 90 MB above its steps' 401 MB).
+    ad::tape().arena.release_unused();
     return finish_run(dir, trainer, plot, quiet);
 }
 

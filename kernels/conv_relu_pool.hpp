@@ -116,26 +116,32 @@ inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, cons
     const int P = g.positions(), K = g.patch(), m = block_images(n, cout, P);
     const int ho = g.out_h() / pool, wo = g.out_w() / pool, ow = g.out_w();
     thread_local AlignedVector xb, gz, dxb, part;
-    thread_local std::vector<long> place;  // winner code -> its offset from the window's corner in gz
     if (dw) std::fill(dw, dw + long(cout) * K, 0.0);
     if (db) std::fill(db, db + cout, 0.0);
     grow(part, std::size_t(cout) * K + cout);
-    place.resize(std::size_t(pool) * pool);
     for (int r0 = 0; r0 < n; r0 += m) {
         const int rows = std::min(m, n - r0);
         grow(gz, std::size_t(rows) * cout * P);
-        std::fill(gz.begin(), gz.begin() + long(rows) * cout * P, 0.0);
-        for (int code = 0; code < pool * pool; ++code)
-            place[std::size_t(code)] = (long(code / pool) * ow + code % pool) * rows;
-        // Each window's winner gets gy, or 0 where relu cut it (y <= 0, or NaN): a select, not a
-        // branch, since the mask is as good as random.
+        // gz written once, in order (no fill, then a scatter that writes back into it): each
+        // entry is gy where it won its window and relu kept the output (y > 0; not NaN), else 0,
+        // and 0 in a last partial row or column of windows that pooling dropped.
         for (int c = 0; c < cout; ++c)
-            for (int oy = 0; oy < ho; ++oy)
-                for (int ox = 0; ox < wo; ++ox) {
-                    const long out = ((long(c) * ho + oy) * wo + ox) * n + r0;
-                    double* to = gz.data() + (long(c) * P + long(oy * pool) * ow + ox * pool) * rows;
-                    for (int i = 0; i < rows; ++i) to[place[win[out + i]] + i] = y[out + i] > 0 ? gy[out + i] : 0.0;
+            for (int oy = 0; oy < g.out_h(); ++oy) {
+                double* to = gz.data() + (long(c) * P + long(oy) * ow) * rows;
+                if (oy >= ho * pool) {
+                    std::fill(to, to + long(ow) * rows, 0.0);
+                    continue;
                 }
+                for (int ox = 0; ox < wo; ++ox) {
+                    const long out = ((long(c) * ho + oy / pool) * wo + ox) * n + r0;
+                    for (int dx = 0; dx < pool; ++dx, to += rows) {
+                        const auto code = std::uint16_t(oy % pool * pool + dx);
+                        for (int i = 0; i < rows; ++i)
+                            to[i] = win[out + i] == code && y[out + i] > 0 ? gy[out + i] : 0.0;
+                    }
+                }
+                std::fill(to, to + long(ow - wo * pool) * rows, 0.0);
+            }
         if (dx) {
             grow(dxb, std::size_t(rows) * g.in_size());
             conv2d_input_grad(g, rows, gz.data(), w, cout, dxb.data());

@@ -153,7 +153,8 @@ inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, co
 /// sums[o] = the sum of channel o's n P entries of g (n x Cout P): a bias's gradient. Entry k
 /// goes to partial sum k mod 16, the sixteen are added pairwise, then the last n P mod 16
 /// entries: sixteen independent chains, which the compiler vectorises, where one running sum
-/// waits four cycles on every add (that loop was 6% of a fig6 meta-step).
+/// waits four cycles on every add (with gz's scatter through a table, the meta-learner's first
+/// layer's backward went from 80 to 63 ms).
 inline void channel_sums(int n, int positions, int cout, const double* g, double* sums) {
     constexpr int kLanes = 16;
     const long block = long(n) * positions;

@@ -134,8 +134,8 @@ inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, cons
                 }
                 for (int ox = 0; ox < wo; ++ox) {
                     const long out = ((long(c) * ho + oy / pool) * wo + ox) * n + r0;
-                    for (int dx = 0; dx < pool; ++dx, to += rows) {
-                        const auto code = std::uint16_t(oy % pool * pool + dx);
+                    for (int col = 0; col < pool; ++col, to += rows) {  // the window's columns
+                        const auto code = std::uint16_t(oy % pool * pool + col);
                         for (int i = 0; i < rows; ++i)
                             to[i] = win[out + i] == code && y[out + i] > 0 ? gy[out + i] : 0.0;
                     }

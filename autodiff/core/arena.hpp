@@ -92,7 +92,7 @@ public:
     void release_unused() {
         if (blocks_.empty()) return;
         blocks_.resize(current_ + 1);
-        next_block_bytes_ = std::min(blocks_.back().size * 2, std::max(kMaxGrowth, first_block_bytes_));
+        next_block_bytes_ = std::min(blocks_.back().size * 2, growth_cap());
     }
 
 private:
@@ -104,20 +104,23 @@ private:
 
     static std::size_t round_up(std::size_t n, std::size_t align) { return (n + align - 1) & ~(align - 1); }
 
+    /// The largest block doubling makes: kMaxGrowth, or a larger first block's size.
+    std::size_t growth_cap() const { return std::max(kMaxGrowth, first_block_bytes_); }
+
     void* allocate_slow(std::size_t bytes) {
         // Move to the next block that fits (blocks start aligned, so the allocation starts at 0).
         update_peak();
         std::size_t next = blocks_.empty() ? 0 : current_ + 1;
         while (next < blocks_.size() && blocks_[next].size < bytes) ++next;
         if (next >= blocks_.size()) {
-            while (next_block_bytes_ < bytes && next_block_bytes_ < kMaxGrowth) next_block_bytes_ *= 2;
+            while (next_block_bytes_ < bytes && next_block_bytes_ < growth_cap()) next_block_bytes_ *= 2;
             next_block_bytes_ = std::max(next_block_bytes_, bytes);  // past the cap: the allocation's own size
             // No memset (untouched pages are never faulted in); kMaxAlign spare bytes to align the start.
             auto owner = std::make_unique_for_overwrite<std::byte[]>(next_block_bytes_ + kMaxAlign);
             const std::uintptr_t raw = reinterpret_cast<std::uintptr_t>(owner.get());
             std::byte* data = owner.get() + (round_up(raw, kMaxAlign) - raw);
             blocks_.push_back({data, next_block_bytes_, std::move(owner)});
-            next_block_bytes_ = std::min(next_block_bytes_ * 2, std::max(kMaxGrowth, first_block_bytes_));
+            next_block_bytes_ = std::min(next_block_bytes_ * 2, growth_cap());
             next = blocks_.size() - 1;
         }
         current_ = next;

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -70,10 +71,15 @@ inline long pixel(const ConvGeometry& g, int oy, int ox, int ky, int kx) {
     return (y < 0 || y >= g.height || x < 0 || x >= g.width) ? -1 : long(y) * g.width + x;
 }
 
+// Every kernel below reads (or writes) its n images through a leading dimension ld >= n (0:
+// n), pixel column k of image i at x[k ld + i]: a block of rows of a larger batch is then used
+// in place, with no copy in or out (kernels/conv_relu_pool.hpp runs a layer block by block).
+
 /// Col (rows (p - p0) N + n, one column per (c, ky, kx); leading dimension (p1 - p0) N) for
 /// output positions [p0, p1) of every image.
-inline void im2col(const ConvGeometry& g, int n, const double* x, int p0, int p1, double* col) {
+inline void im2col(const ConvGeometry& g, int n, const double* x, int p0, int p1, double* col, long ld = 0) {
     const long rows = long(p1 - p0) * n, hw = long(g.height) * g.width;
+    if (ld == 0) ld = n;
     for (int c = 0; c < g.channels; ++c)
         for (int ky = 0; ky < g.kernel_h; ++ky)
             for (int kx = 0; kx < g.kernel_w; ++kx) {
@@ -81,14 +87,16 @@ inline void im2col(const ConvGeometry& g, int n, const double* x, int p0, int p1
                 for (int p = p0; p < p1; ++p, out += n) {
                     const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
                     if (q < 0) std::fill(out, out + n, 0.0);
-                    else std::copy(x + (c * hw + q) * n, x + (c * hw + q + 1) * n, out);
+                    else
+                        std::copy_n(x + (c * hw + q) * ld, n, out);
                 }
             }
 }
 
 /// The adjoint of im2col: dx += each Col entry added back onto the pixel it was read from.
-inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, int p1, double* dx) {
+inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, int p1, double* dx, long ld = 0) {
     const long rows = long(p1 - p0) * n, hw = long(g.height) * g.width;
+    if (ld == 0) ld = n;
     for (int c = 0; c < g.channels; ++c)
         for (int ky = 0; ky < g.kernel_h; ++ky)
             for (int kx = 0; kx < g.kernel_w; ++kx) {
@@ -96,7 +104,7 @@ inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, 
                 for (int p = p0; p < p1; ++p, in += n) {
                     const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
                     if (q < 0) continue;
-                    double* d = dx + (c * hw + q) * n;
+                    double* d = dx + (c * hw + q) * ld;
                     for (int i = 0; i < n; ++i) d[i] += in[i];
                 }
             }
@@ -104,11 +112,14 @@ inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, 
 
 /// Col^T for output positions [p0, p1): column r = (p - p0) N + n holds that row of Col, the
 /// K = C kh kw taps contiguous (leading dimension K). Read per position from K runs of x, one
-/// image after another, so each run's cache line serves eight images.
+/// image after another, so each run's cache line serves eight images. (Four images by four
+/// taps at a time through register shuffles took half the time on a block of x in L2, but
+/// 1.1x as long on the meta-learner's second layer, whose x comes from L3.)
 inline void im2col_transposed(const ConvGeometry& g, int n, const double* x, int p0, int p1, double* colT,
-                              std::vector<const double*>& runs, AlignedVector& zeros) {
+                              std::vector<const double*>& runs, AlignedVector& zeros, long ld = 0) {
     const int K = g.patch();
     const long hw = long(g.height) * g.width;
+    if (ld == 0) ld = n;
     runs.resize(std::size_t(K));
     if (zeros.size() < std::size_t(n)) zeros.assign(std::size_t(n), 0.0);  // the padding's run
     double* out = colT;
@@ -117,7 +128,7 @@ inline void im2col_transposed(const ConvGeometry& g, int n, const double* x, int
             for (int ky = 0; ky < g.kernel_h; ++ky)
                 for (int kx = 0; kx < g.kernel_w; ++kx, ++t) {
                     const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
-                    runs[std::size_t(t)] = q < 0 ? zeros.data() : x + (c * hw + q) * n;
+                    runs[std::size_t(t)] = q < 0 ? zeros.data() : x + (c * hw + q) * ld;
                 }
         const double* const* from = runs.data();
         for (int i = 0; i < n; ++i, out += K)
@@ -129,8 +140,8 @@ inline void im2col_transposed(const ConvGeometry& g, int n, const double* x, int
 /// the product reads in place (im2col_transposed), is copied once instead of twice (im2col,
 /// then the product's packing of its right operand). Each dw(o, t) is still the sum over the
 /// rows r of G(r, o) Col(r, t) in order of r, and the blocks are added in order: the same bits.
-inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
-                               double* dw) {
+inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, const double* gy, int cout, double* dw,
+                               long ld = 0) {
     thread_local AlignedVector colT, part, zeros;
     thread_local std::vector<const double*> runs;
     const int P = g.positions(), K = g.patch(), block = block_positions(g, n);
@@ -141,7 +152,7 @@ inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, co
         const int p1 = std::min(P, p0 + block);
         const long rows = long(p1 - p0) * n;
         grow(colT, std::size_t(rows) * K);
-        im2col_transposed(g, n, x, p0, p1, colT.data(), runs, zeros);
+        im2col_transposed(g, n, x, p0, p1, colT.data(), runs, zeros, ld);
         gemm(false, false, K, cout, int(rows), colT.data(), K, gy + long(p0) * n, NP, part.data());  // K x Cout
         for (int o = 0; o < cout; ++o)
             for (int t = 0; t < K; ++t) dw[o + long(t) * cout] += part[std::size_t(t) + std::size_t(o) * K];
@@ -150,26 +161,65 @@ inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, co
 
 }  // namespace conv_detail
 
-/// sums[o] = the sum of channel o's n P entries of g (n x Cout P): a bias's gradient. Entry k
-/// goes to partial sum k mod 16, the sixteen are added pairwise, then the last n P mod 16
-/// entries: sixteen independent chains, which the compiler vectorises, where one running sum
-/// waits four cycles on every add (with gz's scatter through a table, the meta-learner's first
-/// layer's backward went from 80 to 63 ms).
-inline void channel_sums(int n, int positions, int cout, const double* g, double* sums) {
-    constexpr int kLanes = 16;
-    const long block = long(n) * positions;
-    for (int o = 0; o < cout; ++o) {
-        const double* v = g + o * block;
-        double part[kLanes] = {};
-        long i = 0;
-        for (; i + kLanes <= block; i += kLanes)
-            for (int j = 0; j < kLanes; ++j) part[j] += v[i + j];
+/// The sums of each channel's entries of a gradient g (n x Cout P, channel o's n P entries
+/// contiguous), a bias's gradient, given a run of entries at a time in order (begin, add...,
+/// finish). Entry k goes to partial sum k mod 16, the sixteen are added pairwise, then the last
+/// n P mod 16 entries: sixteen independent chains, which the compiler vectorises, where one
+/// running sum waits four cycles on every add (with gz's scatter through a table, the
+/// meta-learner's first layer's backward went from 80 to 63 ms). However the entries are split
+/// into runs, each sum is the same additions in the same order: the same bits.
+class ChannelSums {
+public:
+    static constexpr int kLanes = 16;
+    /// `count` entries per channel to come.
+    void begin(int cout, long count) {
+        cout_ = cout, count_ = count, done_ = 0;
+        part_.assign(std::size_t(cout) * kLanes, 0.0);
+        total_.assign(std::size_t(cout), 0.0);
+    }
+    /// The next `len` entries of every channel, channel o's at g + o stride.
+    void add(const double* g, long stride, long len) {
+        const long full = count_ / kLanes * kLanes, end = done_ + len;
+        const long stop = std::min(end, full);
+        for (int o = 0; o < cout_; ++o) {
+            double part[kLanes];  // in registers while the run is added (part_ could alias g)
+            std::copy_n(part_.data() + std::size_t(o) * kLanes, kLanes, part);
+            const double* v = g + o * stride - done_;  // v[k] is entry k
+            long k = done_;
+            for (; k < stop && k % kLanes != 0; ++k) part[k % kLanes] += v[k];
+            for (; k + kLanes <= stop; k += kLanes)
+                for (int j = 0; j < kLanes; ++j) part[j] += v[k + j];
+            for (; k < stop; ++k) part[k % kLanes] += v[k];
+            if (k < end && k == full) total_[std::size_t(o)] = reduced(part);  // every partial sum is complete
+            for (; k < end; ++k) total_[std::size_t(o)] += v[k];
+            std::copy_n(part, kLanes, part_.data() + std::size_t(o) * kLanes);
+        }
+        done_ = end;
+    }
+    void finish(double* sums) {
+        const long full = count_ / kLanes * kLanes;
+        for (int o = 0; o < cout_; ++o)
+            sums[o] = count_ > full ? total_[std::size_t(o)] : reduced(part_.data() + std::size_t(o) * kLanes);
+    }
+
+private:
+    static double reduced(double* part) {  // pairwise: 8 + 8, 4 + 4, 2 + 2, 1 + 1
         for (int half = kLanes / 2; half > 0; half /= 2)
             for (int j = 0; j < half; ++j) part[j] += part[j + half];
-        double t = part[0];
-        for (; i < block; ++i) t += v[i];
-        sums[o] = t;
+        return part[0];
     }
+    int cout_ = 0;
+    long count_ = 0, done_ = 0;
+    std::vector<double> part_, total_;
+};
+
+/// sums[o] = the sum of channel o's n P entries of g (n x Cout P): ChannelSums in one run.
+inline void channel_sums(int n, int positions, int cout, const double* g, double* sums) {
+    thread_local ChannelSums s;
+    const long block = long(n) * positions;
+    s.begin(cout, block);
+    s.add(g, block, block);
+    s.finish(sums);
 }
 
 }  // namespace occam::kernels
@@ -258,56 +308,72 @@ inline const TapRun* all_tap_runs(const ConvGeometry& g, int n) {
 /// and conv2d_weight_grad for the measurements behind the rule).
 inline bool reads_x_directly(const ConvGeometry& g) { return g.patch() <= 32 && g.stride == 1; }
 
-/// Every output of a stride-1 convolution from x directly: groups of 6 output channels (12
-/// AVX2 accumulators; a last group of the rest), then output rows, then blocks of 8 of each
-/// row's out_w N entries, so each group's stores run through its channels' planes in order.
+/// The output rows [oy0, oy1) of a stride-1 convolution from x directly, into y (Cout x the
+/// rows' positions x N): groups of 6 output channels (12 AVX2 accumulators; a last group of the
+/// rest), then output rows, then blocks of 8 of each row's out_w N entries, so each group's
+/// stores run through its channels' planes in order.
 template <class B, int NC>
 OCCAM_LANES_INLINE void run_group(const ConvGeometry& g, int n, const double* x, const double* w, int cout, int o0,
-                                  const double* bias, double* y, const TapRun* taps) {
+                                  const double* bias, int oy0, int oy1, double* y, const TapRun* taps) {
     const int K = g.patch();
-    const long NP = long(n) * g.positions(), row = long(g.out_w()) * n;
-    for (int oy = 0; oy < g.out_h(); ++oy)
+    const long row = long(g.out_w()) * n, NP = (oy1 - oy0) * row;
+    for (int oy = oy0; oy < oy1; ++oy)
         for (long r0 = 0; r0 < row; r0 += 8)
             run_tile<B, NC>(K, taps + long(oy) * K, x, w, cout, o0, bias, r0, int(std::min<long>(8, row - r0)),
-                            y + oy * row, NP);
+                            y + (oy - oy0) * row, NP);
 }
 template <class B>
 OCCAM_LANES_INLINE void run_groups(const ConvGeometry& g, int n, const double* x, const double* w, int cout,
-                                   const double* bias, double* y, const TapRun* taps) {
+                                   const double* bias, int oy0, int oy1, double* y, const TapRun* taps) {
     int o0 = 0;
-    for (; o0 + 6 <= cout; o0 += 6) run_group<B, 6>(g, n, x, w, cout, o0, bias, y, taps);
+    for (; o0 + 6 <= cout; o0 += 6) run_group<B, 6>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
     switch (cout - o0) {
-        case 5: run_group<B, 5>(g, n, x, w, cout, o0, bias, y, taps); break;
-        case 4: run_group<B, 4>(g, n, x, w, cout, o0, bias, y, taps); break;
-        case 3: run_group<B, 3>(g, n, x, w, cout, o0, bias, y, taps); break;
-        case 2: run_group<B, 2>(g, n, x, w, cout, o0, bias, y, taps); break;
-        case 1: run_group<B, 1>(g, n, x, w, cout, o0, bias, y, taps); break;
+        case 5:
+            run_group<B, 5>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+            break;
+        case 4:
+            run_group<B, 4>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+            break;
+        case 3:
+            run_group<B, 3>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+            break;
+        case 2:
+            run_group<B, 2>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+            break;
+        case 1:
+            run_group<B, 1>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+            break;
         default: break;
     }
 }
 
-/// conv(x, w) + bias for stride 1 without im2col (see conv2d_forward).
+/// conv(x, w) + bias for stride 1 without im2col (see conv2d_forward), output rows [oy0, oy1)
+/// (every row when oy1 is 0) into y, Cout x (oy1 - oy0) out_w x N.
 inline void conv2d_direct(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
-                          const double* bias) {
+                          const double* bias, int oy0 = 0, int oy1 = 0) {
+    if (oy1 == 0) oy1 = g.out_h();
     const TapRun* t = all_tap_runs(g, n);
-    lanes::run([&]<class B>() OCCAM_LANES_KERNEL { run_groups<B>(g, n, x, w, cout, bias, y, t); });
+    lanes::run([&]<class B>() OCCAM_LANES_KERNEL { run_groups<B>(g, n, x, w, cout, bias, oy0, oy1, y, t); });
 }
 
-/// conv(x, w) + bias through im2col and the blocked product, block by block of positions.
+/// conv(x, w) + bias through im2col and the blocked product, block by block of positions, for
+/// the output positions [pa, pb) (every one when pb is 0) into y, Cout x (pb - pa) x N; x has
+/// leading dimension ld (0: n).
 inline void conv2d_im2col(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
-                          const double* bias) {
+                          const double* bias, long ld = 0, int pa = 0, int pb = 0) {
     thread_local AlignedVector col, out;
-    const int P = g.positions(), K = g.patch(), block = block_positions(g, n);
-    const long NP = long(n) * P;
-    for (int p0 = 0; p0 < P; p0 += block) {
-        const int p1 = std::min(P, p0 + block);
+    if (pb == 0) pb = g.positions();
+    const int K = g.patch(), block = block_positions(g, n);
+    const long NP = long(n) * (pb - pa);
+    for (int p0 = pa; p0 < pb; p0 += block) {
+        const int p1 = std::min(pb, p0 + block);
         const long rows = long(p1 - p0) * n;
         grow(col, std::size_t(rows) * K);
         grow(out, std::size_t(rows) * cout);
-        im2col(g, n, x, p0, p1, col.data());
+        im2col(g, n, x, p0, p1, col.data(), ld);
         gemm(false, true, int(rows), cout, K, col.data(), rows, w, cout, out.data(), Epilogue{bias});
         for (int o = 0; o < cout; ++o)
-            std::copy(out.data() + o * rows, out.data() + (o + 1) * rows, y + o * NP + long(p0) * n);
+            std::copy(out.data() + o * rows, out.data() + (o + 1) * rows, y + o * NP + long(p0 - pa) * n);
     }
 }
 
@@ -405,35 +471,83 @@ inline std::size_t grad_sums(int cout, int K, int NO, int NT) {
     return std::size_t((cout + NO - 1) / NO * NO) * std::size_t((K + NT - 1) / NT * NT) * 8;
 }
 
-/// dw = G^T Col for stride 1 (see conv2d_weight_grad): a segment per output row, `acc` holding
-/// the lane sums of every tile.
+/// dw = G^T Col for stride 1 (see conv2d_weight_grad), the output rows [oy0, oy1) of it added to
+/// the lane sums `acc` of every tile: a segment per output row; G's part for output row oy
+/// starts at g0 + (oy - oy0) out_w N, channel o's NPg further on per channel.
 template <class B>
-OCCAM_LANES_INLINE void weight_grad_lanes(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
-                                          double* dw, double* acc, const TapRun* taps) {
+OCCAM_LANES_INLINE void weight_grad_lanes_add(const ConvGeometry& g, int n, const double* x, const double* g0, long NPg,
+                                              int oy0, int oy1, int cout, double* acc, const TapRun* taps) {
+    const int K = g.patch();
+    const long row = long(g.out_w()) * n;
+    for (int oy = oy0; oy < oy1; ++oy)
+        grad_segment<B, kGradTileO<B>, kGradTileT<B>>(cout, K, g0 + (oy - oy0) * row, NPg, taps + long(oy) * K, x, row,
+                                                      acc);
+}
+/// dw (Cout x K) from the lane sums, each entry's eight lanes added in lanes::Ops::sum's order.
+template <class B>
+OCCAM_LANES_INLINE void weight_grad_lanes_sum(int K, int cout, const double* acc, double* dw) {
     constexpr int NO = kGradTileO<B>, NT = kGradTileT<B>;
     using L = lanes::Ops<B>;
-    const int K = g.patch(), tiles_t = (K + NT - 1) / NT;
-    const long NP = long(n) * g.positions(), row = long(g.out_w()) * n;
-    for (int oy = 0; oy < g.out_h(); ++oy)
-        grad_segment<B, NO, NT>(cout, K, gy + oy * row, NP, taps + long(oy) * K, x, row, acc);
+    const int tiles_t = (K + NT - 1) / NT;
     for (int o = 0; o < cout; ++o)
         for (int t = 0; t < K; ++t)
             dw[long(t) * cout + o] =
                 L::sum(L::load(acc + ((long(o / NO) * tiles_t + t / NT) * NO * NT + (o % NO) * NT + t % NT) * 8));
 }
 
+/// The weight gradient of a stride-1 convolution straight from x, from G's output rows given a
+/// band at a time, in order (begin, add_rows..., finish): every band's products go into the
+/// same lane sums in the same order as one pass over the whole of G, so the same bits, while G
+/// need only ever exist for one band (kernels/conv_relu_pool.hpp builds it band by band, in cache).
+class DirectWeightGrad {
+public:
+    void begin(const ConvGeometry& g, int n, const double* x, int cout) {
+        g_ = g, n_ = n, x_ = x, cout_ = cout, wide_ = lanes::use_wide();
+        const int K = g.patch();
+        const std::size_t sums = std::max(grad_sums(cout, K, kGradTileO<lanes::Split>, kGradTileT<lanes::Split>),
+                                          grad_sums(cout, K, kGradTileO<lanes::Wide>, kGradTileT<lanes::Wide>));
+        grow(acc_, sums);
+        std::fill(acc_.begin(), acc_.begin() + long(sums), 0.0);
+        taps_.resize(std::size_t(g.out_h()) * K);
+        for (int oy = 0; oy < g.out_h(); ++oy) tap_runs(g, n, oy, taps_.data() + std::size_t(oy) * K);
+    }
+    /// G's output rows [oy0, oy1): gband is Cout x (oy1 - oy0) out_w N.
+    void add_rows(int oy0, int oy1, const double* gband) {
+        const long NPg = long(oy1 - oy0) * g_.out_w() * n_;
+        double* a = acc_.data();
+        const TapRun* t = taps_.data();
+        run([&]<class B>()
+                OCCAM_LANES_KERNEL { weight_grad_lanes_add<B>(g_, n_, x_, gband, NPg, oy0, oy1, cout_, a, t); });
+    }
+    void finish(double* dw) {
+        const double* a = acc_.data();
+        run([&]<class B>() OCCAM_LANES_KERNEL { weight_grad_lanes_sum<B>(g_.patch(), cout_, a, dw); });
+    }
+
+private:
+    // The block type chosen at begin() for the whole gradient: the lane sums' layout depends on it.
+    template <class Kernel>
+    void run(const Kernel& kernel) const {
+        if (wide_)
+            lanes::run_wide(kernel);
+        else
+            lanes::run_narrow(kernel);
+    }
+    ConvGeometry g_;
+    int n_ = 0, cout_ = 0;
+    const double* x_ = nullptr;
+    bool wide_ = false;
+    AlignedVector acc_;
+    std::vector<TapRun> taps_;
+};
+
 /// The weight gradient of a stride-1 convolution straight from x (see conv2d_weight_grad).
 inline void weight_grad_direct(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
                                double* dw) {
-    thread_local AlignedVector acc;
-    const int K = g.patch();
-    const std::size_t sums = std::max(grad_sums(cout, K, kGradTileO<lanes::Split>, kGradTileT<lanes::Split>),
-                                      grad_sums(cout, K, kGradTileO<lanes::Wide>, kGradTileT<lanes::Wide>));
-    grow(acc, sums);
-    std::fill(acc.begin(), acc.begin() + long(sums), 0.0);
-    const TapRun* t = all_tap_runs(g, n);
-    double* a = acc.data();
-    lanes::run([&]<class B>() OCCAM_LANES_KERNEL { weight_grad_lanes<B>(g, n, x, gy, cout, dw, a, t); });
+    thread_local DirectWeightGrad grad;
+    grad.begin(g, n, x, cout);
+    grad.add_rows(0, g.out_h(), gy);
+    grad.finish(dw);
 }
 
 }  // namespace occam::kernels::conv_detail
@@ -457,19 +571,21 @@ inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const 
 }
 
 /// dx (n x C H W) = the transposed convolution of gy (n x Cout P) with w: col2im(G W), where G
-/// is gy read as N P x Cout (each block of its rows is G's rows p N + n).
-inline void conv2d_input_grad(const ConvGeometry& g, int n, const double* gy, const double* w, int cout,
-                              double* dx) {
+/// is gy read as N P x Cout (each block of its rows is G's rows p N + n). dx has leading
+/// dimension ld (0: n); only its n rows are written.
+inline void conv2d_input_grad(const ConvGeometry& g, int n, const double* gy, const double* w, int cout, double* dx,
+                              long ld = 0) {
     thread_local AlignedVector dcol;
     const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
     const long NP = long(n) * P;
-    std::fill(dx, dx + n * g.in_size(), 0.0);
+    if (ld == 0) ld = n;
+    for (long k = 0; k < g.in_size(); ++k) std::fill_n(dx + k * ld, n, 0.0);
     for (int p0 = 0; p0 < P; p0 += block) {
         const int p1 = std::min(P, p0 + block);
         const long rows = long(p1 - p0) * n;
         grow(dcol, std::size_t(rows) * K);
         gemm(false, false, int(rows), K, cout, gy + long(p0) * n, NP, w, cout, dcol.data());
-        conv_detail::col2im_add(g, n, dcol.data(), p0, p1, dx);
+        conv_detail::col2im_add(g, n, dcol.data(), p0, p1, dx, ld);
     }
 }
 

@@ -1,7 +1,9 @@
 // What this file teaches: blocking for the cache. A CNN layer, max_pool(relu(conv(x, w) + b)),
-// run a block of images at a time, so the convolution's output (four times the pooled one: 200
-// MB for 2000 MNIST images and 16 channels) only ever exists for one block, in a buffer that
-// stays in cache from the product to the pooling, and the gradient there likewise on the way back.
+// run a block of images at a time, and within it a band of `pool` output rows at a time, so the
+// convolution's output (four times the pooled one: 200 MB for 2000 MNIST images and 16
+// channels) only ever exists for one band, in a buffer that stays in L2 from the product to the
+// pooling; the gradient there likewise on the way back (for a whole block where the products of
+// an input gradient need it).
 // What the layer keeps for its backward is the pooled output and, per entry, which element of its
 // window won: two bytes instead of a four-byte index into the unpooled output.
 #pragma once
@@ -45,34 +47,72 @@ inline void scatter_rows(const double* xb, int m, long cols, int r0, int n, doub
     for (long k = 0; k < cols; ++k) std::copy_n(xb + k * m, m, x + k * n + r0);
 }
 
-/// For a block's convolution output zb (m x C H W): relu of each window's maximum into rows r0..
-/// of y (n x C Ho Wo), and the maximum's place in its window (dy size + dx) into `win` (same
-/// layout). Ties go to the first maximum in row-major window order and a NaN wins, as in
-/// max_pool2d_forward; relu(NaN) stays NaN.
-inline void relu_pool_rows(int channels, int height, int width, int size, int m, const double* zb, int r0, int n,
+/// One band of `size` rows of a block's convolution output (zb: channels x size x width x m,
+/// channel c's size width m entries contiguous) pooled: relu of each window's maximum into
+/// pooled row py of y's rows r0.. (y n x C Ho Wo), and the maximum's place in its window (dy
+/// size + dx) into `win` (same layout). Ties go to the first maximum in row-major window order
+/// and a NaN wins, as in max_pool2d_forward; relu(NaN) stays NaN.
+inline void relu_pool_band(int channels, int ho, int width, int size, int m, const double* zb, int py, int r0, int n,
                            double* y, std::uint16_t* win) {
-    const int ho = height / size, wo = width / size;
-    const long hw = long(height) * width;
+    const int wo = width / size;
+    const long band = long(size) * width;
     for (int c = 0; c < channels; ++c)
-        for (int oy = 0; oy < ho; ++oy)
-            for (int ox = 0; ox < wo; ++ox) {
-                const long out = ((long(c) * ho + oy) * wo + ox) * n + r0;
-                double* best = y + out;
-                std::uint16_t* at = win + out;
-                const double* v = zb + (c * hw + long(oy * size) * width + ox * size) * m;
-                for (int i = 0; i < m; ++i) best[i] = v[i], at[i] = 0;
-                for (int dy = 0; dy < size; ++dy)
-                    for (int dx = dy == 0; dx < size; ++dx) {
-                        const double* u = v + (long(dy) * width + dx) * m;
-                        const auto code = std::uint16_t(dy * size + dx);
-                        for (int i = 0; i < m; ++i) {
-                            const bool take = u[i] > best[i] || std::isnan(u[i]);
-                            best[i] = take ? u[i] : best[i];
-                            at[i] = take ? code : at[i];
-                        }
+        for (int ox = 0; ox < wo; ++ox) {
+            const long out = ((long(c) * ho + py) * wo + ox) * n + r0;
+            double* best = y + out;
+            std::uint16_t* at = win + out;
+            const double* v = zb + (c * band + ox * size) * m;
+            for (int i = 0; i < m; ++i) best[i] = v[i], at[i] = 0;
+            for (int dy = 0; dy < size; ++dy)
+                for (int dx = dy == 0; dx < size; ++dx) {
+                    const double* u = v + (long(dy) * width + dx) * m;
+                    const auto code = std::uint16_t(dy * size + dx);
+                    for (int i = 0; i < m; ++i) {
+                        const bool take = u[i] > best[i] || std::isnan(u[i]);
+                        best[i] = take ? u[i] : best[i];
+                        at[i] = take ? code : at[i];
                     }
-                for (int i = 0; i < m; ++i) best[i] = std::max(best[i], 0.0);
+                }
+            for (int i = 0; i < m; ++i) best[i] = std::max(best[i], 0.0);
+        }
+}
+
+/// The gradient at one band of `size` rows of a block's convolution output, from the gradient
+/// gy at pooled row py of y (rows r0.. of n): gy where the entry won its window and relu kept
+/// the output (y > 0; not NaN), else 0, and 0 in a last partial column of windows that pooling
+/// dropped. Written once, in order, into gz (channel c at gz + c chan, then size x width x m).
+/// Each pooled entry's masked gradient and winner are read once into a row buffer (the winner
+/// widened to 64 bits), so the band's writes are plain vector selects: with the masked loads of
+/// `code == winner && y > 0 ? gy : 0` they took 1.4x as long.
+inline void relu_pool_grad_band(int channels, int ho, int width, int size, int m, const double* y,
+                                const std::uint16_t* win, const double* gy, int py, int r0, int n, double* gz,
+                                long chan) {
+    const int wo = width / size;
+    thread_local std::vector<double> masked;
+    thread_local std::vector<std::int64_t> winner;
+    masked.resize(std::size_t(wo) * m);
+    winner.resize(std::size_t(wo) * m);
+    for (int c = 0; c < channels; ++c) {
+        for (int ox = 0; ox < wo; ++ox) {
+            const long out = ((long(c) * ho + py) * wo + ox) * n + r0;
+            double* g = masked.data() + std::size_t(ox) * m;
+            std::int64_t* at = winner.data() + std::size_t(ox) * m;
+            for (int i = 0; i < m; ++i) g[i] = y[out + i] > 0 ? gy[out + i] : 0.0, at[i] = win[out + i];
+        }
+        double* to = gz + c * chan;
+        for (int dy = 0; dy < size; ++dy) {
+            for (int ox = 0; ox < wo; ++ox) {
+                const double* g = masked.data() + std::size_t(ox) * m;
+                const std::int64_t* at = winner.data() + std::size_t(ox) * m;
+                for (int col = 0; col < size; ++col, to += m) {  // the window's columns
+                    const std::int64_t code = dy * size + col;
+                    for (int i = 0; i < m; ++i) to[i] = at[i] == code ? g[i] : 0.0;
+                }
             }
+            std::fill(to, to + long(width - wo * size) * m, 0.0);
+            to += long(width - wo * size) * m;
+        }
+    }
 }
 
 }  // namespace relu_pool_detail
@@ -88,19 +128,35 @@ inline long relu_pool_source(const ConvGeometry& g, int pool, int n, int row, lo
 
 /// y (n x Cout Ho Wo) = max_pool(relu(conv(x, w) + bias)), pool x pool windows with stride pool,
 /// and each entry's winner code in `win`; x is n x (C H W), w is Cout x (C kh kw). The same
-/// values as conv2d_forward then max_pool2d_forward then relu.
+/// values as conv2d_forward then max_pool2d_forward then relu. Per block of images, a band of
+/// `pool` output rows at a time: the band's convolution (Cout pool out_w m doubles, 1.1 MB for
+/// fig6's meta-learner) stays in L2 from the product to the pooling, where the whole block's
+/// output (8 MB) went out to L3 and back; rows past the last whole window are never computed.
 inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
                                    const double* bias, int cout, double* y, std::uint16_t* win) {
     using namespace relu_pool_detail;
-    const int P = g.positions(), m = block_images(n, cout, P);
+    const int P = g.positions(), m = block_images(n, cout, P), ow = g.out_w(), ho = g.out_h() / pool;
+    // The direct kernels read a block's images as contiguous rows, so they get a copy; im2col
+    // reads them in place.
+    const bool direct = conv_detail::reads_x_directly(g);
     thread_local AlignedVector xb, zb;
     for (int r0 = 0; r0 < n; r0 += m) {
         const int rows = std::min(m, n - r0);
-        grow(xb, std::size_t(rows) * g.in_size());
-        grow(zb, std::size_t(rows) * cout * P);
-        gather_rows(x, n, g.in_size(), r0, rows, xb.data());
-        conv2d_forward(g, rows, xb.data(), w, cout, zb.data(), bias);
-        relu_pool_rows(cout, g.out_h(), g.out_w(), pool, rows, zb.data(), r0, n, y, win);
+        const double* xr = x + r0;
+        if (direct) {
+            grow(xb, std::size_t(rows) * g.in_size());
+            gather_rows(x, n, g.in_size(), r0, rows, xb.data());
+            xr = xb.data();
+        }
+        grow(zb, std::size_t(rows) * cout * pool * ow);
+        for (int py = 0; py < ho; ++py) {
+            const int oy0 = py * pool;
+            if (direct)
+                conv_detail::conv2d_direct(g, rows, xr, w, cout, zb.data(), bias, oy0, oy0 + pool);
+            else
+                conv_detail::conv2d_im2col(g, rows, xr, w, cout, zb.data(), bias, n, oy0 * ow, (oy0 + pool) * ow);
+            relu_pool_band(cout, ho, ow, pool, rows, zb.data(), py, r0, n, y, win);
+        }
     }
 }
 
@@ -108,55 +164,69 @@ inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const
 /// winner where y > 0 (relu's mask; the windows do not overlap), then, each optional,
 ///   dx (n x C H W) = conv2d_input_grad(gz, w),  dw (Cout x K) = conv2d_weight_grad(x, gz),
 ///   db (Cout) = channel_sums(gz),
-/// block by block of images; dw and db are the sums of the blocks' parts, in block order.
+/// block by block of images; dw and db are the sums of the blocks' parts, in block order. Where
+/// no dx is wanted and the patches are short (a first layer), gz is built and used a band of
+/// `pool` output rows at a time (DirectWeightGrad and ChannelSums take it so, with the same
+/// bits), so it stays in L2; otherwise it is built for the whole block, for the products.
 inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
                                     const double* y, const std::uint16_t* win, const double* gy, double* dx, double* dw,
                                     double* db) {
     using namespace relu_pool_detail;
     const int P = g.positions(), K = g.patch(), m = block_images(n, cout, P);
-    const int ho = g.out_h() / pool, wo = g.out_w() / pool, ow = g.out_w();
+    const int oh = g.out_h(), ow = g.out_w(), ho = oh / pool;
+    const bool direct = conv_detail::reads_x_directly(g), banded = direct && !dx;
     thread_local AlignedVector xb, gz, dxb, part;
+    thread_local conv_detail::DirectWeightGrad band_grad;
+    thread_local ChannelSums band_sums;
     if (dw) std::fill(dw, dw + long(cout) * K, 0.0);
     if (db) std::fill(db, db + cout, 0.0);
     grow(part, std::size_t(cout) * K + cout);
     for (int r0 = 0; r0 < n; r0 += m) {
         const int rows = std::min(m, n - r0);
-        grow(gz, std::size_t(rows) * cout * P);
-        // gz written once, in order (no fill, then a scatter that writes back into it): each
-        // entry is gy where it won its window and relu kept the output (y > 0; not NaN), else 0,
-        // and 0 in a last partial row or column of windows that pooling dropped.
-        for (int c = 0; c < cout; ++c)
-            for (int oy = 0; oy < g.out_h(); ++oy) {
-                double* to = gz.data() + (long(c) * P + long(oy) * ow) * rows;
-                if (oy >= ho * pool) {
-                    std::fill(to, to + long(ow) * rows, 0.0);
-                    continue;
-                }
-                for (int ox = 0; ox < wo; ++ox) {
-                    const long out = ((long(c) * ho + oy / pool) * wo + ox) * n + r0;
-                    for (int col = 0; col < pool; ++col, to += rows) {  // the window's columns
-                        const auto code = std::uint16_t(oy % pool * pool + col);
-                        for (int i = 0; i < rows; ++i)
-                            to[i] = win[out + i] == code && y[out + i] > 0 ? gy[out + i] : 0.0;
-                    }
-                }
-                std::fill(to, to + long(ow - wo * pool) * rows, 0.0);
-            }
-        if (dx) {
-            grow(dxb, std::size_t(rows) * g.in_size());
-            conv2d_input_grad(g, rows, gz.data(), w, cout, dxb.data());
-            scatter_rows(dxb.data(), rows, g.in_size(), r0, n, dx);
-        }
+        const double* xr = x + r0;
         if (dw) {
             grow(xb, std::size_t(rows) * g.in_size());
             gather_rows(x, n, g.in_size(), r0, rows, xb.data());
-            conv2d_weight_grad(g, rows, xb.data(), gz.data(), cout, part.data());
+            xr = xb.data();
+        }
+        // gz for output rows [oy0, oy1) into `to`, channel c's part c chan further on.
+        const auto gz_rows = [&](int oy0, int oy1, double* to, long chan) {
+            if (oy0 < ho * pool)
+                relu_pool_grad_band(cout, ho, ow, pool, rows, y, win, gy, oy0 / pool, r0, n, to, chan);
+            else  // rows past the last whole window: pooling dropped them
+                for (int c = 0; c < cout; ++c) std::fill_n(to + c * chan, long(oy1 - oy0) * ow * rows, 0.0);
+        };
+        if (banded) {
+            grow(gz, std::size_t(rows) * cout * pool * ow);
+            if (dw) band_grad.begin(g, rows, xr, cout);
+            if (db) band_sums.begin(cout, long(rows) * P);
+            for (int oy0 = 0; oy0 < oh; oy0 += pool) {
+                const int oy1 = std::min(oh, oy0 + pool);
+                const long chan = long(oy1 - oy0) * ow * rows;
+                gz_rows(oy0, oy1, gz.data(), chan);
+                if (dw) band_grad.add_rows(oy0, oy1, gz.data());
+                if (db) band_sums.add(gz.data(), chan, chan);
+            }
+            if (dw) band_grad.finish(part.data());
+            if (db) band_sums.finish(part.data() + long(cout) * K);
+        } else {
+            grow(gz, std::size_t(rows) * cout * P);
+            for (int oy0 = 0; oy0 < oh; oy0 += pool)
+                gz_rows(oy0, std::min(oh, oy0 + pool), gz.data() + long(oy0) * ow * rows, long(rows) * P);
+            if (dx) {  // into a block of rows, then copied out: adding in place, 9 times per pixel
+                       // across the whole batch's columns, took 1.2x as long (TLB misses)
+                grow(dxb, std::size_t(rows) * g.in_size());
+                conv2d_input_grad(g, rows, gz.data(), w, cout, dxb.data());
+                scatter_rows(dxb.data(), rows, g.in_size(), r0, n, dx);
+            }
+            if (dw && direct) conv2d_weight_grad(g, rows, xr, gz.data(), cout, part.data());
+            if (dw && !direct) conv_detail::weight_grad_im2col(g, rows, xr, gz.data(), cout, part.data());
+            if (db) channel_sums(rows, P, cout, gz.data(), part.data() + long(cout) * K);
+        }
+        if (dw)
             for (long k = 0; k < long(cout) * K; ++k) dw[k] += part[k];
-        }
-        if (db) {
-            channel_sums(rows, P, cout, gz.data(), part.data());
-            for (int o = 0; o < cout; ++o) db[o] += part[o];
-        }
+        if (db)
+            for (int o = 0; o < cout; ++o) db[o] += part[long(cout) * K + o];
     }
 }
 

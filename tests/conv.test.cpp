@@ -5,7 +5,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #include "autodiff/autodiff.hpp"
 
@@ -364,4 +367,150 @@ TEST_CASE("conv2d_weight_grad: the direct path (short patches, stride 1) is the 
                 CHECK((wide - want).cwiseAbs().maxCoeff() <= scale);
                 CHECK((via_col - want).cwiseAbs().maxCoeff() <= scale);
             }
+}
+
+namespace {
+/// Equal to the bit, NaN where NaN (NaN != NaN would fail a plain ==).
+bool same_bits(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+    if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
+    for (Eigen::Index k = 0; k < a.size(); ++k) {
+        const double u = a.data()[k], v = b.data()[k];
+        if (std::isnan(u) ? !std::isnan(v) : std::memcmp(&u, &v, sizeof u) != 0) return false;
+    }
+    return true;
+}
+}  // namespace
+
+TEST_CASE("ChannelSums: entries given in runs of any length give channel_sums' bits") {
+    // Sixteen partial sums by entry index, added pairwise, then the count mod 16 last entries:
+    // runs that cut the sixteen anywhere, end inside the tail or start in it must not change
+    // which sum an entry joins or the order.
+    ad::Rng rng(19, 3);
+    for (long count : {5L, 16L, 37L, 160L, 1003L})
+        for (int cout : {1, 3}) {
+            CAPTURE(count);
+            CAPTURE(cout);
+            const Eigen::MatrixXd g = rng.normal_matrix(int(count), cout);  // channel o's entries contiguous
+            Eigen::VectorXd want(cout), got(cout);
+            kernels::channel_sums(int(count), 1, cout, g.data(), want.data());
+            for (const std::vector<long>& lengths : {std::vector<long>{1, 7, 16, 3, 33}, {16}, {15, 2}, {1000}}) {
+                kernels::ChannelSums sums;
+                sums.begin(cout, count);
+                for (long done = 0, k = 0; done < count; ++k) {
+                    const long len = std::min(count - done, lengths[std::size_t(k) % lengths.size()]);
+                    sums.add(g.data() + done, count, len);
+                    done += len;
+                }
+                sums.finish(got.data());
+                CHECK(same_bits(got, want));
+            }
+        }
+}
+
+TEST_CASE("DirectWeightGrad: output rows given a band at a time give weight_grad_direct's bits") {
+    // kernels/conv_relu_pool.hpp builds a first layer's output gradient a band of pool rows at a
+    // time and feeds each band to DirectWeightGrad: the lane sums must take every product in the
+    // order one pass over the whole gradient does, on both lane widths.
+    ad::Rng rng(23, 3);
+    for (const ConvGeometry& g : kShortStride1)
+        for (int n : {3, 13})
+            for (int cout : {5, 16})
+                for (int band : {1, 2, 3})
+                    for (bool wide : {true, false}) {
+                        CAPTURE(g.kernel_h);
+                        CAPTURE(n);
+                        CAPTURE(cout);
+                        CAPTURE(band);
+                        const int P = g.positions(), K = g.patch(), ow = g.out_w();
+                        const Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                        const Eigen::MatrixXd gy = rng.normal_matrix(n, cout * P);
+                        lanes::wide_allowed() = wide;
+                        Eigen::MatrixXd want(cout, K), got(cout, K);
+                        kernels::conv_detail::weight_grad_direct(g, n, x.data(), gy.data(), cout, want.data());
+                        kernels::conv_detail::DirectWeightGrad grad;
+                        grad.begin(g, n, x.data(), cout);
+                        for (int oy0 = 0; oy0 < g.out_h(); oy0 += band) {
+                            const int oy1 = std::min(g.out_h(), oy0 + band);
+                            const long len = long(oy1 - oy0) * ow * n;  // the band: Cout x len
+                            Eigen::MatrixXd part(len, cout);
+                            for (int o = 0; o < cout; ++o)
+                                part.col(o) = Eigen::Map<const Eigen::VectorXd>(
+                                    gy.data() + long(o) * P * n + long(oy0) * ow * n, len);
+                            grad.add_rows(oy0, oy1, part.data());
+                        }
+                        grad.finish(got.data());
+                        lanes::wide_allowed() = true;
+                        CHECK(got == want);
+                    }
+}
+
+TEST_CASE("conv_relu_pool_backward: a first layer's band-by-band gradient gives the whole-block path's bits") {
+    // With no input gradient wanted and short patches, the layer's backward builds its output
+    // gradient a band of pool rows at a time; asking for dx as well takes the whole-block path
+    // (gz for a block at once, conv2d_weight_grad, channel_sums). dw and db must agree to the bit:
+    // two whole blocks and a partial one, pools of 2 and 3 (a dropped row of windows), a NaN pixel.
+    ad::Rng rng(29, 3);
+    const ConvGeometry learner{.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .padding = 2};
+    const ConvGeometry meta{.channels = 1, .height = 28, .width = 28, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    const ConvGeometry odd{.channels = 2, .height = 9, .width = 11, .kernel_h = 3, .kernel_w = 2, .padding = 1};
+    for (const ConvGeometry& g : {learner, meta, odd})
+        for (int pool : {2, 3})
+            for (bool nan : {false, true}) {
+                CAPTURE(g.kernel_h);
+                CAPTURE(pool);
+                CAPTURE(nan);
+                const int cout = 16, P = g.positions(), K = g.patch();
+                const int n = 2 * kernels::relu_pool_detail::block_images(1 << 20, cout, P) + 5;
+                const int cols = cout * (g.out_h() / pool) * (g.out_w() / pool);
+                Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                if (nan) x(n - 3, g.in_size() / 2) = std::numeric_limits<double>::quiet_NaN();
+                const Eigen::MatrixXd w = rng.normal_matrix(cout, K), b = rng.normal_matrix(cout, 1);
+                const Eigen::MatrixXd gy = rng.normal_matrix(n, cols);
+                Eigen::MatrixXd y(n, cols), dx(n, x.cols()), dw_band(cout, K), dw_whole(cout, K), db_band(cout, 1),
+                    db_whole(cout, 1);
+                std::vector<std::uint16_t> win(std::size_t(n) * cols);
+                kernels::conv_relu_pool_forward(g, pool, n, x.data(), w.data(), b.data(), cout, y.data(), win.data());
+                kernels::conv_relu_pool_backward(g, pool, n, x.data(), w.data(), cout, y.data(), win.data(), gy.data(),
+                                                 nullptr, dw_band.data(), db_band.data());
+                kernels::conv_relu_pool_backward(g, pool, n, x.data(), w.data(), cout, y.data(), win.data(), gy.data(),
+                                                 dx.data(), dw_whole.data(), db_whole.data());
+                CHECK(same_bits(dw_band, dw_whole));
+                CHECK(same_bits(db_band, db_whole));
+                CHECK(dw_band.array().isNaN().any() == nan);
+                CHECK(db_band.allFinite());
+                CHECK(db_band.cwiseAbs().maxCoeff() > 0.1);
+            }
+}
+
+TEST_CASE("conv kernels: a block of a larger batch's rows read and written in place") {
+    // conv_relu_pool runs the im2col path on a block of rows through the batch's leading
+    // dimension instead of a copy: the forward (whole, and a range of output positions), the
+    // input gradient (which must write only the block's rows) and the weight gradient give the
+    // copied block's bits.
+    ad::Rng rng(31, 3);
+    const ConvGeometry g{.channels = 4, .height = 9, .width = 9, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    const int N = 21, r0 = 5, n = 11, cout = 7, P = g.positions(), K = g.patch();
+    const Eigen::MatrixXd x = rng.normal_matrix(N, int(g.in_size())), w = rng.normal_matrix(cout, K);
+    const Eigen::MatrixXd b = rng.normal_matrix(cout, 1), gy = rng.normal_matrix(n, cout * P);
+    const Eigen::MatrixXd block = x.middleRows(r0, n);
+    Eigen::MatrixXd want(n, cout * P), got(n, cout * P);
+    kernels::conv_detail::conv2d_im2col(g, n, block.data(), w.data(), cout, want.data(), b.data());
+    kernels::conv_detail::conv2d_im2col(g, n, x.data() + r0, w.data(), cout, got.data(), b.data(), N);
+    CHECK(got == want);
+    const int pa = 20, pb = 47;  // positions [pa, pb) of every channel
+    Eigen::MatrixXd range(long(pb - pa) * n, cout);
+    kernels::conv_detail::conv2d_im2col(g, n, x.data() + r0, w.data(), cout, range.data(), b.data(), N, pa, pb);
+    for (int o = 0; o < cout; ++o)
+        CHECK(range.col(o) ==
+              Eigen::Map<const Eigen::VectorXd>(want.data() + (long(o) * P + pa) * n, long(pb - pa) * n));
+    Eigen::MatrixXd dx_want(n, x.cols()), dx = Eigen::MatrixXd::Constant(N, x.cols(), 7.0);
+    kernels::conv2d_input_grad(g, n, gy.data(), w.data(), cout, dx_want.data());
+    kernels::conv2d_input_grad(g, n, gy.data(), w.data(), cout, dx.data() + r0, N);
+    CHECK(dx.middleRows(r0, n) == dx_want);
+    CHECK((dx.topRows(r0).array() == 7.0).all());
+    CHECK((dx.bottomRows(N - r0 - n).array() == 7.0).all());
+    Eigen::MatrixXd dw_want(cout, K), dw(cout, K);
+    kernels::conv_detail::weight_grad_im2col(g, n, block.data(), gy.data(), cout, dw_want.data());
+    kernels::conv_detail::weight_grad_im2col(g, n, x.data() + r0, gy.data(), cout, dw.data(), N);
+    CHECK(dw == dw_want);
 }

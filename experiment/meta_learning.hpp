@@ -211,17 +211,19 @@ inline void validate(const Config& c) {
     }
     double meta_params = L == 0 ? d + 1 : d * H + H + (L - 1) * (H * H + H) + H + 1;
     if (!c.meta_conv.empty()) {
-        // A CNN meta-learner (images of d pixels): each conv layer keeps its pooled output and
-        // each window's argmax (1.5 doubles an entry) and, while it runs, the unpooled output.
+        // A CNN meta-learner (images of d pixels): each conv layer keeps its pooled output and,
+        // per entry, its window's winner (a 2-byte code: 1.25 doubles an entry). The unpooled
+        // output only ever exists a band of rows at a time (kernels/conv_relu_pool.hpp), so it
+        // counts for no memory, but its entries must still be countable by an int.
         const double k = c.meta_kernel;
         double channels_in = 1, pixels = d;
         meta_params = 0;
         for (const int ch : parse_integer_list<int>(c.meta_conv, "--meta-conv", 1, 4096)) {
             meta_params += ch * (channels_in * k * k + 1);
-            need("--meta-conv", "matrix of a conv layer's output (points x channels x pixels)", n, ch * pixels);
+            need("--meta-conv", "matrix of a conv layer's output (points x channels x pixels)", n, ch * pixels, 0);
             pixels = std::floor(pixels / 4);  // 2 x 2 pooling
             need("--meta-conv", "matrix of a conv layer's pooled output (points x channels x pixels)", n, ch * pixels,
-                 1.5);
+                 1.25);
             channels_in = ch;
         }
         meta_params += channels_in * pixels + 1;

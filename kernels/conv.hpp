@@ -110,55 +110,6 @@ inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, 
             }
 }
 
-/// Col^T for output positions [p0, p1): column r = (p - p0) N + n holds that row of Col, the
-/// K = C kh kw taps contiguous (leading dimension K). Read per position from K runs of x, one
-/// image after another, so each run's cache line serves eight images. (Four images by four
-/// taps at a time through register shuffles took half the time on a block of x in L2, but
-/// 1.1x as long on the meta-learner's second layer, whose x comes from L3.)
-inline void im2col_transposed(const ConvGeometry& g, int n, const double* x, int p0, int p1, double* colT,
-                              std::vector<const double*>& runs, AlignedVector& zeros, long ld = 0) {
-    const int K = g.patch();
-    const long hw = long(g.height) * g.width;
-    if (ld == 0) ld = n;
-    runs.resize(std::size_t(K));
-    if (zeros.size() < std::size_t(n)) zeros.assign(std::size_t(n), 0.0);  // the padding's run
-    double* out = colT;
-    for (int p = p0; p < p1; ++p) {
-        for (int c = 0, t = 0; c < g.channels; ++c)
-            for (int ky = 0; ky < g.kernel_h; ++ky)
-                for (int kx = 0; kx < g.kernel_w; ++kx, ++t) {
-                    const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
-                    runs[std::size_t(t)] = q < 0 ? zeros.data() : x + (c * hw + q) * ld;
-                }
-        const double* const* from = runs.data();
-        for (int i = 0; i < n; ++i, out += K)
-            for (int t = 0; t < K; ++t) out[t] = from[t][i];
-    }
-}
-
-/// dw = G^T Col, computed as its transpose Col^T G so that Col^T, built straight in the layout
-/// the product reads in place (im2col_transposed), is copied once instead of twice (im2col,
-/// then the product's packing of its right operand). Each dw(o, t) is still the sum over the
-/// rows r of G(r, o) Col(r, t) in order of r, and the blocks are added in order: the same bits.
-inline void weight_grad_im2col(const ConvGeometry& g, int n, const double* x, const double* gy, int cout, double* dw,
-                               long ld = 0) {
-    thread_local AlignedVector colT, part, zeros;
-    thread_local std::vector<const double*> runs;
-    const int P = g.positions(), K = g.patch(), block = block_positions(g, n);
-    const long NP = long(n) * P;
-    std::fill(dw, dw + long(cout) * K, 0.0);
-    grow(part, std::size_t(cout) * K);
-    for (int p0 = 0; p0 < P; p0 += block) {
-        const int p1 = std::min(P, p0 + block);
-        const long rows = long(p1 - p0) * n;
-        grow(colT, std::size_t(rows) * K);
-        im2col_transposed(g, n, x, p0, p1, colT.data(), runs, zeros, ld);
-        gemm(false, false, K, cout, int(rows), colT.data(), K, gy + long(p0) * n, NP, part.data());  // K x Cout
-        for (int o = 0; o < cout; ++o)
-            for (int t = 0; t < K; ++t) dw[o + long(t) * cout] += part[std::size_t(t) + std::size_t(o) * K];
-    }
-}
-
 }  // namespace conv_detail
 
 /// The sums of each channel's entries of a gradient g (n x Cout P, channel o's n P entries
@@ -541,6 +492,123 @@ private:
     std::vector<TapRun> taps_;
 };
 
+// ---- The weight gradient of long patches: G^T against x's runs, no Col --------------------
+// dw(o, t) = sum_r G(r, o) Col(r, t) block by block of positions (block_positions), as the
+// product over im2col's blocks does: each block's sums start at 0 and run over its rows
+// r = (p - p0) N + n in order, and the blocks are added into dw in order. Col(r, t) is image n's
+// pixel under tap t at position p: one run of x per (p, t), or zeros in the padding, so Col is
+// never built. A block of G is transposed (GT: rows of Cout, zero-padded to whole blocks of 8),
+// and a tile of NO x 8 channels by NT taps adds each GT row times a broadcast of each tap's
+// pixel, one multiply-add per row and entry in order of r, as the product's tile does.
+
+/// One tile: out (NT x NO x 8, tap-major) = the sums over the block's p_count positions of n
+/// rows of GT's channels from `gt` times the pixels of taps t0.. (runs[p K + t]).
+template <class B, int NO, int NT>
+OCCAM_LANES_INLINE void runs_grad_tile(int n, int p_count, const double* gt, int c8, const double* const* runs, int K,
+                                       int t0, double* out) {
+    using L = lanes::Ops<B>;
+    B acc[NO][NT];
+    for (int q = 0; q < NO; ++q)
+        for (int j = 0; j < NT; ++j) acc[q][j] = L::splat(0.0);
+    for (int p = 0; p < p_count; ++p) {
+        const double* xr[NT];
+        for (int j = 0; j < NT; ++j) xr[j] = runs[long(p) * K + std::min(t0 + j, K - 1)];  // past K: unused
+        const double* gr = gt + long(p) * n * c8;
+        for (int i = 0; i < n; ++i, gr += c8) {
+            B gv[NO];
+            for (int q = 0; q < NO; ++q) gv[q] = L::load(gr + 8 * q);
+            for (int j = 0; j < NT; ++j) {
+                const double xv = xr[j][i];
+                for (int q = 0; q < NO; ++q) acc[q][j] = acc[q][j] + gv[q] * xv;
+            }
+        }
+    }
+    for (int j = 0; j < NT; ++j)
+        for (int q = 0; q < NO; ++q) L::store(out + (j * NO + q) * 8, acc[q][j]);
+}
+
+/// The tile of each block type, NO blocks of 8 channels x NT taps: AVX-512 4 x 6 (24 of 32
+/// registers hold sums, 4 hold a GT row), AVX2 1 x 6 (12 of 16).
+template <class B>
+constexpr int kRunsTileO = std::is_same_v<B, lanes::Split> ? 1 : 4;
+constexpr int kRunsTileT = 6;
+
+/// part (K x Cout, part[t + o K]) = one block's sums, tile by tile; a last tile of channels
+/// takes as few blocks of 8 as it needs, a last tile of taps repeats the last tap (unused).
+template <class B, int NO>
+OCCAM_LANES_INLINE void runs_grad_channels(int n, int p_count, const double* gt, int cout, int c8,
+                                           const double* const* runs, int K, int o0, double* part) {
+    constexpr int NT = kRunsTileT;
+    alignas(64) double out[NT * NO * 8];
+    for (int t0 = 0; t0 < K; t0 += NT) {
+        runs_grad_tile<B, NO, NT>(n, p_count, gt + o0, c8, runs, K, t0, out);
+        for (int j = 0; j < std::min(NT, K - t0); ++j)
+            for (int c = 0; c < std::min(NO * 8, cout - o0); ++c)
+                part[std::size_t(t0 + j) + std::size_t(o0 + c) * K] = out[j * NO * 8 + c];
+    }
+}
+template <class B>
+OCCAM_LANES_INLINE void runs_grad_block(int n, int p_count, const double* gt, int cout, const double* const* runs,
+                                        int K, double* part) {
+    constexpr int NO = kRunsTileO<B>;
+    const int c8 = (cout + 7) / 8 * 8;
+    int o0 = 0;
+    for (; o0 + NO * 8 <= c8; o0 += NO * 8) runs_grad_channels<B, NO>(n, p_count, gt, cout, c8, runs, K, o0, part);
+    if constexpr (NO > 1) {
+        switch ((c8 - o0) / 8) {
+            case 3:
+                runs_grad_channels<B, 3>(n, p_count, gt, cout, c8, runs, K, o0, part);
+                break;
+            case 2:
+                runs_grad_channels<B, 2>(n, p_count, gt, cout, c8, runs, K, o0, part);
+                break;
+            case 1:
+                runs_grad_channels<B, 1>(n, p_count, gt, cout, c8, runs, K, o0, part);
+                break;
+            default:
+                break;
+        }
+    }
+}
+
+/// dw (Cout x K) = G^T Col for any stride and patch, from x's runs (see above); x has leading
+/// dimension ld (0: n).
+inline void weight_grad_runs(const ConvGeometry& g, int n, const double* x, const double* gy, int cout, double* dw,
+                             long ld = 0) {
+    thread_local AlignedVector gt, part, zeros;
+    thread_local std::vector<const double*> runs;
+    const int P = g.positions(), K = g.patch(), block = block_positions(g, n), c8 = (cout + 7) / 8 * 8;
+    const long NP = long(n) * P, hw = long(g.height) * g.width;
+    if (ld == 0) ld = n;
+    if (zeros.size() < std::size_t(n)) zeros.assign(std::size_t(n), 0.0);  // the padding's run
+    std::fill(dw, dw + long(cout) * K, 0.0);
+    grow(part, std::size_t(cout) * K);
+    runs.resize(std::size_t(block) * K);
+    for (int p0 = 0; p0 < P; p0 += block) {
+        const int p1 = std::min(P, p0 + block);
+        const long rows = long(p1 - p0) * n;
+        grow(gt, std::size_t(rows) * c8);
+        for (long r = 0; r < rows; ++r) {
+            double* to = gt.data() + r * c8;
+            for (int o = 0; o < cout; ++o) to[o] = gy[long(p0) * n + r + o * NP];
+            std::fill(to + cout, to + c8, 0.0);
+        }
+        for (int p = p0; p < p1; ++p)
+            for (int c = 0, t = 0; c < g.channels; ++c)
+                for (int ky = 0; ky < g.kernel_h; ++ky)
+                    for (int kx = 0; kx < g.kernel_w; ++kx, ++t) {
+                        const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
+                        runs[std::size_t(p - p0) * K + t] = q < 0 ? zeros.data() : x + (c * hw + q) * ld;
+                    }
+        const double* G = gt.data();
+        const double* const* R = runs.data();
+        double* out = part.data();
+        lanes::run([&]<class B>() OCCAM_LANES_KERNEL { runs_grad_block<B>(n, p1 - p0, G, cout, R, K, out); });
+        for (int o = 0; o < cout; ++o)
+            for (int t = 0; t < K; ++t) dw[o + long(t) * cout] += part[std::size_t(t) + std::size_t(o) * K];
+    }
+}
+
 /// The weight gradient of a stride-1 convolution straight from x (see conv2d_weight_grad).
 inline void weight_grad_direct(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
                                double* dw) {
@@ -593,12 +661,14 @@ inline void conv2d_input_grad(const ConvGeometry& g, int n, const double* gy, co
 /// G being gy read as N P x Cout. Short stride-1 patches (K <= 32, as in conv2d_forward) go
 /// straight from x, each entry an inner product in eight lanes down the rows (measured 2.7x the
 /// product's speed for the learner's 20 images, 12x for the meta-learner's first layer on 2000,
-/// where G^T's packing cost more than the product); longer patches through im2col blocks and the
-/// blocked product, which is at its best there (K = 144: 40 GFLOP/s against the lanes' 30).
+/// where G^T's packing cost more than the product); longer patches by tiles of G^T against
+/// broadcasts from x's runs (weight_grad_runs; K = 144: 60 GFLOP/s, where building Col^T and
+/// multiplying it with the blocked product took 1.4x as long for the same bits).
 inline void conv2d_weight_grad(const ConvGeometry& g, int n, const double* x, const double* gy, int cout,
                                double* dw) {
     if (conv_detail::reads_x_directly(g)) conv_detail::weight_grad_direct(g, n, x, gy, cout, dw);
-    else conv_detail::weight_grad_im2col(g, n, x, gy, cout, dw);
+    else
+        conv_detail::weight_grad_runs(g, n, x, gy, cout, dw);
 }
 
 /// Max pooling over non-overlapping size x size windows (stride = size; a last partial row or

@@ -126,16 +126,16 @@ inline long relu_pool_source(const ConvGeometry& g, int pool, int n, int row, lo
     return row + long(n) * ((c * g.out_h() + y) * g.out_w() + x);
 }
 
-/// y (n x Cout Ho Wo) = max_pool(relu(conv(x, w) + bias)), pool x pool windows with stride pool,
-/// and each entry's winner code in `win`; x is n x (C H W), w is Cout x (C kh kw). The same
-/// values as conv2d_forward then max_pool2d_forward then relu. Per block of images, a band of
-/// `pool` output rows at a time: the band's convolution (Cout pool out_w m doubles, 1.1 MB for
-/// fig6's meta-learner) stays in L2 from the product to the pooling, where the whole block's
-/// output (8 MB) went out to L3 and back; rows past the last whole window are never computed.
-inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
-                                   const double* bias, int cout, double* y, std::uint16_t* win) {
+/// The convolution conv(x, w) + bias a block of images and, within it, a band of `pool` output
+/// rows at a time, each band (zb: Cout x pool out_w x rows, channel-major) handed to
+/// use(zb, py, r0, rows) for pooled row py of images r0..; rows past the last whole window of
+/// pooling are never computed. The band (1.1 MB for fig6's meta-learner) stays in L2 from the
+/// product to its use, where a whole block's output (8 MB) went out to L3 and back.
+template <class Use>
+void conv_bands(const ConvGeometry& g, int pool, int n, const double* x, const double* w, const double* bias, int cout,
+                Use&& use) {
     using namespace relu_pool_detail;
-    const int P = g.positions(), m = block_images(n, cout, P), ow = g.out_w(), ho = g.out_h() / pool;
+    const int m = block_images(n, cout, g.positions()), ow = g.out_w(), ho = g.out_h() / pool;
     // The direct kernels read a block's images as contiguous rows, so they get a copy; im2col
     // reads them in place.
     const bool direct = conv_detail::reads_x_directly(g);
@@ -155,9 +155,41 @@ inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const
                 conv_detail::conv2d_direct(g, rows, xr, w, cout, zb.data(), bias, oy0, oy0 + pool);
             else
                 conv_detail::conv2d_im2col(g, rows, xr, w, cout, zb.data(), bias, n, oy0 * ow, (oy0 + pool) * ow);
-            relu_pool_band(cout, ho, ow, pool, rows, zb.data(), py, r0, n, y, win);
+            use(static_cast<const double*>(zb.data()), py, r0, rows);
         }
     }
+}
+
+/// y (n x Cout Ho Wo) = max_pool(relu(conv(x, w) + bias)), pool x pool windows with stride pool,
+/// and each entry's winner code in `win`; x is n x (C H W), w is Cout x (C kh kw). The same
+/// values as conv2d_forward then max_pool2d_forward then relu.
+inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
+                                   const double* bias, int cout, double* y, std::uint16_t* win) {
+    const int ho = g.out_h() / pool;
+    conv_bands(g, pool, n, x, w, bias, cout, [&](const double* zb, int py, int r0, int rows) {
+        relu_pool_detail::relu_pool_band(cout, ho, g.out_w(), pool, rows, zb, py, r0, n, y, win);
+    });
+}
+
+/// out (n x Cout Ho Wo) = conv(x, w) + bias taken at each window's winner (`win`, from
+/// conv_relu_pool_forward) where the layer's output y > 0, else 0 (also where y is NaN): the
+/// layer's directional derivative (R-operator) along a perturbation w, bias of its parameters,
+/// for x fixed. The same values as the whole convolution then a gather at the winners.
+inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double* x, const double* w, const double* bias,
+                           int cout, const double* y, const std::uint16_t* win, double* out) {
+    const int ho = g.out_h() / pool, wo = g.out_w() / pool, ow = g.out_w();
+    const long band = long(pool) * ow;
+    conv_bands(g, pool, n, x, w, bias, cout, [&](const double* zb, int py, int r0, int rows) {
+        for (int c = 0; c < cout; ++c)
+            for (int ox = 0; ox < wo; ++ox) {
+                const long at = ((long(c) * ho + py) * wo + ox) * n + r0;
+                const double* z = zb + (c * band + long(ox) * pool) * rows;  // the window's first entry
+                for (int i = 0; i < rows; ++i) {
+                    const int code = win[at + i];
+                    out[at + i] = y[at + i] > 0 ? z[(long(code / pool) * ow + code % pool) * rows + i] : 0.0;
+                }
+            }
+    });
 }
 
 /// The layer's backward for the gradient gy at its output: gz = gy put back at each window's
@@ -220,7 +252,7 @@ inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, cons
                 scatter_rows(dxb.data(), rows, g.in_size(), r0, n, dx);
             }
             if (dw && direct) conv2d_weight_grad(g, rows, xr, gz.data(), cout, part.data());
-            if (dw && !direct) conv_detail::weight_grad_im2col(g, rows, xr, gz.data(), cout, part.data());
+            if (dw && !direct) conv_detail::weight_grad_runs(g, rows, xr, gz.data(), cout, part.data());
             if (db) channel_sums(rows, P, cout, gz.data(), part.data() + long(cout) * K);
         }
         if (dw)

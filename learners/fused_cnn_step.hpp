@@ -7,10 +7,13 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "../autodiff/autodiff.hpp"
 #include "../kernels/conv.hpp"
+#include "../kernels/conv_relu_pool.hpp"
 
 namespace occam::learners {
 
@@ -30,24 +33,22 @@ struct FusedCnn {
 
 namespace fused_cnn_detail {
 
-/// The step's forward pass on a batch xb (n x C H W): z = conv + b1 (n x channels P), h = relu of
-/// its pooled maxima with their argmax (n x F), out = h w2 + b2, and e = 2/n (out - y).
+/// The step's forward pass on a batch xb (n x C H W): h = relu of the pooled maxima of conv + b1
+/// (n x F) with each window's winner, out = h w2 + b2, and e = 2/n (out - y). The layer runs
+/// through kernels/conv_relu_pool.hpp (a band of rows at a time, the convolution's output never
+/// whole), as do its gradient and its R-pass.
 struct Forward {
-    kernels::AlignedVector z, h, out, e;
-    std::vector<int> argmax;
+    kernels::AlignedVector h, out, e;
+    std::vector<std::uint16_t> winner;
 
     void run(const FusedCnn& net, int n, const double* xb, const double* p, const double* y) {
-        const int C = net.channels, P = net.positions(), F = net.features(), K = net.geometry.patch();
+        const int C = net.channels, F = net.features(), K = net.geometry.patch();
         const double *w1 = p, *b1 = p + long(C) * K, *w2 = b1 + C, b2 = w2[F];
-        kernels::grow(z, std::size_t(n) * C * P);
         kernels::grow(h, std::size_t(n) * F);
         kernels::grow(out, std::size_t(n));
         kernels::grow(e, std::size_t(n));
-        argmax.resize(std::size_t(n) * F);
-        kernels::conv2d_forward(net.geometry, n, xb, w1, C, z.data(), b1);
-        kernels::max_pool2d_forward(C, net.geometry.out_h(), net.geometry.out_w(), net.pool, n, z.data(), h.data(),
-                                    argmax.data());
-        for (long i = 0; i < long(n) * F; ++i) h[std::size_t(i)] = std::max(h[std::size_t(i)], 0.0);
+        winner.resize(std::size_t(n) * F);
+        kernels::conv_relu_pool_forward(net.geometry, net.pool, n, xb, w1, b1, C, h.data(), winner.data());
         for (int i = 0; i < n; ++i) out[i] = b2;
         for (int f = 0; f < F; ++f)  // out = h w2 + b2, column by column of h (contiguous)
             for (int i = 0; i < n; ++i) out[i] += h[std::size_t(f) * n + i] * w2[f];
@@ -56,16 +57,17 @@ struct Forward {
 };
 
 /// The gradient of the loss for output errors `err` into `grad` (packed): dw2 = h^T err, db2 =
-/// sum err, dh = err w2 masked by h > 0 and put back at the argmax (dz), dW1 =
-/// conv2d_weight_grad(xb, dz), db1 = the column sums of dz. With v2 and dw2_extra it is the
-/// R-pass's R(grad) instead: err = Re, dh gains e v2 and dw2 gains Rh^T e (dw2_extra).
-inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward& fw, const double* w2,
+/// sum err, dh = err w2, then the layer's backward (kernels::conv_relu_pool_backward): dz = dh
+/// masked by h > 0 and put back at the winners, dW1 = conv2d_weight_grad(xb, dz), db1 = the
+/// column sums of dz. With v2 and dw2_extra it is the R-pass's R(grad) instead: err = Re, dh
+/// gains e v2 and dw2 gains Rh^T e (dw2_extra).
+inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward& fw, const double* p,
                      const double* err, const double* v2, const double* dw2_extra, double* grad,
-                     kernels::AlignedVector& dz) {
-    const int C = net.channels, P = net.positions(), F = net.features(), K = net.geometry.patch();
+                     kernels::AlignedVector& dh) {
+    const int C = net.channels, F = net.features(), K = net.geometry.patch();
+    const double* w2 = p + long(C) * K + C;
     double *dW1 = grad, *db1 = grad + long(C) * K, *dw2 = db1 + C, *db2 = dw2 + F;
-    kernels::grow(dz, std::size_t(n) * C * P);
-    std::fill(dz.begin(), dz.begin() + long(n) * C * P, 0.0);
+    kernels::grow(dh, std::size_t(n) * F);
     double s = 0;
     for (int i = 0; i < n; ++i) s += err[i];
     *db2 = s;
@@ -74,17 +76,14 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward
         double d = dw2_extra ? dw2_extra[f] : 0.0;
         for (int i = 0; i < n; ++i) d += hf[i] * err[i];
         dw2[f] = d;
-        // dh(i, f) = err_i w2_f (+ e_i v2_f in the R-pass), kept where h > 0, put at the argmax
-        // (0 there where relu cut it, as the zeros around it).
-        const int* at = fw.argmax.data() + std::size_t(f) * n;
-        for (int i = 0; i < n; ++i) {
-            double dh = err[i] * w2[f];
-            if (v2) dh += fw.e[i] * v2[f];
-            dz[std::size_t(at[i])] = hf[i] > 0 ? dh : 0.0;
-        }
+        // dh(i, f) = err_i w2_f (+ e_i v2_f in the R-pass); the layer keeps it where h > 0. The
+        // R-pass's sum is one explicit fused multiply-add: left to contraction, the rounding
+        // depended on whether the compiler vectorised the loop.
+        double* to = dh.data() + std::size_t(f) * n;
+        for (int i = 0; i < n; ++i) to[i] = v2 ? std::fma(fw.e[i], v2[f], err[i] * w2[f]) : err[i] * w2[f];
     }
-    kernels::conv2d_weight_grad(net.geometry, n, xb, dz.data(), C, dW1);
-    kernels::channel_sums(n, P, C, dz.data(), db1);
+    kernels::conv_relu_pool_backward(net.geometry, net.pool, n, xb, p, C, fw.h.data(), fw.winner.data(), dh.data(),
+                                     nullptr, dW1, db1);
 }
 
 /// The batch rows of x, column-major (n x C H W), into `xb`.
@@ -117,7 +116,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
         "fused_cnn_step", packed.rows(), 1,
         [nt = net, kept_rows, n, xdata, xrows](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
             const Eigen::Map<const Eigen::MatrixXd> xm(xdata, xrows, nt.geometry.in_size());
-            thread_local kernels::AlignedVector xb, yb, dz, Rz, Rh, Rout, Re, Rdw2, Rgrad;
+            thread_local kernels::AlignedVector xb, yb, dh, Rh, Rout, Re, Rdw2, Rgrad;
             thread_local Forward fw;
             gather(xm, kept_rows, n, xb);
             const double* p = self.inputs[0]->data;
@@ -125,23 +124,21 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
             kernels::grow(yb, std::size_t(n));
             for (int i = 0; i < n; ++i) yb[i] = yall[kept_rows ? kept_rows[i] : i];
             fw.run(nt, n, xb.data(), p, yb.data());
-            const int C = nt.channels, P = nt.positions(), F = nt.features(), K = nt.geometry.patch();
+            const int C = nt.channels, F = nt.features(), K = nt.geometry.patch();
             const double* v = g.value().data();
             const double *V1 = v, *vb1 = v + long(C) * K, *v2 = vb1 + C, vb2 = v2[F];
             const double* w2 = p + long(C) * K + C;
-            // R-pass: Rz = conv(xb, V1) + vb1; Rh = Rz at the argmax where h > 0;
-            // Rout = Rh w2 + h v2 + vb2; Re = 2/n Rout.
-            kernels::grow(Rz, std::size_t(n) * C * P);
-            kernels::conv2d_forward(nt.geometry, n, xb.data(), V1, C, Rz.data(), vb1);
+            // R-pass: Rz = conv(xb, V1) + vb1; Rh = Rz at the winners where h > 0 (a band of
+            // Rz at a time); Rout = Rh w2 + h v2 + vb2; Re = 2/n Rout.
             kernels::grow(Rh, std::size_t(n) * F);
             kernels::grow(Rout, std::size_t(n));
             kernels::grow(Re, std::size_t(n));
+            kernels::conv_pool_take(nt.geometry, nt.pool, n, xb.data(), V1, vb1, C, fw.h.data(), fw.winner.data(),
+                                    Rh.data());
             for (int i = 0; i < n; ++i) Rout[i] = vb2;
             for (int f = 0; f < F; ++f)
                 for (int i = 0; i < n; ++i) {
                     const std::size_t k = std::size_t(f) * n + i;
-                    const double at_max = Rz[std::size_t(fw.argmax[k])];
-                    Rh[k] = fw.h[k] > 0 ? at_max : 0.0;
                     Rout[i] += Rh[k] * w2[f] + fw.h[k] * v2[f];
                 }
             for (int i = 0; i < n; ++i) Re[i] = 2.0 / n * Rout[i];
@@ -154,7 +151,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
                 Rdw2[f] = s;
             }
             kernels::grow(Rgrad, std::size_t(nt.packed_size()));
-            gradient(nt, n, xb.data(), fw, w2, Re.data(), v2, Rdw2.data(), Rgrad.data(), dz);
+            gradient(nt, n, xb.data(), fw, p, Re.data(), v2, Rdw2.data(), Rgrad.data(), dh);
             if (self.needs(0)) {
                 const ad::Var p_bar = ad::constant(g.value());
                 for (long k = 0; k < nt.packed_size(); ++k) p_bar.node()->data[k] -= nt.lr * Rgrad[std::size_t(k)];
@@ -168,7 +165,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
         },
         {packed.node(), y.node()}, ad::Derivatives::first_order);
     // The step itself: grad L at p, then p' = p - lr grad.
-    thread_local kernels::AlignedVector xb, yb, dz, grad;
+    thread_local kernels::AlignedVector xb, yb, dh, grad;
     thread_local Forward fw;
     gather(x.value(), kept_rows, n, xb);
     kernels::grow(yb, std::size_t(n));
@@ -176,8 +173,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
     const double* p = packed.value().data();
     fw.run(net, n, xb.data(), p, yb.data());
     kernels::grow(grad, std::size_t(net.packed_size()));
-    gradient(net, n, xb.data(), fw, p + long(net.channels) * net.geometry.patch() + net.channels, fw.e.data(), nullptr,
-             nullptr, grad.data(), dz);
+    gradient(net, n, xb.data(), fw, p, fw.e.data(), nullptr, nullptr, grad.data(), dh);
     for (long k = 0; k < net.packed_size(); ++k) node->data[k] = p[k] - net.lr * grad[std::size_t(k)];
     return ad::Var(node);
 }

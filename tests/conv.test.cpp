@@ -175,11 +175,12 @@ TEST_CASE("conv2d_relu_pool: the values-only backward equals the recorded one") 
     }
 }
 
-TEST_CASE("conv2d_weight_grad: Col^T G through im2col_transposed gives G^T Col's bits") {
-    // weight_grad_im2col builds Col^T (taps contiguous) and multiplies Col^T G, the transpose of
-    // the product G^T Col it computed before through im2col and a packed G^T. Each entry is the
-    // same products summed in the same order of rows, block by block: equal to the bit, for
-    // long patches, stride 2, padding and a partial last block of positions.
+TEST_CASE("conv2d_weight_grad: long patches from x's runs give im2col and the product's bits") {
+    // weight_grad_runs sums G^T against broadcasts of x's pixels tap by tap, never building
+    // Col; each dw(o, t) must be the same products summed in the same order of rows, block by
+    // block, as G^T Col through im2col and the blocked product, on both lane widths: long
+    // patches, stride 2, padding, Cout not a multiple of 8 (1, 7, 13) and wider than one tile (40),
+    // a partial last block of positions.
     ad::Rng rng(17, 3);
     const ConvGeometry cases[] = {
         {.channels = 16, .height = 14, .width = 14, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1},
@@ -187,25 +188,29 @@ TEST_CASE("conv2d_weight_grad: Col^T G through im2col_transposed gives G^T Col's
     };
     for (const ConvGeometry& g : cases)
         for (int n : {5, 37})
-            for (int cout : {1, 7, 32}) {
-                CAPTURE(g.channels);
-                CAPTURE(n);
-                CAPTURE(cout);
-                const int P = g.positions(), K = g.patch(), block = kernels::conv_detail::block_positions(g, n);
-                const Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
-                const Eigen::MatrixXd gy = rng.normal_matrix(n, cout * P);
-                Eigen::MatrixXd got(cout, K), before = Eigen::MatrixXd::Zero(cout, K);
-                kernels::conv_detail::weight_grad_im2col(g, n, x.data(), gy.data(), cout, got.data());
-                for (int p0 = 0; p0 < P; p0 += block) {
-                    const int p1 = std::min(P, p0 + block), rows = (p1 - p0) * n;
-                    Eigen::MatrixXd col(rows, K), part(cout, K);
-                    kernels::conv_detail::im2col(g, n, x.data(), p0, p1, col.data());
-                    kernels::gemm(true, false, cout, K, rows, gy.data() + long(p0) * n, long(n) * P, col.data(), rows,
-                                  part.data());
-                    before += part;
+            for (int cout : {1, 7, 13, 32, 40})
+                for (bool wide : {true, false}) {
+                    CAPTURE(g.channels);
+                    CAPTURE(n);
+                    CAPTURE(cout);
+                    CAPTURE(wide);
+                    const int P = g.positions(), K = g.patch(), block = kernels::conv_detail::block_positions(g, n);
+                    const Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                    const Eigen::MatrixXd gy = rng.normal_matrix(n, cout * P);
+                    Eigen::MatrixXd got(cout, K), want = Eigen::MatrixXd::Zero(cout, K);
+                    lanes::wide_allowed() = wide;
+                    kernels::conv_detail::weight_grad_runs(g, n, x.data(), gy.data(), cout, got.data());
+                    for (int p0 = 0; p0 < P; p0 += block) {
+                        const int p1 = std::min(P, p0 + block), rows = (p1 - p0) * n;
+                        Eigen::MatrixXd col(rows, K), part(cout, K);
+                        kernels::conv_detail::im2col(g, n, x.data(), p0, p1, col.data());
+                        kernels::gemm(true, false, cout, K, rows, gy.data() + long(p0) * n, long(n) * P, col.data(),
+                                      rows, part.data());
+                        want += part;
+                    }
+                    lanes::wide_allowed() = true;
+                    CHECK(got == want);
                 }
-                CHECK(got == before);
-            }
 }
 
 TEST_CASE("conv2d_relu_pool: blocks of images give the unblocked layer's values and gradients") {
@@ -346,7 +351,7 @@ TEST_CASE("conv2d_weight_grad: the direct path (short patches, stride 1) is the 
                 lanes::wide_allowed() = false;
                 kernels::conv2d_weight_grad(g, n, x.data(), gy.data(), cout, narrow.data());
                 lanes::wide_allowed() = true;
-                kernels::conv_detail::weight_grad_im2col(g, n, x.data(), gy.data(), cout, via_col.data());
+                kernels::conv_detail::weight_grad_runs(g, n, x.data(), gy.data(), cout, via_col.data());
                 CHECK(wide == narrow);
                 // The definition: dw(o, (c, ky, kx)) = sum over images and outputs of gy times the
                 // pixel under the tap (zero in the padding).
@@ -510,7 +515,44 @@ TEST_CASE("conv kernels: a block of a larger batch's rows read and written in pl
     CHECK((dx.topRows(r0).array() == 7.0).all());
     CHECK((dx.bottomRows(N - r0 - n).array() == 7.0).all());
     Eigen::MatrixXd dw_want(cout, K), dw(cout, K);
-    kernels::conv_detail::weight_grad_im2col(g, n, block.data(), gy.data(), cout, dw_want.data());
-    kernels::conv_detail::weight_grad_im2col(g, n, x.data() + r0, gy.data(), cout, dw.data(), N);
+    kernels::conv_detail::weight_grad_runs(g, n, block.data(), gy.data(), cout, dw_want.data());
+    kernels::conv_detail::weight_grad_runs(g, n, x.data() + r0, gy.data(), cout, dw.data(), N);
     CHECK(dw == dw_want);
+}
+
+TEST_CASE("conv_pool_take: the convolution at each window's winner where the layer's output is > 0") {
+    // The fused CNN step's R-pass takes the convolution of a perturbation at the forward pass's
+    // winners, a band of rows at a time: it must equal the whole convolution gathered at those
+    // places (the bits), 0 where the output is 0 or NaN, for pools of 2 and 3, several blocks.
+    ad::Rng rng(37, 3);
+    const ConvGeometry short_patch{
+        .channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .padding = 2};
+    const ConvGeometry long_patch{.channels = 4, .height = 10, .width = 10, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    for (const ConvGeometry& g : {short_patch, long_patch})
+        for (int pool : {2, 3}) {
+            CAPTURE(g.channels);
+            CAPTURE(pool);
+            const int cout = 16, P = g.positions(), ho = g.out_h() / pool, wo = g.out_w() / pool;
+            const int n = kernels::relu_pool_detail::block_images(1 << 20, cout, P) + 7, cols = cout * ho * wo;
+            Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+            x(1, g.in_size() / 2) = std::numeric_limits<double>::quiet_NaN();
+            const Eigen::MatrixXd w = rng.normal_matrix(cout, g.patch()), b = rng.normal_matrix(cout, 1);
+            const Eigen::MatrixXd v = rng.normal_matrix(cout, g.patch()), vb = rng.normal_matrix(cout, 1);
+            Eigen::MatrixXd y(n, cols), got(n, cols), z(n, cout * P);
+            std::vector<std::uint16_t> win(std::size_t(n) * cols);
+            kernels::conv_relu_pool_forward(g, pool, n, x.data(), w.data(), b.data(), cout, y.data(), win.data());
+            kernels::conv_pool_take(g, pool, n, x.data(), v.data(), vb.data(), cout, y.data(), win.data(), got.data());
+            kernels::conv2d_forward(g, n, x.data(), v.data(), cout, z.data(), vb.data());
+            Eigen::MatrixXd want(n, cols);
+            for (long col = 0; col < cols; ++col)
+                for (int i = 0; i < n; ++i) {
+                    const std::size_t k = std::size_t(col) * n + i;
+                    want(i, col) =
+                        y.data()[k] > 0 ? z.data()[kernels::relu_pool_source(g, pool, n, i, col, win[k])] : 0.0;
+                }
+            CHECK(y.array().isNaN().any());
+            CHECK((y.array() == 0).any());
+            CHECK(same_bits(got, want));
+            CHECK(got.allFinite());
+        }
 }

@@ -160,7 +160,7 @@ void conv_bands(const ConvGeometry& g, int pool, int n, const double* x, const d
     for (int r0 = 0; r0 < n; r0 += m) {
         const int rows = std::min(m, n - r0);
         const double* xr = x + r0;
-        if (direct) {
+        if (direct && rows < n) {  // (one block of the whole batch is x itself)
             grow(xb, std::size_t(rows) * g.in_size());
             gather_rows(x, n, g.in_size(), r0, rows, xb.data());
             xr = xb.data();
@@ -233,7 +233,7 @@ inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, cons
     for (int r0 = 0; r0 < n; r0 += m) {
         const int rows = std::min(m, n - r0);
         const double* xr = x + r0;
-        if (dw) {
+        if (dw && rows < n) {  // a copy of the block for the weight gradient (read in place: 1.1x the time)
             grow(xb, std::size_t(rows) * g.in_size());
             gather_rows(x, n, g.in_size(), r0, rows, xb.data());
             xr = xb.data();

@@ -486,7 +486,14 @@ public:
     Eigen::MatrixXd sample(int n, ad::Rng& rng) const override {
         const std::vector<int> rows = sample_indices(n, rng);
         Eigen::MatrixXd X(n, set_.pixels.cols());
-        for (int i = 0; i < n; ++i) X.row(i) = set_.pixels.row(rows[std::size_t(i)]);
+        // Column by column (both matrices are column-major): each pixel column of the set is
+        // read from cache and each of X written in order, where row by row every entry was a
+        // stride of the whole set away (17 ms a fig6 meta-step for 2000 images, 2% of it).
+        for (Eigen::Index k = 0; k < X.cols(); ++k) {
+            const double* from = set_.pixels.col(k).data();
+            double* to = X.col(k).data();
+            for (int i = 0; i < n; ++i) to[i] = from[rows[std::size_t(i)]];
+        }
         return X;
     }
     /// "mnist:PACKAGE_DIR" or "idx:DIR": make_inputs(describe(), classes_text()) rebuilds this.

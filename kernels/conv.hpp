@@ -71,9 +71,9 @@ inline long pixel(const ConvGeometry& g, int oy, int ox, int ky, int kx) {
     return (y < 0 || y >= g.height || x < 0 || x >= g.width) ? -1 : long(y) * g.width + x;
 }
 
-// Every kernel below reads (or writes) its n images through a leading dimension ld >= n (0:
-// n), pixel column k of image i at x[k ld + i]: a block of rows of a larger batch is then used
-// in place, with no copy in or out (kernels/conv_relu_pool.hpp runs a layer block by block).
+// im2col reads its n images through a leading dimension ld >= n (0: n), pixel column k of
+// image i at x[k ld + i]: a block of rows of a larger batch is then read in place, with no
+// copy (kernels/conv_relu_pool.hpp runs a layer block by block).
 
 /// Col (rows (p - p0) N + n, one column per (c, ky, kx); leading dimension (p1 - p0) N) for
 /// output positions [p0, p1) of every image.
@@ -94,9 +94,8 @@ inline void im2col(const ConvGeometry& g, int n, const double* x, int p0, int p1
 }
 
 /// The adjoint of im2col: dx += each Col entry added back onto the pixel it was read from.
-inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, int p1, double* dx, long ld = 0) {
+inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, int p1, double* dx) {
     const long rows = long(p1 - p0) * n, hw = long(g.height) * g.width;
-    if (ld == 0) ld = n;
     for (int c = 0; c < g.channels; ++c)
         for (int ky = 0; ky < g.kernel_h; ++ky)
             for (int kx = 0; kx < g.kernel_w; ++kx) {
@@ -104,7 +103,7 @@ inline void col2im_add(const ConvGeometry& g, int n, const double* col, int p0, 
                 for (int p = p0; p < p1; ++p, in += n) {
                     const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
                     if (q < 0) continue;
-                    double* d = dx + (c * hw + q) * ld;
+                    double* d = dx + (c * hw + q) * n;
                     for (int i = 0; i < n; ++i) d[i] += in[i];
                 }
             }
@@ -245,13 +244,10 @@ inline void tap_runs(const ConvGeometry& g, int n, int oy, TapRun* taps) {
             }
 }
 
-/// Every output row's taps (row oy's K runs from oy K on), in a per-thread buffer valid until
-/// the next call on this thread.
-inline const TapRun* all_tap_runs(const ConvGeometry& g, int n) {
-    thread_local std::vector<TapRun> taps;
+/// Every output row's taps into `taps` (row oy's K runs from oy K on).
+inline void all_tap_runs(const ConvGeometry& g, int n, std::vector<TapRun>& taps) {
     taps.resize(std::size_t(g.out_h()) * g.patch());
     for (int oy = 0; oy < g.out_h(); ++oy) tap_runs(g, n, oy, taps.data() + std::size_t(oy) * g.patch());
-    return taps.data();
 }
 
 /// Whether a convolution's forward and weight gradient read x through tap runs (short
@@ -303,7 +299,9 @@ OCCAM_LANES_INLINE void run_groups(const ConvGeometry& g, int n, const double* x
 inline void conv2d_direct(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
                           const double* bias, int oy0 = 0, int oy1 = 0) {
     if (oy1 == 0) oy1 = g.out_h();
-    const TapRun* t = all_tap_runs(g, n);
+    thread_local std::vector<TapRun> taps;
+    all_tap_runs(g, n, taps);
+    const TapRun* t = taps.data();
     lanes::run([&]<class B>() OCCAM_LANES_KERNEL { run_groups<B>(g, n, x, w, cout, bias, oy0, oy1, y, t); });
 }
 
@@ -459,8 +457,7 @@ public:
                                           grad_sums(cout, K, kGradTileO<lanes::Wide>, kGradTileT<lanes::Wide>));
         grow(acc_, sums);
         std::fill(acc_.begin(), acc_.begin() + long(sums), 0.0);
-        taps_.resize(std::size_t(g.out_h()) * K);
-        for (int oy = 0; oy < g.out_h(); ++oy) tap_runs(g, n, oy, taps_.data() + std::size_t(oy) * K);
+        all_tap_runs(g, n, taps_);
     }
     /// G's output rows [oy0, oy1): gband is Cout x (oy1 - oy0) out_w N.
     void add_rows(int oy0, int oy1, const double* gband) {
@@ -571,15 +568,12 @@ OCCAM_LANES_INLINE void runs_grad_block(int n, int p_count, const double* gt, in
     }
 }
 
-/// dw (Cout x K) = G^T Col for any stride and patch, from x's runs (see above); x has leading
-/// dimension ld (0: n).
-inline void weight_grad_runs(const ConvGeometry& g, int n, const double* x, const double* gy, int cout, double* dw,
-                             long ld = 0) {
+/// dw (Cout x K) = G^T Col for any stride and patch, from x's runs (see above).
+inline void weight_grad_runs(const ConvGeometry& g, int n, const double* x, const double* gy, int cout, double* dw) {
     thread_local AlignedVector gt, part, zeros;
     thread_local std::vector<const double*> runs;
     const int P = g.positions(), K = g.patch(), block = block_positions(g, n), c8 = (cout + 7) / 8 * 8;
     const long NP = long(n) * P, hw = long(g.height) * g.width;
-    if (ld == 0) ld = n;
     if (zeros.size() < std::size_t(n)) zeros.assign(std::size_t(n), 0.0);  // the padding's run
     std::fill(dw, dw + long(cout) * K, 0.0);
     grow(part, std::size_t(cout) * K);
@@ -598,7 +592,7 @@ inline void weight_grad_runs(const ConvGeometry& g, int n, const double* x, cons
                 for (int ky = 0; ky < g.kernel_h; ++ky)
                     for (int kx = 0; kx < g.kernel_w; ++kx, ++t) {
                         const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
-                        runs[std::size_t(p - p0) * K + t] = q < 0 ? zeros.data() : x + (c * hw + q) * ld;
+                        runs[std::size_t(p - p0) * K + t] = q < 0 ? zeros.data() : x + (c * hw + q) * n;
                     }
         const double* G = gt.data();
         const double* const* R = runs.data();
@@ -639,21 +633,18 @@ inline void conv2d_forward(const ConvGeometry& g, int n, const double* x, const 
 }
 
 /// dx (n x C H W) = the transposed convolution of gy (n x Cout P) with w: col2im(G W), where G
-/// is gy read as N P x Cout (each block of its rows is G's rows p N + n). dx has leading
-/// dimension ld (0: n); only its n rows are written.
-inline void conv2d_input_grad(const ConvGeometry& g, int n, const double* gy, const double* w, int cout, double* dx,
-                              long ld = 0) {
+/// is gy read as N P x Cout (each block of its rows is G's rows p N + n).
+inline void conv2d_input_grad(const ConvGeometry& g, int n, const double* gy, const double* w, int cout, double* dx) {
     thread_local AlignedVector dcol;
     const int P = g.positions(), K = g.patch(), block = conv_detail::block_positions(g, n);
     const long NP = long(n) * P;
-    if (ld == 0) ld = n;
-    for (long k = 0; k < g.in_size(); ++k) std::fill_n(dx + k * ld, n, 0.0);
+    std::fill(dx, dx + n * g.in_size(), 0.0);
     for (int p0 = 0; p0 < P; p0 += block) {
         const int p1 = std::min(P, p0 + block);
         const long rows = long(p1 - p0) * n;
         grow(dcol, std::size_t(rows) * K);
         gemm(false, false, int(rows), K, cout, gy + long(p0) * n, NP, w, cout, dcol.data());
-        conv_detail::col2im_add(g, n, dcol.data(), p0, p1, dx, ld);
+        conv_detail::col2im_add(g, n, dcol.data(), p0, p1, dx);
     }
 }
 

@@ -5,6 +5,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <type_traits>
 #include <vector>
@@ -114,14 +115,47 @@ OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long 
     }
 }
 
+/// out_j = sum_k M(k, j) v_k for j < count, M column-major (k x count, leading dimension ldm),
+/// v strided (v_k at v[k * v_step]); then the epilogue, with bias[j] (bias_per_entry) or
+/// bias[0]. Each sum runs in order of k with one fused multiply-add per step from 0, as every
+/// tile sums it (the same bits), eight columns at a time so that eight chains overlap. This is
+/// a product with one row or one column read in place: the tiles would first pack the long
+/// operand (the fig6 linear layer's weight gradient, 1 x 1400 times 1400 x 3136, copied 3136
+/// columns into panels and ran 8-row tiles for its one row).
+inline void column_dots(int count, int k, const double* M, long ldm, const double* v, long v_step, double* out,
+                        Epilogue e, bool bias_per_entry) {
+    auto finish = [&](int j, double s) {
+        if (e.bias) s = s + e.bias[bias_per_entry ? j : 0];
+        return e.relu && 0.0 > s ? 0.0 : s;
+    };
+    int j = 0;
+    for (; j + 8 <= count; j += 8) {
+        double acc[8] = {};
+        const double* col = M + long(j) * ldm;
+        for (int kk = 0; kk < k; ++kk) {
+            const double vk = v[kk * v_step];
+            for (int c = 0; c < 8; ++c) acc[c] = std::fma(col[kk + c * ldm], vk, acc[c]);
+        }
+        for (int c = 0; c < 8; ++c) out[j + c] = finish(j + c, acc[c]);
+    }
+    for (; j < count; ++j) {
+        double acc = 0.0;
+        for (int kk = 0; kk < k; ++kk) acc = std::fma(M[kk + long(j) * ldm], v[kk * v_step], acc);
+        out[j] = finish(j, acc);
+    }
+}
 
 /// C = op(A) op(B) for column-major A (rows_a x cols_a) and B, ta / tb saying which are
 /// transposed; C is m x n and must not overlap A or B. Unless A is column-major with m a
 /// multiple of 8, op(A) is first copied, padded to whole blocks of 8 rows, into a per-thread
-/// buffer (O(m k), against O(m n k) for the product).
+/// buffer (O(m k), against O(m n k) for the product). A product with one row or one column
+/// runs as dot products instead (column_dots; the same bits).
 /// `e` may add a bias per column and a ReLU (Epilogue).
 inline void gemm(bool ta, bool tb, int m, int n, int k, const double* A, long lda_in, const double* Bm, long ldb,
                  double* C, Epilogue e = {}) {
+    // One column of A^T b, or one row of a^T B: dot products down the stored columns, in place.
+    if (ta && n == 1) return column_dots(m, k, A, lda_in, Bm, tb ? ldb : 1, C, e, false);
+    if (m == 1 && !tb) return column_dots(n, k, Bm, ldb, A, ta ? 1 : lda_in, C, e, true);
     // A column-major A whose columns are whole blocks of 8 is read in place; any other is copied.
     const bool in_place = !ta && m % 8 == 0;
     const long lda = in_place ? lda_in : lanes::padded(m);

@@ -130,9 +130,30 @@ TEST_CASE("ops: the blocked matrix-product kernel matches Eigen, and its two cop
                         kernels::gemm(ta, tb, m, 1, k, A.data(), A.rows(), bj, B.rows(), col.data());
                         CHECK(col == wide.col(j));
                     }
+                    // Nor on how many rows sit above it: the rows of a product with 9 more rows
+                    // (so one-row products, which run as dot products, meet the tiles' bits).
+                    const Eigen::MatrixXd more = rng.normal_matrix(9, k);
+                    Eigen::MatrixXd Atall(ta ? k : m + 9, ta ? m + 9 : k);
+                    if (ta)
+                        Atall << more.transpose(), A;
+                    else
+                        Atall << more, A;
+                    Eigen::MatrixXd tall(m + 9, n);
+                    kernels::gemm(ta, tb, m + 9, n, k, Atall.data(), Atall.rows(), B.data(), B.rows(), tall.data());
+                    CHECK(tall.bottomRows(m) == wide);
                     const Eigen::MatrixXd At = A.transpose();
                     Eigen::MatrixXd flipped(m, n);
                     kernels::gemm(!ta, tb, m, n, k, At.data(), At.rows(), B.data(), B.rows(), flipped.data());
                     CHECK(flipped == wide);
+                    // The epilogue (a bias per column, then a ReLU) acts on each finished sum,
+                    // in every path (the one-column A^T b too).
+                    const Eigen::VectorXd bias = rng.normal_matrix(n, 1);
+                    Eigen::MatrixXd fused(m, n);
+                    kernels::gemm(ta, tb, m, n, k, A.data(), A.rows(), B.data(), B.rows(), fused.data(),
+                                  kernels::Epilogue{bias.data(), true});
+                    Eigen::MatrixXd by_hand = wide;
+                    for (int j = 0; j < n; ++j)
+                        for (int i = 0; i < m; ++i) by_hand(i, j) = std::max(0.0, wide(i, j) + bias(j));
+                    CHECK(fused == by_hand);
                 }
 }

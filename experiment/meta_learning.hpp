@@ -286,14 +286,18 @@ inline void validate(const Config& c) {
                   8 * steps * params);
         } else if (s.kind == "cnn") {
             // The first conv layer's output for the test points, and per differentiated inner
-            // step about three conv-sized matrices of its batch (one with step checkpointing).
+            // step about three conv-sized matrices of its batch op by op, its pooled output and
+            // winners (10 bytes a pooled feature) as a fused step, a tenth with step checkpointing.
             const double out = s.cnn.channels.front() * dl;
             const double batch = c.inner_batch > 0 ? std::min(ntr, double(c.inner_batch)) : ntr;
             need(who, "matrix of the first conv layer's output (--test points x channels x pixels)", nte, out);
             const double steps = c.truncate > 0 ? std::min(c.truncate, c.inner_steps) : c.inner_steps;
+            const double copies = c.step_checkpointing ? 0.1
+                                  : s.inner.fused      ? 1.25 / (double(s.cnn.pool) * s.cnn.pool)
+                                                       : 3;
             count(who + " keeps " + describe_count(steps) + " inner steps of conv activations on the tape (" +
-                      describe_bytes(8 * steps * batch * out * (c.step_checkpointing ? 0.1 : 3)) + ")",
-                  8 * steps * batch * out * (c.step_checkpointing ? 0.1 : 3));
+                      describe_bytes(8 * steps * batch * out * copies) + ")",
+                  8 * steps * batch * out * copies);
         }
         if (es && s.kind != "mlp" && s.kind != "exec")  // a linear learner's prediction map, once per generation
             need(who, "prediction map (--test x --train points)", nte, ntr, 2);

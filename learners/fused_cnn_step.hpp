@@ -1,6 +1,6 @@
 // What this file teaches: one SGD step of the Fig. 6 CNN (conv - ReLU - maxpool - linear) as ONE
-// tape node, keeping nothing but its inputs. Its backward pass recomputes the step's forward and
-// runs Pearlmutter's R-operator (forward mode) through the forward and the gradient, giving the
+// tape node, keeping its inputs and its forward's pooled activations. Its backward pass runs
+// Pearlmutter's R-operator (forward mode) through the forward and the gradient, giving the
 // Hessian-vector product that the vector-Jacobian product of p' = p - lr grad L(p) needs. The op
 // by op unroll of the same step records ~25 nodes, several of them batch x channels x pixels.
 #pragma once
@@ -33,28 +33,29 @@ struct FusedCnn {
 
 namespace fused_cnn_detail {
 
-/// The step's forward pass on a batch xb (n x C H W): h = relu of the pooled maxima of conv + b1
-/// (n x F) with each window's winner, out = h w2 + b2, and e = 2/n (out - y). The layer runs
-/// through kernels/conv_relu_pool.hpp (a band of rows at a time, the convolution's output never
-/// whole), as do its gradient and its R-pass.
+/// What the step's forward pass keeps for its backward, in the tape's arena: h = relu of the
+/// pooled maxima of conv + b1 (n x F), each window's winner (n x F), and e = 2/n (out - y) with
+/// out = h w2 + b2 (n). 10 bytes a feature of the batch (627 KB a fig6 step): recomputing them
+/// in the backward pass cost 7% of a fig6 meta-step.
 struct Forward {
-    kernels::AlignedVector h, out, e;
-    std::vector<std::uint16_t> winner;
-
-    void run(const FusedCnn& net, int n, const double* xb, const double* p, const double* y) {
-        const int C = net.channels, F = net.features(), K = net.geometry.patch();
-        const double *w1 = p, *b1 = p + long(C) * K, *w2 = b1 + C, b2 = w2[F];
-        kernels::grow(h, std::size_t(n) * F);
-        kernels::grow(out, std::size_t(n));
-        kernels::grow(e, std::size_t(n));
-        winner.resize(std::size_t(n) * F);
-        kernels::conv_relu_pool_forward(net.geometry, net.pool, n, xb, w1, b1, C, h.data(), winner.data());
-        for (int i = 0; i < n; ++i) out[i] = b2;
-        for (int f = 0; f < F; ++f)  // out = h w2 + b2, column by column of h (contiguous)
-            for (int i = 0; i < n; ++i) out[i] += h[std::size_t(f) * n + i] * w2[f];
-        for (int i = 0; i < n; ++i) e[i] = 2.0 / n * (out[i] - y[i]);
-    }
+    double* h;
+    std::uint16_t* winner;
+    double* e;
 };
+
+/// The forward pass on a batch xb (n x C H W) into fw. The layer runs through
+/// kernels/conv_relu_pool.hpp (a band of rows at a time, the convolution's output never whole),
+/// as do its gradient and its R-pass.
+inline void forward(const FusedCnn& net, int n, const double* xb, const double* p, const double* y, const Forward& fw) {
+    const int C = net.channels, F = net.features(), K = net.geometry.patch();
+    const double *w1 = p, *b1 = p + long(C) * K, *w2 = b1 + C, b2 = w2[F];
+    kernels::conv_relu_pool_forward(net.geometry, net.pool, n, xb, w1, b1, C, fw.h, fw.winner);
+    double* out = fw.e;  // out, then e in its place
+    for (int i = 0; i < n; ++i) out[i] = b2;
+    for (int f = 0; f < F; ++f)  // out = h w2 + b2, column by column of h (contiguous)
+        for (int i = 0; i < n; ++i) out[i] += fw.h[std::size_t(f) * n + i] * w2[f];
+    for (int i = 0; i < n; ++i) fw.e[i] = 2.0 / n * (out[i] - y[i]);
+}
 
 /// The gradient of the loss for output errors `err` into `grad` (packed): dw2 = h^T err, db2 =
 /// sum err, dh = err w2, then the layer's backward (kernels::conv_relu_pool_backward): dz = dh
@@ -72,7 +73,7 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward
     for (int i = 0; i < n; ++i) s += err[i];
     *db2 = s;
     for (int f = 0; f < F; ++f) {
-        const double* hf = fw.h.data() + std::size_t(f) * n;
+        const double* hf = fw.h + std::size_t(f) * n;
         double d = dw2_extra ? dw2_extra[f] : 0.0;
         for (int i = 0; i < n; ++i) d += hf[i] * err[i];
         dw2[f] = d;
@@ -82,8 +83,8 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward
         double* to = dh.data() + std::size_t(f) * n;
         for (int i = 0; i < n; ++i) to[i] = v2 ? std::fma(fw.e[i], v2[f], err[i] * w2[f]) : err[i] * w2[f];
     }
-    kernels::conv_relu_pool_backward(net.geometry, net.pool, n, xb, p, C, fw.h.data(), fw.winner.data(), dh.data(),
-                                     nullptr, dW1, db1);
+    kernels::conv_relu_pool_backward(net.geometry, net.pool, n, xb, p, C, fw.h, fw.winner, dh.data(), nullptr, dW1,
+                                     db1);
 }
 
 /// The batch rows of x, column-major (n x C H W), into `xb`.
@@ -110,20 +111,18 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
     ad::Tape& t = ad::tape();
     int* kept_rows = rows.empty() ? nullptr : t.arena.allocate_array<int>(rows.size());
     if (kept_rows) std::copy(rows.begin(), rows.end(), kept_rows);
+    const std::size_t nf = std::size_t(n) * net.features();
+    const Forward fw{t.arena.allocate_array<double>(nf), t.arena.allocate_array<std::uint16_t>(nf),
+                     t.arena.allocate_array<double>(std::size_t(n))};
     const double* xdata = x.value().data();
     const long xrows = x.rows();
     ad::Node* node = t.push(
         "fused_cnn_step", packed.rows(), 1,
-        [nt = net, kept_rows, n, xdata, xrows](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
+        [nt = net, kept_rows, n, xdata, xrows, fw](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
             const Eigen::Map<const Eigen::MatrixXd> xm(xdata, xrows, nt.geometry.in_size());
-            thread_local kernels::AlignedVector xb, yb, dh, Rh, Rout, Re, Rdw2, Rgrad;
-            thread_local Forward fw;
+            thread_local kernels::AlignedVector xb, dh, Rh, Rout, Re, Rdw2, Rgrad;
             gather(xm, kept_rows, n, xb);
             const double* p = self.inputs[0]->data;
-            const double* yall = self.inputs[1]->data;
-            kernels::grow(yb, std::size_t(n));
-            for (int i = 0; i < n; ++i) yb[i] = yall[kept_rows ? kept_rows[i] : i];
-            fw.run(nt, n, xb.data(), p, yb.data());
             const int C = nt.channels, F = nt.features(), K = nt.geometry.patch();
             const double* v = g.value().data();
             const double *V1 = v, *vb1 = v + long(C) * K, *v2 = vb1 + C, vb2 = v2[F];
@@ -133,8 +132,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
             kernels::grow(Rh, std::size_t(n) * F);
             kernels::grow(Rout, std::size_t(n));
             kernels::grow(Re, std::size_t(n));
-            kernels::conv_pool_take(nt.geometry, nt.pool, n, xb.data(), V1, vb1, C, fw.h.data(), fw.winner.data(),
-                                    Rh.data());
+            kernels::conv_pool_take(nt.geometry, nt.pool, n, xb.data(), V1, vb1, C, fw.h, fw.winner, Rh.data());
             for (int i = 0; i < n; ++i) Rout[i] = vb2;
             for (int f = 0; f < F; ++f)
                 for (int i = 0; i < n; ++i) {
@@ -166,14 +164,13 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
         {packed.node(), y.node()}, ad::Derivatives::first_order);
     // The step itself: grad L at p, then p' = p - lr grad.
     thread_local kernels::AlignedVector xb, yb, dh, grad;
-    thread_local Forward fw;
     gather(x.value(), kept_rows, n, xb);
     kernels::grow(yb, std::size_t(n));
     for (int i = 0; i < n; ++i) yb[i] = y.value()(kept_rows ? kept_rows[i] : i, 0);
     const double* p = packed.value().data();
-    fw.run(net, n, xb.data(), p, yb.data());
+    forward(net, n, xb.data(), p, yb.data(), fw);
     kernels::grow(grad, std::size_t(net.packed_size()));
-    gradient(net, n, xb.data(), fw, p, fw.e.data(), nullptr, nullptr, grad.data(), dh);
+    gradient(net, n, xb.data(), fw, p, fw.e, nullptr, nullptr, grad.data(), dh);
     for (long k = 0; k < net.packed_size(); ++k) node->data[k] = p[k] - net.lr * grad[std::size_t(k)];
     return ad::Var(node);
 }

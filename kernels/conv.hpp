@@ -305,13 +305,120 @@ inline void conv2d_direct(const ConvGeometry& g, int n, const double* x, const d
     lanes::run([&]<class B>() OCCAM_LANES_KERNEL { run_groups<B>(g, n, x, w, cout, bias, oy0, oy1, y, t); });
 }
 
+// ---- The product without Col (an implicit product) ----------------------------------------
+// Output position p's rows of Col are n consecutive rows (its n images), and Col's column k =
+// (c, ky, kx) there is n contiguous doubles of x (channel c's pixel under tap (ky, kx), read
+// through ld) or zeros in the padding. So where n is a multiple of 8 the product's tile reads A
+// straight from x through a table of K row pointers per position: the same loads, multiply-adds
+// and order of k as gemm_tile on Col, without writing Col and reading it back.
+
+/// One tile: RB blocks of 8 rows from row i of one position (a[kk] + i: its Col column kk) by
+/// the first NC of the NR columns of one packed panel (bp[kk NR + c]); `cols` columns stored
+/// at out + c ldc + i, each sum_k plus bias[c] (bias offset to the panel's first column).
+template <class B, int RB, int NR, int NC = NR>
+OCCAM_LANES_INLINE void implicit_tile(const double* const* a, int i, int k, const double* bp, const double* bias,
+                                      int cols, double* out, long ldc) {
+    using L = lanes::Ops<B>;
+    B acc[RB][NC];
+    for (int r = 0; r < RB; ++r)
+        for (int c = 0; c < NC; ++c) acc[r][c] = L::splat(0.0);
+    for (int kk = 0; kk < k; ++kk, bp += NR) {
+        const double* ak = a[kk] + i;
+        B ar[RB];
+        for (int r = 0; r < RB; ++r) ar[r] = L::load(ak + 8 * r);
+        for (int c = 0; c < NC; ++c)
+            for (int r = 0; r < RB; ++r) acc[r][c] = acc[r][c] + ar[r] * bp[c];
+    }
+    if (bias)
+        for (int c = 0; c < cols; ++c)
+            for (int r = 0; r < RB; ++r) acc[r][c] = acc[r][c] + L::splat(bias[c]);
+    for (int c = 0; c < cols; ++c)
+        for (int r = 0; r < RB; ++r) L::store(out + c * ldc + i + 8 * r, acc[r][c]);
+}
+
+/// Rows [i, i + 8 R) of one position across the panels, a last panel of at most NR / 2 columns
+/// by a narrower tile (as gemm_stripe).
+template <class B, int R, int NR>
+OCCAM_LANES_INLINE void implicit_stripe(const double* const* a, int i, int k, const double* panels, int cout,
+                                        const double* bias, double* out, long ldc) {
+    for (int j = 0; j < cout; j += NR) {
+        const int cols = std::min(NR, cout - j);
+        const double* bp = panels + std::size_t(j) * k;
+        const double* bj = bias ? bias + j : nullptr;
+        if (cols <= NR / 2)
+            implicit_tile<B, R, NR, NR / 2>(a, i, k, bp, bj, cols, out + j * ldc, ldc);
+        else
+            implicit_tile<B, R, NR>(a, i, k, bp, bj, cols, out + j * ldc, ldc);
+    }
+}
+
+/// The positions [pa, pb): w^T packed in panels of NR columns, then for each position its
+/// table of K row pointers and its rows in stripes of RB blocks of 8, the last rows in as few
+/// blocks as they need (as gemm_blocks). No lambdas: they would not be compiled again for
+/// AVX-512 with their caller.
+template <class B, int RB, int NR>
+OCCAM_LANES_INLINE void implicit_positions(const ConvGeometry& g, int n, const double* x, long ld, const double* w,
+                                           int cout, const double* bias, double* y, int pa, int pb, double* panels,
+                                           const double** a, const double* zeros) {
+    const int K = g.patch(), npanels = (cout + NR - 1) / NR;
+    const long hw = long(g.height) * g.width, NP = long(n) * (pb - pa);
+    for (int jb = 0; jb < npanels; ++jb)  // op(B) = w^T: w[o + kk cout], zero-padded
+        for (int kk = 0; kk < K; ++kk)
+            for (int c = 0; c < NR; ++c) {
+                const int o = jb * NR + c;
+                panels[(std::size_t(jb) * K + kk) * NR + c] = o < cout ? w[o + long(kk) * cout] : 0.0;
+            }
+    for (int p = pa; p < pb; ++p) {
+        for (int c = 0, kk = 0; c < g.channels; ++c)
+            for (int ky = 0; ky < g.kernel_h; ++ky)
+                for (int kx = 0; kx < g.kernel_w; ++kx, ++kk) {
+                    const long q = pixel(g, p / g.out_w(), p % g.out_w(), ky, kx);
+                    a[kk] = q < 0 ? zeros : x + (c * hw + q) * ld;
+                }
+        double* out = y + long(p - pa) * n;
+        int i = 0;
+        for (; i + 8 * RB <= n; i += 8 * RB) implicit_stripe<B, RB, NR>(a, i, K, panels, cout, bias, out, NP);
+        while (i < n) {
+            if constexpr (RB >= 3) {
+                if (n - i > 8) {
+                    implicit_stripe<B, 2, NR>(a, i, K, panels, cout, bias, out, NP);
+                    i += 16;
+                    continue;
+                }
+            }
+            implicit_stripe<B, 1, NR>(a, i, K, panels, cout, bias, out, NP);
+            i += 8;
+        }
+    }
+}
+
+/// conv(x, w) + bias for the output positions [pa, pb) into y (Cout x (pb - pa) x n), n a
+/// multiple of 8, by the implicit product; the same bits as im2col and gemm (the same tiles).
+inline void conv2d_implicit(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
+                            const double* bias, long ld, int pa, int pb) {
+    thread_local AlignedVector panels, zeros;
+    thread_local std::vector<const double*> a;
+    grow(panels, std::size_t((cout + 7) / 8 + 1) * 8 * g.patch());  // enough for panels of 6 or 8
+    grow(zeros, std::size_t(n));
+    std::fill_n(zeros.data(), n, 0.0);
+    a.resize(std::size_t(g.patch()));
+    lanes::run([&]<class B>() OCCAM_LANES_KERNEL {
+        if constexpr (std::is_same_v<B, lanes::Split>)
+            implicit_positions<B, 1, 6>(g, n, x, ld, w, cout, bias, y, pa, pb, panels.data(), a.data(), zeros.data());
+        else
+            implicit_positions<B, 3, 8>(g, n, x, ld, w, cout, bias, y, pa, pb, panels.data(), a.data(), zeros.data());
+    });
+}
+
 /// conv(x, w) + bias through im2col and the blocked product, block by block of positions, for
 /// the output positions [pa, pb) (every one when pb is 0) into y, Cout x (pb - pa) x N; x has
-/// leading dimension ld (0: n).
+/// leading dimension ld (0: n). With n a multiple of 8, the implicit product (no Col).
 inline void conv2d_im2col(const ConvGeometry& g, int n, const double* x, const double* w, int cout, double* y,
                           const double* bias, long ld = 0, int pa = 0, int pb = 0) {
     thread_local AlignedVector col, out;
     if (pb == 0) pb = g.positions();
+    if (ld == 0) ld = n;
+    if (n % 8 == 0) return conv2d_implicit(g, n, x, w, cout, y, bias, ld, pa, pb);
     const int K = g.patch(), block = block_positions(g, n);
     const long NP = long(n) * (pb - pa);
     for (int p0 = pa; p0 < pb; p0 += block) {

@@ -544,3 +544,45 @@ TEST_CASE("conv_pool_take: the convolution at each window's winner where the lay
             CHECK(got.allFinite());
         }
 }
+
+TEST_CASE("conv2d_im2col: the implicit product (no Col) gives im2col and the product's bits") {
+    // With a multiple of 8 images the forward's product reads A straight from x through a table
+    // of row pointers per position (zeros in the padding). Against im2col then gemm, bit for
+    // bit: long and short patches, stride 2, no padding, a panel's narrow remainder, 1 to 6
+    // blocks of 8 rows per position, a block read in place through a leading dimension, a
+    // range of positions, both lane widths.
+    ad::Rng rng(41, 3);
+    const ConvGeometry geometries[] = {
+        {.channels = 16, .height = 7, .width = 7, .kernel_h = 3, .kernel_w = 3, .padding = 1},
+        {.channels = 3, .height = 9, .width = 8, .kernel_h = 3, .kernel_w = 2, .stride = 2, .padding = 1},
+        {.channels = 2, .height = 6, .width = 6, .kernel_h = 4, .kernel_w = 4},
+        {.channels = 1, .height = 10, .width = 10, .kernel_h = 5, .kernel_w = 5, .padding = 2}};
+    for (const ConvGeometry& g : geometries)
+        for (int n : {8, 16, 24, 40, 48})
+            for (int cout : {1, 5, 7, 8, 13, 32}) {
+                CAPTURE(g.channels);
+                CAPTURE(g.stride);
+                CAPTURE(n);
+                CAPTURE(cout);
+                const int P = g.positions(), K = g.patch(), N = n + 8, r0 = 8;
+                const Eigen::MatrixXd x = rng.normal_matrix(N, int(g.in_size())), w = rng.normal_matrix(cout, K);
+                const Eigen::VectorXd b = rng.normal_matrix(cout, 1);
+                Eigen::MatrixXd col(long(n) * P, K), want(long(n) * P, cout);
+                kernels::conv_detail::im2col(g, n, x.data() + r0, 0, P, col.data(), N);
+                kernels::gemm(false, true, n * P, cout, K, col.data(), n * P, w.data(), cout, want.data(),
+                              kernels::Epilogue{b.data()});
+                for (bool wide : {true, false}) {
+                    lanes::wide_allowed() = wide;
+                    Eigen::MatrixXd got(long(n) * P, cout);
+                    kernels::conv_detail::conv2d_im2col(g, n, x.data() + r0, w.data(), cout, got.data(), b.data(), N);
+                    CHECK(got == want);
+                    const int pa = P / 3, pb = P - 1;
+                    Eigen::MatrixXd range(long(pb - pa) * n, cout);
+                    kernels::conv_detail::conv2d_im2col(g, n, x.data() + r0, w.data(), cout, range.data(), b.data(), N,
+                                                        pa, pb);
+                    CHECK(range == want.middleRows(long(pa) * n, long(pb - pa) * n));
+                    lanes::wide_allowed() = true;
+                }
+                CHECK(want.allFinite());
+            }
+}

@@ -296,7 +296,8 @@ inline void validate(const Config& c) {
                                   : s.inner.fused      ? 1.25 / (double(s.cnn.pool) * s.cnn.pool)
                                                        : 3;
             count(who + " keeps " + describe_count(steps) + " inner steps of conv activations on the tape (" +
-                      describe_bytes(8 * steps * batch * out * copies) + ")",
+                      describe_bytes(8 * steps * batch * out * copies) + ")" +
+                      (c.step_checkpointing ? "" : "; --step-checkpointing keeps one step's"),
                   8 * steps * batch * out * copies);
         }
         if (es && s.kind != "mlp" && s.kind != "exec")  // a linear learner's prediction map, once per generation

@@ -108,6 +108,10 @@ expect_error "--probe needs a 1000000000 x 3" $run --probe 1000000000
 expect_error "--population needs a 100000000 x" $run --meta-optimizer des --population 100000000
 # Each matrix fits, all of them together cannot: 3000 activation matrices of 16 GB.
 expect_error "this run needs at least .* this machine has" $run --train 2000000 --meta-hidden 1000 --meta-depth 1000
+# The CNN learner's fused steps keep each step's pooled activations: a run whose steps cannot
+# fit is refused with the size and the way out.
+expect_error "keeps 100000 inner steps of conv activations on the tape .*--step-checkpointing keeps one step's" \
+  $run --preset fig6-mnist --inner-batch 0 --inner-steps 100000
 # The last resort: an allocation that fails anyway is one line naming the subcommand.
 mem_limit=1000000
 expect_error "occam run: out of memory" $run --train 50000000 --meta-hidden 1 --learner ridge --divergence w2

@@ -198,33 +198,39 @@ OCCAM_LANES_INLINE B col_block(const TapRun& run, const double* x, long r0, int 
     return L::load(part);
 }
 
-/// NC output channels from o0 for the 8 rows [r0, r0 + valid) of one output row: per entry
+/// NC output channels from o0 for RB blocks of 8 rows from r0 of one output row, the last
+/// block's rows [.., r0 + 8 (RB - 1) + valid) (every block whole when RB > 1): per entry
 /// acc = sum over the taps in order of Col(r, t) w(o, t), then + bias, the same multiply-adds
 /// in the same order as the im2col product's tile (a padded tap is a 0 in both), so the same
 /// bits. Col(r, t) comes straight from x: one load where the 8 rows are all inside the run.
-template <class B, int NC>
+template <class B, int NC, int RB = 1>
 OCCAM_LANES_INLINE void run_tile(int K, const TapRun* taps, const double* x, const double* w, int cout, int o0,
                                  const double* bias, long r0, int valid, double* y, long NP) {
     using L = lanes::Ops<B>;
-    B acc[NC];
-    for (int c = 0; c < NC; ++c) acc[c] = L::splat(0.0);
+    B acc[RB][NC];
+    for (int b = 0; b < RB; ++b)
+        for (int c = 0; c < NC; ++c) acc[b][c] = L::splat(0.0);
     for (int t = 0; t < K; ++t) {
-        const B xv = col_block<B>(taps[t], x, r0, valid);
+        B xv[RB];
+        for (int b = 0; b < RB; ++b) xv[b] = col_block<B>(taps[t], x, r0 + 8 * b, b + 1 < RB ? 8 : valid);
         const double* wt = w + long(t) * cout + o0;
-        for (int c = 0; c < NC; ++c) acc[c] = acc[c] + xv * wt[c];
+        for (int c = 0; c < NC; ++c)
+            for (int b = 0; b < RB; ++b) acc[b][c] = acc[b][c] + xv[b] * wt[c];
     }
     if (bias)
-        for (int c = 0; c < NC; ++c) acc[c] = acc[c] + L::splat(bias[o0 + c]);
-    for (int c = 0; c < NC; ++c) {
-        double* out = y + (o0 + c) * NP + r0;
-        if (valid == 8) {
-            L::store(out, acc[c]);
-        } else {
-            alignas(64) double part[8];
-            L::store(part, acc[c]);
-            std::copy(part, part + valid, out);
+        for (int b = 0; b < RB; ++b)
+            for (int c = 0; c < NC; ++c) acc[b][c] = acc[b][c] + L::splat(bias[o0 + c]);
+    for (int c = 0; c < NC; ++c)
+        for (int b = 0; b < RB; ++b) {
+            double* out = y + (o0 + c) * NP + r0 + 8 * b;
+            if (b + 1 < RB || valid == 8) {
+                L::store(out, acc[b][c]);
+            } else {
+                alignas(64) double part[8];
+                L::store(part, acc[b][c]);
+                std::copy(part, part + valid, out);
+            }
         }
-    }
 }
 
 /// The taps of output row oy (K runs) into `taps`.
@@ -255,43 +261,55 @@ inline void all_tap_runs(const ConvGeometry& g, int n, std::vector<TapRun>& taps
 /// and conv2d_weight_grad for the measurements behind the rule).
 inline bool reads_x_directly(const ConvGeometry& g) { return g.patch() <= 32 && g.stride == 1; }
 
+/// The direct forward's tile for each block type: AVX2 6 channels x 1 block of 8 rows (12 of
+/// 16 registers hold sums), AVX-512 8 channels x 2 blocks (16 of 32), where each tap's weight
+/// broadcasts serve two blocks' multiply-adds. Against AVX-512's old 6 x 1 (interleaved
+/// processes, fig6's layers): the meta-learner's first layer 26 -> 21.5 ms, the learner on its
+/// 1400 test images 28 -> 22 ms, its 100 steps' forward 42.5 -> 32 ms; 6 x 2 and 8 x 3 came
+/// between, 6 x 3 close to 6 x 1.
+template <class B>
+constexpr int kDirectChannels = std::is_same_v<B, lanes::Split> ? 6 : 8;
+template <class B>
+constexpr int kDirectBlocks = std::is_same_v<B, lanes::Split> ? 1 : 2;
+
 /// The output rows [oy0, oy1) of a stride-1 convolution from x directly, into y (Cout x the
-/// rows' positions x N): groups of 6 output channels (12 AVX2 accumulators; a last group of the
-/// rest), then output rows, then blocks of 8 of each row's out_w N entries, so each group's
-/// stores run through its channels' planes in order.
+/// rows' positions x N): groups of NC output channels, then output rows, then tiles of
+/// kDirectBlocks blocks of 8 of each row's out_w N entries (single blocks for a row's end), so
+/// each group's stores run through its channels' planes in order.
 template <class B, int NC>
 OCCAM_LANES_INLINE void run_group(const ConvGeometry& g, int n, const double* x, const double* w, int cout, int o0,
                                   const double* bias, int oy0, int oy1, double* y, const TapRun* taps) {
+    constexpr int RB = kDirectBlocks<B>;
     const int K = g.patch();
     const long row = long(g.out_w()) * n, NP = (oy1 - oy0) * row;
-    for (int oy = oy0; oy < oy1; ++oy)
-        for (long r0 = 0; r0 < row; r0 += 8)
+    for (int oy = oy0; oy < oy1; ++oy) {
+        long r0 = 0;
+        if constexpr (RB > 1)
+            for (; r0 + 8 * RB <= row; r0 += 8 * RB)
+                run_tile<B, NC, RB>(K, taps + long(oy) * K, x, w, cout, o0, bias, r0, 8, y + (oy - oy0) * row, NP);
+        for (; r0 < row; r0 += 8)
             run_tile<B, NC>(K, taps + long(oy) * K, x, w, cout, o0, bias, r0, int(std::min<long>(8, row - r0)),
                             y + (oy - oy0) * row, NP);
+    }
+}
+/// The last `rest` (< kDirectChannels) channels from o0: a group of exactly that many.
+template <class B, int NC>
+OCCAM_LANES_INLINE void run_rest(int rest, const ConvGeometry& g, int n, const double* x, const double* w, int cout,
+                                 int o0, const double* bias, int oy0, int oy1, double* y, const TapRun* taps) {
+    if constexpr (NC > 0) {
+        if (rest == NC)
+            run_group<B, NC>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+        else
+            run_rest<B, NC - 1>(rest, g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+    }
 }
 template <class B>
 OCCAM_LANES_INLINE void run_groups(const ConvGeometry& g, int n, const double* x, const double* w, int cout,
                                    const double* bias, int oy0, int oy1, double* y, const TapRun* taps) {
+    constexpr int NC = kDirectChannels<B>;
     int o0 = 0;
-    for (; o0 + 6 <= cout; o0 += 6) run_group<B, 6>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
-    switch (cout - o0) {
-        case 5:
-            run_group<B, 5>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
-            break;
-        case 4:
-            run_group<B, 4>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
-            break;
-        case 3:
-            run_group<B, 3>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
-            break;
-        case 2:
-            run_group<B, 2>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
-            break;
-        case 1:
-            run_group<B, 1>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
-            break;
-        default: break;
-    }
+    for (; o0 + NC <= cout; o0 += NC) run_group<B, NC>(g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
+    run_rest<B, NC - 1>(cout - o0, g, n, x, w, cout, o0, bias, oy0, oy1, y, taps);
 }
 
 /// conv(x, w) + bias for stride 1 without im2col (see conv2d_forward), output rows [oy0, oy1)
@@ -441,8 +459,16 @@ inline void conv2d_im2col(const ConvGeometry& g, int n, const double* x, const d
 // the tiles (which (o, t) pairs share a pass) and the chunks (how many rows a pass covers, a
 // multiple of 8) only change which sums run side by side, never the order within one.
 
-/// Rows per pass over a segment (G's Cout chunks and the taps' runs of x stay in L2).
-constexpr long kGradChunk = 2048;
+/// Rows per pass over a segment of `len` rows: the segment cut into equal pieces of at most 512
+/// rows, each a multiple of 8 (so lane j still takes rows j, j + 8, ... of the segment). A tile
+/// then finds its NO channels of G (32 KB for AVX-512's 8) in L1 on every pass over the taps
+/// after the first, where chunks of 2048 rows read them from L2 each time: the learner's
+/// weight gradient on fig6's 1400 test images (25 taps) 40 -> 35 ms, its first meta layer's
+/// 33 -> 32 ms; plain 512-row chunks left a 48-row piece of the learner's 560-row segments.
+inline long grad_chunk(long len) {
+    const long pieces = (len + 511) / 512;
+    return ((len + pieces - 1) / pieces + 7) / 8 * 8;
+}
 
 /// acc[o][t] (eight lanes each, in memory between passes) += G_o(r) Col_t(r) for the rows
 /// [r_begin, r_end) of a segment; g[o] points at G_o's first row of the segment. Where every
@@ -500,8 +526,9 @@ template <class B, int NO, int NT>
 OCCAM_LANES_INLINE void grad_segment(int cout, int K, const double* g0, long NP, const TapRun* taps, const double* x,
                                      long len, double* acc) {
     const int tiles_t = (K + NT - 1) / NT;
-    for (long c0 = 0; c0 < len; c0 += kGradChunk) {
-        const long c1 = std::min(len, c0 + kGradChunk);
+    const long chunk = grad_chunk(len);
+    for (long c0 = 0; c0 < len; c0 += chunk) {
+        const long c1 = std::min(len, c0 + chunk);
         for (int o0 = 0; o0 < cout; o0 += NO) {
             const double* g[NO];
             for (int o = 0; o < NO; ++o) g[o] = g0 + std::min(o0 + o, cout - 1) * NP;

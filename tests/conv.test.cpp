@@ -16,6 +16,26 @@ using namespace occam;
 using ad::ConvGeometry;
 
 namespace {
+/// Equal to the bit, NaN where NaN (NaN != NaN would fail a plain ==).
+bool same_bits(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+    if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
+    for (Eigen::Index k = 0; k < a.size(); ++k) {
+        const double u = a.data()[k], v = b.data()[k];
+        if (std::isnan(u) ? !std::isnan(v) : std::memcmp(&u, &v, sizeof u) != 0) return false;
+    }
+    return true;
+}
+
+/// a b + c as the kernels' lanes compute it: one rounding where the target has fused
+/// multiply-adds (the compiler contracts the kernels' a * b + c; the portable lanes call
+/// std::fma), two where it has not.
+double multiply_add(double a, double b, double c) {
+#if defined(__FMA__) || defined(OCCAM_PORTABLE_LANES)
+    return std::fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
 
 /// y(n, o, oy, ox) = sum_{c, ky, kx} w(o, c, ky, kx) x(n, c, oy s - p + ky, ox s - p + kx), zero
 /// outside the image: the definition, written as loops.
@@ -298,12 +318,13 @@ TEST_CASE("conv2d_relu_pool: a NaN pixel propagates as through the unblocked ops
 TEST_CASE("conv2d_forward: the direct path (short patches, stride 1) gives the im2col path's bits") {
     // kernels/conv.hpp reads short patches straight from x instead of through im2col and the
     // blocked product; every entry must be the same sum in the same order, bit for bit, with
-    // padding on every side, partial blocks of 8 rows, channel groups of 6 and a remainder,
-    // on both lane widths.
+    // padding on every side, partial blocks of 8 rows, rows that end after one whole block of a
+    // two-block tile, channel groups (6 for AVX2, 8 for AVX-512) and their remainders, on both
+    // lane widths.
     ad::Rng rng(5, 3);
     for (const ConvGeometry& g : kShortStride1)
         for (int n : {1, 3, 8, 13, 20})
-            for (int cout : {1, 5, 6, 16}) {
+            for (int cout : {1, 5, 6, 7, 8, 11, 16}) {
                 CAPTURE(g.channels);
                 CAPTURE(g.kernel_h);
                 CAPTURE(g.padding);
@@ -371,20 +392,34 @@ TEST_CASE("conv2d_weight_grad: the direct path (short patches, stride 1) is the 
                 const double scale = 1e-12 * (1 + want.cwiseAbs().maxCoeff()) * std::sqrt(double(n) * P);
                 CHECK((wide - want).cwiseAbs().maxCoeff() <= scale);
                 CHECK((via_col - want).cwiseAbs().maxCoeff() <= scale);
+                // The order of sums, to the bit: eight lanes per entry, lane j taking the rows
+                // r = ox n + i with r mod 8 = j of each output row in order, one multiply-add
+                // each (zeros past the row's end and in the padding), then the lanes added in
+                // lanes::Ops::sum's order. So however the kernel cuts a row into chunks and
+                // tiles, the cuts fall on multiples of 8 and every tile adds in this order.
+                Eigen::MatrixXd ordered(cout, K);
+                const long row = long(g.out_w()) * n;
+                for (int o = 0; o < cout; ++o)
+                    for (int t = 0; t < K; ++t) {
+                        const int c = t / (g.kernel_h * g.kernel_w), ky = t / g.kernel_w % g.kernel_h, kx = t % g.kernel_w;
+                        double lane[8] = {};
+                        for (int oy = 0; oy < g.out_h(); ++oy)
+                            for (long r = 0; r < (row + 7) / 8 * 8; ++r) {
+                                double gv = 0, xv = 0;
+                                if (r < row) {
+                                    const int ox = int(r / n), i = int(r % n);
+                                    const int iy = oy - g.padding + ky, ix = ox - g.padding + kx;
+                                    gv = gy(i, o * P + oy * g.out_w() + ox);
+                                    if (iy >= 0 && iy < g.height && ix >= 0 && ix < g.width)
+                                        xv = x(i, (c * g.height + iy) * g.width + ix);
+                                }
+                                lane[r % 8] = multiply_add(gv, xv, lane[r % 8]);
+                            }
+                        ordered(o, t) = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+                    }
+                CHECK(same_bits(wide, ordered));
             }
 }
-
-namespace {
-/// Equal to the bit, NaN where NaN (NaN != NaN would fail a plain ==).
-bool same_bits(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
-    if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
-    for (Eigen::Index k = 0; k < a.size(); ++k) {
-        const double u = a.data()[k], v = b.data()[k];
-        if (std::isnan(u) ? !std::isnan(v) : std::memcmp(&u, &v, sizeof u) != 0) return false;
-    }
-    return true;
-}
-}  // namespace
 
 TEST_CASE("ChannelSums: entries given in runs of any length give channel_sums' bits") {
     // Sixteen partial sums by entry index, added pairwise, then the count mod 16 last entries:

@@ -5,7 +5,8 @@
 // pooling; the gradient there likewise on the way back (for a whole block where the products of
 // an input gradient need it).
 // What the layer keeps for its backward is the pooled output and, per entry, which element of its
-// window won: two bytes instead of a four-byte index into the unpooled output.
+// window won and whether relu zeroed it: two bytes instead of a four-byte index into the unpooled
+// output, and the backward pass reads those two bytes, not the eight of the output, for its mask.
 #pragma once
 
 #include <algorithm>
@@ -19,8 +20,11 @@
 
 namespace occam::kernels {
 
-/// Winner codes (dy size + dx) are 16 bits, so windows are at most 255 x 255.
-constexpr int kMaxPoolWindow = 255;
+/// A winner code is 16 bits: the winner's place dy size + dx in its window in the low 15 (so
+/// windows are at most 181 x 181), and kReluZero where relu set the output to 0 or it is NaN
+/// (not y > 0): there the gradient is 0, and a code with that bit matches no place.
+constexpr int kMaxPoolWindow = 181;
+constexpr std::uint16_t kReluZero = 0x8000;
 
 namespace relu_pool_detail {
 
@@ -50,8 +54,9 @@ inline void scatter_rows(const double* xb, int m, long cols, int r0, int n, doub
 /// One band of `size` rows of a block's convolution output (zb: channels x size x width x m,
 /// channel c's size width m entries contiguous) pooled: relu of each window's maximum into
 /// pooled row py of y's rows r0.. (y n x C Ho Wo), and the maximum's place in its window (dy
-/// size + dx) into `win` (same layout). Ties go to the first maximum in row-major window order
-/// and a NaN wins, as in max_pool2d_forward; relu(NaN) stays NaN.
+/// size + dx, plus kReluZero where the output is not > 0) into `win` (same layout). Ties go to
+/// the first maximum in row-major window order and a NaN wins, as in max_pool2d_forward;
+/// relu(NaN) stays NaN.
 inline void relu_pool_band(int channels, int ho, int width, int size, int m, const double* zb, int py, int r0, int n,
                            double* y, std::uint16_t* win) {
     const int wo = width / size;
@@ -73,7 +78,7 @@ inline void relu_pool_band(int channels, int ho, int width, int size, int m, con
                     b = take ? v2[i] : b, a = take ? 2 : a;
                     take = v3[i] > b || std::isnan(v3[i]);
                     b = take ? v3[i] : b, a = take ? 3 : a;
-                    best[i] = std::max(b, 0.0), at[i] = std::uint16_t(a);
+                    best[i] = std::max(b, 0.0), at[i] = std::uint16_t(a | (b > 0 ? 0 : kReluZero));
                 }
                 continue;
             }
@@ -88,38 +93,42 @@ inline void relu_pool_band(int channels, int ho, int width, int size, int m, con
                         at[i] = take ? code : at[i];
                     }
                 }
-            for (int i = 0; i < m; ++i) best[i] = std::max(best[i], 0.0);
+            for (int i = 0; i < m; ++i) {
+                at[i] = std::uint16_t(at[i] | (best[i] > 0 ? 0 : kReluZero));
+                best[i] = std::max(best[i], 0.0);
+            }
         }
 }
 
 /// The gradient at one band of `size` rows of a block's convolution output, from the gradient
-/// gy at pooled row py of y (rows r0.. of n): gy where the entry won its window and relu kept
-/// the output (y > 0; not NaN), else 0, and 0 in a last partial column of windows that pooling
-/// dropped. Written once, in order, into gz (channel c at gz + c chan, then size x width x m).
-/// Each pooled entry's masked gradient and winner are read once into a row buffer (the winner
-/// widened to 64 bits), so the band's writes are plain vector selects, one window entry at a
-/// time: with the masked loads of `code == winner && y > 0 ? gy : 0` they took 1.4x as long, and
-/// writing a 2 x 2 window's four entries in one pass over the row (which GCC 12 compiles to
-/// branches) 3-5x as long.
-inline void relu_pool_grad_band(int channels, int ho, int width, int size, int m, const double* y,
-                                const std::uint16_t* win, const double* gy, int py, int r0, int n, double* gz,
-                                long chan) {
+/// gy at pooled row py of the output (rows r0.. of n): gy where the entry won its window and
+/// relu kept the output (its code has no kReluZero), else 0, and 0 in a last partial column of
+/// windows that pooling dropped. Written once, in order, into gz (channel c at gz + c chan,
+/// then size x width x m). Each pooled entry's gradient and code are read once into row
+/// buffers, the code widened to 64 bits, so the band's writes are plain vector selects, one
+/// window entry at a time (reading gy in place for each entry instead was slower): with the
+/// masked loads of `code == winner && y > 0 ? gy : 0` they took 1.4x as long, and writing a
+/// 2 x 2 window's four entries in one pass over the row (which GCC 12 compiles to branches) 3-5x
+/// as long. Reading the codes instead of y > 0 for relu's mask saves reading the output: the
+/// fig6 layers' backward 2-5 ms each.
+inline void relu_pool_grad_band(int channels, int ho, int width, int size, int m, const std::uint16_t* win,
+                                const double* gy, int py, int r0, int n, double* gz, long chan) {
     const int wo = width / size;
-    thread_local std::vector<double> masked;
+    thread_local std::vector<double> grad;
     thread_local std::vector<std::int64_t> winner;
-    masked.resize(std::size_t(wo) * m);
+    grad.resize(std::size_t(wo) * m);
     winner.resize(std::size_t(wo) * m);
     for (int c = 0; c < channels; ++c) {
         for (int ox = 0; ox < wo; ++ox) {
             const long out = ((long(c) * ho + py) * wo + ox) * n + r0;
-            double* g = masked.data() + std::size_t(ox) * m;
+            double* g = grad.data() + std::size_t(ox) * m;
             std::int64_t* at = winner.data() + std::size_t(ox) * m;
-            for (int i = 0; i < m; ++i) g[i] = y[out + i] > 0 ? gy[out + i] : 0.0, at[i] = win[out + i];
+            for (int i = 0; i < m; ++i) g[i] = gy[out + i], at[i] = win[out + i];
         }
         double* to = gz + c * chan;
         for (int dy = 0; dy < size; ++dy) {
             for (int ox = 0; ox < wo; ++ox) {
-                const double* g = masked.data() + std::size_t(ox) * m;
+                const double* g = grad.data() + std::size_t(ox) * m;
                 const std::int64_t* at = winner.data() + std::size_t(ox) * m;
                 for (int col = 0; col < size; ++col, to += m) {  // the window's columns
                     const std::int64_t code = dy * size + col;
@@ -135,9 +144,10 @@ inline void relu_pool_grad_band(int channels, int ho, int width, int size, int m
 }  // namespace relu_pool_detail
 
 /// The flat index, in the n x (Cout P) convolution output, of pooled entry (row, col) whose
-/// window's winner is `code`: what max_pool2d's index would hold.
+/// window's winner is `code` (its kReluZero bit ignored): what max_pool2d's index would hold.
 inline long relu_pool_source(const ConvGeometry& g, int pool, int n, int row, long col, std::uint16_t code) {
     const int ho = g.out_h() / pool, wo = g.out_w() / pool;
+    code &= std::uint16_t(~kReluZero);
     const long c = col / (long(ho) * wo), oy = col / wo % ho, ox = col % wo;
     const long y = oy * pool + code / pool, x = ox * pool + code % pool;
     return row + long(n) * ((c * g.out_h() + y) * g.out_w() + x);
@@ -189,11 +199,11 @@ inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const
 }
 
 /// out (n x Cout Ho Wo) = conv(x, w) + bias taken at each window's winner (`win`, from
-/// conv_relu_pool_forward) where the layer's output y > 0, else 0 (also where y is NaN): the
+/// conv_relu_pool_forward) where the layer's output was > 0, else 0 (also where it is NaN): the
 /// layer's directional derivative (R-operator) along a perturbation w, bias of its parameters,
 /// for x fixed. The same values as the whole convolution then a gather at the winners.
 inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double* x, const double* w, const double* bias,
-                           int cout, const double* y, const std::uint16_t* win, double* out) {
+                           int cout, const std::uint16_t* win, double* out) {
     const int ho = g.out_h() / pool, wo = g.out_w() / pool, ow = g.out_w();
     const long band = long(pool) * ow;
     conv_bands(g, pool, n, x, w, bias, cout, [&](const double* zb, int py, int r0, int rows) {
@@ -203,14 +213,15 @@ inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double*
                 const double* z = zb + (c * band + long(ox) * pool) * rows;  // the window's first entry
                 for (int i = 0; i < rows; ++i) {
                     const int code = win[at + i];
-                    out[at + i] = y[at + i] > 0 ? z[(long(code / pool) * ow + code % pool) * rows + i] : 0.0;
+                    out[at + i] = code & kReluZero ? 0.0 : z[(long(code / pool) * ow + code % pool) * rows + i];
                 }
             }
     });
 }
 
 /// The layer's backward for the gradient gy at its output: gz = gy put back at each window's
-/// winner where y > 0 (relu's mask; the windows do not overlap), then, each optional,
+/// winner where the output was > 0 (relu's mask, from the codes in `win`; the windows do not
+/// overlap), then, each optional,
 ///   dx (n x C H W) = conv2d_input_grad(gz, w),  dw (Cout x K) = conv2d_weight_grad(x, gz),
 ///   db (Cout) = channel_sums(gz),
 /// block by block of images; dw and db are the sums of the blocks' parts, in block order. Where
@@ -218,8 +229,7 @@ inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double*
 /// `pool` output rows at a time (DirectWeightGrad and ChannelSums take it so, with the same
 /// bits), so it stays in L2; otherwise it is built for the whole block, for the products.
 inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
-                                    const double* y, const std::uint16_t* win, const double* gy, double* dx, double* dw,
-                                    double* db) {
+                                    const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db) {
     using namespace relu_pool_detail;
     const int P = g.positions(), K = g.patch(), m = block_images(n, cout, P);
     const int oh = g.out_h(), ow = g.out_w(), ho = oh / pool;
@@ -241,7 +251,7 @@ inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, cons
         // gz for output rows [oy0, oy1) into `to`, channel c's part c chan further on.
         const auto gz_rows = [&](int oy0, int oy1, double* to, long chan) {
             if (oy0 < ho * pool)
-                relu_pool_grad_band(cout, ho, ow, pool, rows, y, win, gy, oy0 / pool, r0, n, to, chan);
+                relu_pool_grad_band(cout, ho, ow, pool, rows, win, gy, oy0 / pool, r0, n, to, chan);
             else  // rows past the last whole window: pooling dropped them
                 for (int c = 0; c < cout; ++c) std::fill_n(to + c * chan, long(oy1 - oy0) * ow * rows, 0.0);
         };

@@ -59,7 +59,7 @@ inline void forward(const FusedCnn& net, int n, const double* xb, const double* 
 
 /// The gradient of the loss for output errors `err` into `grad` (packed): dw2 = h^T err, db2 =
 /// sum err, dh = err w2, then the layer's backward (kernels::conv_relu_pool_backward): dz = dh
-/// masked by h > 0 and put back at the winners, dW1 = conv2d_weight_grad(xb, dz), db1 = the
+/// masked by h > 0 (the winners' codes carry that mask) and put back at the winners, dW1 = conv2d_weight_grad(xb, dz), db1 = the
 /// column sums of dz. With v2 and dw2_extra it is the R-pass's R(grad) instead: err = Re, dh
 /// gains e v2 and dw2 gains Rh^T e (dw2_extra).
 inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward& fw, const double* p,
@@ -83,7 +83,7 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward
         double* to = dh.data() + std::size_t(f) * n;
         for (int i = 0; i < n; ++i) to[i] = v2 ? std::fma(fw.e[i], v2[f], err[i] * w2[f]) : err[i] * w2[f];
     }
-    kernels::conv_relu_pool_backward(net.geometry, net.pool, n, xb, p, C, fw.h, fw.winner, dh.data(), nullptr, dW1,
+    kernels::conv_relu_pool_backward(net.geometry, net.pool, n, xb, p, C, fw.winner, dh.data(), nullptr, dW1,
                                      db1);
 }
 
@@ -132,7 +132,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
             kernels::grow(Rh, std::size_t(n) * F);
             kernels::grow(Rout, std::size_t(n));
             kernels::grow(Re, std::size_t(n));
-            kernels::conv_pool_take(nt.geometry, nt.pool, n, xb.data(), V1, vb1, C, fw.h, fw.winner, Rh.data());
+            kernels::conv_pool_take(nt.geometry, nt.pool, n, xb.data(), V1, vb1, C, fw.winner, Rh.data());
             for (int i = 0; i < n; ++i) Rout[i] = vb2;
             for (int f = 0; f < F; ++f)
                 for (int i = 0; i < n; ++i) {

@@ -223,7 +223,7 @@ inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const Conv
                 if (self.needs(1)) out[1] = fresh(cout, g.patch());
                 if (self.needs(2)) out[2] = fresh(1, cout);
                 kernels::conv_relu_pool_backward(
-                    g, pool, rows, self.inputs[0]->data, self.inputs[1]->data, cout, self.data, win, gy.node()->data,
+                    g, pool, rows, self.inputs[0]->data, self.inputs[1]->data, cout, win, gy.node()->data,
                     self.needs(0) ? out[0].node()->data : nullptr, self.needs(1) ? out[1].node()->data : nullptr,
                     self.needs(2) ? out[2].node()->data : nullptr);
                 return;

@@ -542,13 +542,16 @@ OCCAM_LANES_INLINE void grad_segment(int cout, int K, const double* g0, long NP,
 }
 
 /// The tile of each block type, NO x NT sums: AVX2 4 x 2 (all 16 registers hold sums; the
-/// multiply-adds read G from memory), AVX-512 8 x 3 (24 of 32). Measured on the learner's and
-/// the meta-learner's first layer, the fastest by 10-30% (AVX2 against 2 x 2, 2 x 3, 3 x 2,
-/// 2 x 4 and 4 x 3; AVX-512 against 4 x 3, 4 x 4, 4 x 6, 6 x 4 and 2 x 8).
+/// multiply-adds read G from memory), AVX-512 4 x 5 (20 of 32). Measured on the learner's and
+/// the meta-learner's first layer: AVX2 4 x 2 the fastest by 10-30% against 2 x 2, 2 x 3,
+/// 3 x 2, 2 x 4 and 4 x 3. AVX-512 was 8 x 3 while G came from L2; with G in L1 (grad_chunk),
+/// 4 x 5 took the backward passes of fig6's short-patch layers (the meta-learner's first, 9
+/// taps; the learner on 1400 test images and its 100 steps, 25 taps) 28.4 / 32.5 / 43.8 ms ->
+/// 26.0 / 28.3 / 37.4 ms, ahead of 4 x 3, 4 x 4, 4 x 6, 4 x 7, 6 x 4, 8 x 2, 8 x 3 and 2 x 9.
 template <class B>
-constexpr int kGradTileO = std::is_same_v<B, lanes::Split> ? 4 : 8;
+constexpr int kGradTileO = 4;  // both widths
 template <class B>
-constexpr int kGradTileT = std::is_same_v<B, lanes::Split> ? 2 : 3;
+constexpr int kGradTileT = std::is_same_v<B, lanes::Split> ? 2 : 5;
 /// Lane sums a tiling of NO x NT needs for Cout x K (whole tiles).
 inline std::size_t grad_sums(int cout, int K, int NO, int NT) {
     return std::size_t((cout + NO - 1) / NO * NO) * std::size_t((K + NT - 1) / NT * NT) * 8;

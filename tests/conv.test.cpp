@@ -350,7 +350,7 @@ TEST_CASE("conv2d_forward: the direct path (short patches, stride 1) gives the i
 
 TEST_CASE("conv2d_weight_grad: the direct path (short patches, stride 1) is the definition, the same bits on both widths") {
     // kernels/conv.hpp sums dw(o, t) = sum_r G(r, o) Col(r, t) in eight lanes down the rows,
-    // reading Col from x, in tiles of 4 x 2 (AVX2) or 8 x 3 (AVX-512) sums over chunks of rows.
+    // reading Col from x, in tiles of 4 x 2 (AVX2) or 4 x 5 (AVX-512) sums over chunks of rows.
     // Cases: padding rows and columns (empty and partial tap runs), a batch whose output row is
     // not whole blocks of 8 (13 images), rows longer than a chunk (100 images of 28 x 28), channel
     // and tap counts that leave partial tiles of either width.

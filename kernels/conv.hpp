@@ -461,10 +461,11 @@ inline void conv2d_im2col(const ConvGeometry& g, int n, const double* x, const d
 
 /// Rows per pass over a segment of `len` rows: the segment cut into equal pieces of at most 512
 /// rows, each a multiple of 8 (so lane j still takes rows j, j + 8, ... of the segment). A tile
-/// then finds its NO channels of G (32 KB for AVX-512's 8) in L1 on every pass over the taps
-/// after the first, where chunks of 2048 rows read them from L2 each time: the learner's
-/// weight gradient on fig6's 1400 test images (25 taps) 40 -> 35 ms, its first meta layer's
-/// 33 -> 32 ms; plain 512-row chunks left a 48-row piece of the learner's 560-row segments.
+/// then finds its NO channels of G (at most 16 KB) in L1 on every pass over the taps after the
+/// first, where chunks of 2048 rows read them from L2 each time: with the 8 x 3 AVX-512 tile of
+/// the time, the learner's weight gradient on fig6's 1400 test images (25 taps) 40 -> 35 ms,
+/// the first meta layer's 33 -> 32 ms; plain 512-row chunks left a 48-row piece of the
+/// learner's 560-row segments.
 inline long grad_chunk(long len) {
     const long pieces = (len + 511) / 512;
     return ((len + pieces - 1) / pieces + 7) / 8 * 8;

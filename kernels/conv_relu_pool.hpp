@@ -106,11 +106,11 @@ inline void relu_pool_band(int channels, int ho, int width, int size, int m, con
 /// windows that pooling dropped. Written once, in order, into gz (channel c at gz + c chan,
 /// then size x width x m). Each pooled entry's gradient and code are read once into row
 /// buffers, the code widened to 64 bits, so the band's writes are plain vector selects, one
-/// window entry at a time (reading gy in place for each entry instead was slower): with the
-/// masked loads of `code == winner && y > 0 ? gy : 0` they took 1.4x as long, and writing a
-/// 2 x 2 window's four entries in one pass over the row (which GCC 12 compiles to branches) 3-5x
-/// as long. Reading the codes instead of y > 0 for relu's mask saves reading the output: the
-/// fig6 layers' backward 2-5 ms each.
+/// window entry at a time. Measured against that: masked loads of `code == winner && y > 0 ?
+/// gy : 0` took 1.4x as long; writing a 2 x 2 window's four entries in one pass over the row
+/// (which GCC 12 compiles to branches) 3-5x as long; reading gy in place for each entry, longer
+/// too. Taking relu's mask from the codes rather than from y > 0 saves reading the output: the
+/// fig6 layers' backward passes 2-5 ms each.
 inline void relu_pool_grad_band(int channels, int ho, int width, int size, int m, const std::uint16_t* win,
                                 const double* gy, int py, int r0, int n, double* gz, long chan) {
     const int wo = width / size;

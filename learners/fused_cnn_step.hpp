@@ -59,9 +59,9 @@ inline void forward(const FusedCnn& net, int n, const double* xb, const double* 
 
 /// The gradient of the loss for output errors `err` into `grad` (packed): dw2 = h^T err, db2 =
 /// sum err, dh = err w2, then the layer's backward (kernels::conv_relu_pool_backward): dz = dh
-/// masked by h > 0 (the winners' codes carry that mask) and put back at the winners, dW1 = conv2d_weight_grad(xb, dz), db1 = the
-/// column sums of dz. With v2 and dw2_extra it is the R-pass's R(grad) instead: err = Re, dh
-/// gains e v2 and dw2 gains Rh^T e (dw2_extra).
+/// masked by h > 0 (the winners' codes carry that mask) and put back at the winners, dW1 =
+/// conv2d_weight_grad(xb, dz), db1 = the column sums of dz. With v2 and dw2_extra it is the
+/// R-pass's R(grad) instead: err = Re, dh gains e v2 and dw2 gains Rh^T e (dw2_extra).
 inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward& fw, const double* p,
                      const double* err, const double* v2, const double* dw2_extra, double* grad,
                      kernels::AlignedVector& dh) {

@@ -415,7 +415,8 @@ TEST_CASE("conv2d_weight_grad: the direct path (short patches, stride 1) is the 
                                 }
                                 lane[r % 8] = multiply_add(gv, xv, lane[r % 8]);
                             }
-                        ordered(o, t) = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+                        using L = lanes::Ops<lanes::Split>;
+                        ordered(o, t) = L::sum(L::load(lane));
                     }
                 CHECK(same_bits(wide, ordered));
             }

@@ -7,12 +7,15 @@
 // What the layer keeps for its backward is the pooled output and, per entry, which element of its
 // window won and whether relu zeroed it: two bytes instead of a four-byte index into the unpooled
 // output, and the backward pass reads those two bytes, not the eight of the output, for its mask.
+// And sparsity: behind relu and pooling at most one gradient entry in pool^2 is not zero, so the
+// backward of a long patch sums over those winners alone, a quarter of the dense products' work.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "buffer.hpp"
@@ -219,17 +222,488 @@ inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double*
     });
 }
 
-/// The layer's backward for the gradient gy at its output: gz = gy put back at each window's
-/// winner where the output was > 0 (relu's mask, from the codes in `win`; the windows do not
-/// overlap), then, each optional,
+namespace winner_detail {
+
+/// Where a patch's rows lie in the padded image-major copy of a block of images: image i at
+/// i image, padded row y (of H + 2 pad) at y row, pixel x's C channels at x C of it, so one
+/// patch row (kw C doubles) is contiguous and the patch under output (oy, ox) starts at
+/// oy stride row + ox stride C. Each image ends with 8 doubles of zeros (and rounds up to a
+/// cache line): the register blocks read a patch row as `blocks` blocks of 8, past its end.
+struct Patches {
+    int kh = 0, len = 0, blocks = 0, pad = 0, channels = 0;
+    long row = 0, image = 0;
+    explicit Patches(const ConvGeometry& g)
+        : kh(g.kernel_h), len(g.kernel_w * g.channels), blocks((len + 7) / 8), pad(g.padding), channels(g.channels),
+          row(long(g.width + 2 * g.padding) * g.channels),
+          image((long(g.height + 2 * g.padding) * row + 8 + 7) / 8 * 8) {}
+    int vectors() const { return kh * blocks; }  ///< blocks of 8 in a patch (T)
+};
+
+/// Images per block: the block's padded copies of x (and dx) and its gradients and codes about
+/// 4 MB (2^19 doubles), in multiples of 8. The copies are written a column of n at a time, m
+/// entries of each, and each column is on a new page: fewer than 8 entries a visit and the copy
+/// waits on memory; the block is read back an image at a time, so it need not fit L2.
+inline int block_images(const Patches& p, int n, long entries, bool dx) {
+    const long per_image = p.image * (dx ? 2 : 1) + entries * 10 / 8;  // a gradient and a 2-byte code
+    const long m = std::max(8L, ((1L << 19) / per_image) / 8 * 8);
+    return int(std::min<long>(m, n));
+}
+
+/// Prefetches the `bytes` from p: the copies below read columns n doubles apart, each on a new
+/// page, where the hardware prefetcher does not follow.
+inline void prefetch(const void* p, long bytes) {
+    for (long b = 0; b < bytes; b += 64) __builtin_prefetch(static_cast<const char*>(p) + b);
+}
+
+/// Copies between the columns of a block of images (column j: entries col(j) n + r0 .. + m of a
+/// column-major n x cols matrix) and their image-major rows (image i's entry j at i stride +
+/// at(j)): to the rows (ToRows) or back. Eight columns by eight images at a time, through a
+/// tile, so both sides move whole cache lines; one entry at a time, each image's row was written
+/// an entry a visit (2.5x as long for fig6's gradients). With `finite`, also whether every entry
+/// copied is finite (x 0 is 0 unless x is NaN or infinite).
+template <bool ToRows, class T, class Column, class Place>
+inline void copy_block(long count, int n, int r0, int m, const T* from, T* to, long stride, Column col, Place at,
+                       bool* finite = nullptr) {
+    double check = 0;
+    const auto column = [&](long j) { return col(j) * n + r0; };  // where column j's block starts
+    long j = 0;
+    for (; j + 8 <= count; j += 8) {
+        long c[8], a[8];
+        for (int k = 0; k < 8; ++k) c[k] = column(j + k), a[k] = at(j + k);
+        if (j + 16 <= count)  // the next eight columns: each on a new page, out of the prefetcher's sight
+            for (int k = 0; k < 8; ++k) prefetch((ToRows ? from : to) + column(j + 8 + k), m * long(sizeof(T)));
+        int i = 0;
+        for (; i + 8 <= m; i += 8) {
+            T tile[8][8];  // tile[k][l]: column j + k, image i + l
+            if constexpr (ToRows) {
+                for (int k = 0; k < 8; ++k)
+                    for (int l = 0; l < 8; ++l) tile[k][l] = from[c[k] + i + l];
+                if (finite)
+                    for (int k = 0; k < 8; ++k)
+                        for (int l = 0; l < 8; ++l) check += double(tile[k][l]) * 0.0;
+                for (int l = 0; l < 8; ++l)
+                    for (int k = 0; k < 8; ++k) to[(i + l) * stride + a[k]] = tile[k][l];
+            } else {
+                for (int l = 0; l < 8; ++l)
+                    for (int k = 0; k < 8; ++k) tile[k][l] = from[(i + l) * stride + a[k]];
+                for (int k = 0; k < 8; ++k)
+                    for (int l = 0; l < 8; ++l) to[c[k] + i + l] = tile[k][l];
+            }
+        }
+        for (; i < m; ++i)
+            for (int k = 0; k < 8; ++k) {
+                if constexpr (ToRows) to[i * stride + a[k]] = from[c[k] + i];
+                else to[c[k] + i] = from[i * stride + a[k]];
+            }
+    }
+    for (; j < count; ++j)
+        for (int i = 0; i < m; ++i) {
+            if constexpr (ToRows) to[i * stride + at(j)] = from[column(j) + i];
+            else to[column(j) + i] = from[i * stride + at(j)];
+        }
+    if (finite) {  // the ends, copied an entry at a time, are checked where they landed
+        if (count % 8 != 0 || m % 8 != 0)
+            for (int i = 0; i < m; ++i)
+                for (long jj = (m % 8 != 0 && i >= m / 8 * 8) ? 0 : count / 8 * 8; jj < count; ++jj)
+                    check += double(to[i * stride + at(jj)]) * 0.0;
+        *finite = *finite && check == 0;
+    }
+}
+
+/// Rows [r0, r0 + m) of x (n x C H W) into their padded image-major copies xt (zeros in the
+/// padding and the tail). False if an entry is not finite (NaN or infinite).
+inline bool pad_images(const ConvGeometry& g, const Patches& p, int n, const double* x, int r0, int m, double* xt) {
+    const int H = g.height, W = g.width, C = g.channels, pad = p.pad;
+    const long edge = long(pad) * C, interior = long(W) * C;
+    for (int i = 0; i < m; ++i) {  // the zeros: whole padding rows, each row's two edges, the tail
+        double* im = xt + i * p.image;
+        std::fill_n(im, pad * p.row, 0.0);
+        for (int y = 0; y < H; ++y) {
+            double* r = im + (y + pad) * p.row;
+            std::fill_n(r, edge, 0.0);
+            std::fill_n(r + edge + interior, edge, 0.0);
+        }
+        std::fill(im + (H + pad) * p.row, im + p.image, 0.0);
+    }
+    // Row y's interior, entry j = x C + c, is column (c H + y) W + x of the block.
+    bool finite = true;
+    for (int y = 0; y < H; ++y)
+        copy_block<true>(
+            interior, n, r0, m, x, xt, p.image, [&](long j) { return (j % C * H + y) * long(W) + j / C; },
+            [&](long j) { return (y + pad) * p.row + edge + j; }, &finite);
+    return finite;
+}
+
+/// The padded copies' interiors back into rows [r0, r0 + m) of dx (n x C H W).
+inline void unpad_images(const ConvGeometry& g, const Patches& p, int n, const double* dxt, int r0, int m,
+                         double* dx) {
+    const int H = g.height, W = g.width, C = g.channels;
+    const long edge = long(p.pad) * C, interior = long(W) * C;
+    for (int y = 0; y < H; ++y)
+        copy_block<false>(interior, n, r0, m, dxt, dx, p.image,
+                   [&](long j) { return (j % C * H + y) * long(W) + j / C; },
+                   [&](long j) { return (y + p.pad) * p.row + edge + j; });
+}
+
+/// Where each pooling window's first patch starts in the padded copy (corner, window by window in
+/// row-major order), and how far from it the patch of the window's entry `code` lies (place).
+struct Windows {
+    std::vector<long> corner, place;
+    Windows(const ConvGeometry& g, const Patches& p, int pool) {
+        const int ho = g.out_h() / pool, wo = g.out_w() / pool, s = g.stride;
+        for (int py = 0; py < ho; ++py)
+            for (int px = 0; px < wo; ++px)
+                corner.push_back(long(py) * pool * s * p.row + long(px) * pool * s * p.channels);
+        for (int code = 0; code < pool * pool; ++code)
+            place.push_back(long(code / pool) * s * p.row + long(code % pool) * s * p.channels);
+    }
+    int count() const { return int(corner.size()); }
+};
+
+/// Rows [r0, r0 + m) of gy and of the codes (both n x E, E = Cout windows) image-major: image i's
+/// E entries at i E of gt and ct.
+inline void transpose_winners(int n, long E, const std::uint16_t* win, const double* gy, int r0, int m, double* gt,
+                              std::uint16_t* ct) {
+    const auto same = [](long j) { return j; };
+    copy_block<true>(E, n, r0, m, gy, gt, E, same, same);
+    copy_block<true>(E, n, r0, m, win, ct, E, same, same);
+}
+
+/// The input gradient's groups of one image: for window k and code c, the channels that won at
+/// that place, in order, and their gradients, at (k codes + c) Cout of `chans` and `grad`;
+/// how many at size[k codes + c] (room for codes + 1 per window: the last takes the entries relu
+/// zeroed).
+struct Groups {
+    int* chans;
+    double* grad;
+    int* size;
+};
+
+/// One image's winners (its codes and gradients, E = Cout windows, channel by channel): for each
+/// channel o in turn and each of its windows in order whose winner relu kept, where the winner's
+/// patch starts in the padded copy (at) and the gradient there (grad); channel o's entries
+/// start at first[o]. With `groups`, the same entries by window and code as well. Branch-free:
+/// every entry is written, and a list moves on only past a kept one.
+inline void list_winners(const Windows& wins, int cout, const std::uint16_t* ct, const double* gt, int* __restrict at,
+                         double* __restrict grad, int* __restrict first, const Groups* groups) {
+    const int count = wins.count(), codes = int(wins.place.size());
+    const long* place = wins.place.data();
+    const long* corner = wins.corner.data();
+    if (groups) std::fill_n(groups->size, long(count) * (codes + 1), 0);
+    int e = 0;
+    for (int o = 0; o < cout; ++o) {
+        first[o] = e;
+        const std::uint16_t* code = ct + long(o) * count;
+        const double* g = gt + long(o) * count;
+        for (int k = 0; k < count; ++k) {
+            const unsigned c = code[k], spot = c & ~unsigned(kReluZero);
+            at[e] = int(corner[k] + place[spot]);
+            grad[e] = g[k];
+            e += (c & kReluZero) ? 0 : 1;
+        }
+        if (groups)
+            for (int k = 0; k < count; ++k) {
+                const unsigned c = code[k];
+                const long group = long(k) * (codes + 1) + ((c & kReluZero) ? codes : c);
+                const long slot = group * cout + groups->size[group]++;
+                groups->chans[slot] = o, groups->grad[slot] = g[k];
+            }
+    }
+    first[cout] = e;
+}
+
+/// The winners' sums run CH blocks of 8 at a time in registers, paired or not: paired, two sets
+/// of sums over the even and the odd entries, added at the end, so consecutive multiply-adds do
+/// not wait on each other (each takes 4 cycles, two issue a cycle). The weight gradient always
+/// pairs (fig6's 18 blocks: 23 ms paired in passes of 7, 27 ms unpaired in one pass); the input
+/// gradient pairs below 8 blocks a patch, where an entry's own blocks do not cover the wait. The
+/// choice depends on the shapes only, so both lane widths sum in the same order.
+inline bool paired(int blocks) { return blocks < 8; }
+/// The most blocks of sums a pass keeps in registers (with the loads): 32 AVX-512 registers, or
+/// 16 AVX2 ones (each block two halves).
+template <class B, bool Paired>
+constexpr int kWinnerBlocks = std::is_same_v<B, lanes::Split> ? (Paired ? 3 : 6) : (Paired ? 7 : 24);
+
+/// CH blocks of 8 of one channel's weight gradient (in memory at `sums`, block t at 8 t) plus
+/// the count entries' patches times their gradients: block t reads each patch at offset[t].
+template <class B, int CH, bool Paired>
+OCCAM_LANES_INLINE void weight_grad_blocks(const int* at, const double* grad, int count, const double* xi,
+                                           const long* offset, double* sums) {
+    using L = lanes::Ops<B>;
+    B even[CH], odd[Paired ? CH : 1];
+    for (int t = 0; t < CH; ++t) even[t] = L::load(sums + 8 * t);
+    int e = 0;
+    if constexpr (Paired) {
+        for (int t = 0; t < CH; ++t) odd[t] = L::splat(0.0);
+        for (; e + 2 <= count; e += 2) {
+            const double *p0 = xi + at[e], *p1 = xi + at[e + 1];
+            const double g0 = grad[e], g1 = grad[e + 1];
+#pragma GCC unroll 8  // the sums must stay in registers: GCC left this loop rolled, its sums in memory
+            for (int t = 0; t < CH; ++t) {
+                even[t] = L::fma(L::load(p0 + offset[t]), g0, even[t]);
+                odd[t] = L::fma(L::load(p1 + offset[t]), g1, odd[t]);
+            }
+        }
+    }
+    for (; e < count; ++e) {
+        const double* p0 = xi + at[e];
+        const double g0 = grad[e];
+#pragma GCC unroll 24
+        for (int t = 0; t < CH; ++t) even[t] = L::fma(L::load(p0 + offset[t]), g0, even[t]);
+    }
+    if constexpr (Paired)
+        for (int t = 0; t < CH; ++t) even[t] = even[t] + odd[t];
+    for (int t = 0; t < CH; ++t) L::store(sums + 8 * t, even[t]);
+}
+
+/// CH blocks of 8 of the input gradient under one patch: the sum over the count channels chans[e]
+/// (in order) of g_e times their weights' blocks (wp: a channel's T blocks, rows padded with
+/// zeros to whole blocks), added to the patch's blocks in place (at offset[t] from `to`; only
+/// the first valid[t] lanes of a row's last block).
+template <class B, int CH, bool Paired>
+OCCAM_LANES_INLINE void input_grad_blocks(const int* chans, const double* grad, int count, const double* wp, long T,
+                                          double* to, const long* offset, const int* valid) {
+    using L = lanes::Ops<B>;
+    B even[CH], odd[Paired ? CH : 1];
+    for (int t = 0; t < CH; ++t) even[t] = L::splat(0.0);
+    int e = 0;
+    if constexpr (Paired) {
+        for (int t = 0; t < CH; ++t) odd[t] = L::splat(0.0);
+        for (; e + 2 <= count; e += 2) {
+            const double *w0 = wp + chans[e] * T * 8, *w1 = wp + chans[e + 1] * T * 8;
+            const double g0 = grad[e], g1 = grad[e + 1];
+#pragma GCC unroll 8
+            for (int t = 0; t < CH; ++t) {
+                even[t] = L::fma(L::load(w0 + 8 * t), g0, even[t]);
+                odd[t] = L::fma(L::load(w1 + 8 * t), g1, odd[t]);
+            }
+        }
+    }
+    for (; e < count; ++e) {
+        const double* w0 = wp + chans[e] * T * 8;
+        const double g0 = grad[e];
+#pragma GCC unroll 24
+        for (int t = 0; t < CH; ++t) even[t] = L::fma(L::load(w0 + 8 * t), g0, even[t]);
+    }
+    if constexpr (Paired)
+        for (int t = 0; t < CH; ++t) even[t] = even[t] + odd[t];
+#pragma GCC unroll 24
+    for (int t = 0; t < CH; ++t) {
+        double* d = to + offset[t];
+        if (valid[t] == 8) {
+            L::store(d, L::load(d) + even[t]);
+        } else {
+            alignas(64) double part[8];
+            L::store(part, even[t]);
+            for (int l = 0; l < valid[t]; ++l) d[l] += part[l];
+        }
+    }
+}
+
+/// Runs Blocks<B, ch, Paired>::run(args...) for a ch from 1 to kWinnerBlocks known at run time.
+template <class B, template <class, int, bool> class Blocks, bool Paired, int CH = kWinnerBlocks<B, Paired>,
+          class... Args>
+OCCAM_LANES_INLINE void with_blocks(int ch, Args... args) {
+    if constexpr (CH > 1)
+        if (ch < CH) return with_blocks<B, Blocks, Paired, CH - 1>(ch, args...);
+    Blocks<B, CH, Paired>::run(args...);
+}
+template <class B, int CH, bool Paired>
+struct WeightGradBlocks {
+    OCCAM_LANES_INLINE static void run(const int* at, const double* grad, int count, const double* xi,
+                                       const long* offset, double* sums) {
+        weight_grad_blocks<B, CH, Paired>(at, grad, count, xi, offset, sums);
+    }
+};
+template <class B, int CH, bool Paired>
+struct InputGradBlocks {
+    OCCAM_LANES_INLINE static void run(const int* chans, const double* grad, int count, const double* wp, long T,
+                                       double* to, const long* offset, const int* valid) {
+        input_grad_blocks<B, CH, Paired>(chans, grad, count, wp, T, to, offset, valid);
+    }
+};
+/// A whole patch's T blocks, kWinnerBlocks at a time, for the weight gradient (sums: T blocks),
+/// and patch row r's for the input gradient (wp, to, offset and valid: from block 0).
+template <class B, bool Paired>
+OCCAM_LANES_INLINE void weight_grad_patch(int T, const int* at, const double* grad, int count, const double* xi,
+                                          const long* offset, double* sums) {
+    constexpr int most = kWinnerBlocks<B, Paired>;
+    for (int t0 = 0; t0 < T; t0 += most)
+        with_blocks<B, WeightGradBlocks, Paired>(std::min(most, T - t0), at, grad, count, xi, offset + t0,
+                                                 sums + 8 * t0);
+}
+template <class B, bool Paired>
+OCCAM_LANES_INLINE void input_grad_row(int blocks, int r, int T, const int* chans, const double* grad, int count,
+                                       const double* wp, double* to, const long* offset, const int* valid) {
+    constexpr int most = kWinnerBlocks<B, Paired>;
+    for (int t0 = r * blocks; t0 < (r + 1) * blocks; t0 += most)
+        with_blocks<B, InputGradBlocks, Paired>(std::min(most, (r + 1) * blocks - t0), chans, grad, count, wp + 8 * t0,
+                                                long(T), to, offset + t0, valid + t0);
+}
+
+/// What winners_backward reads and writes for one image.
+struct WinnerImage {
+    int cout = 0;
+    const double* xi = nullptr;          ///< the padded copy
+    const std::uint16_t* ct = nullptr;   ///< codes and gradients, E = Cout windows
+    const double* gt = nullptr;
+    const int *at = nullptr, *first = nullptr;
+    const double* grad = nullptr;        ///< the weight gradient's list
+    const long* offset = nullptr;        ///< block t of a patch at offset[t] from its start
+    const int* valid = nullptr;          ///< block t's lanes inside its patch row
+    const double* wp = nullptr;          ///< w, each channel's T blocks of 8 (rows padded with zeros)
+    Groups groups{};                     ///< the input gradient's groups
+    double *dwt = nullptr, *db = nullptr, *dxi = nullptr;
+};
+
+/// One image's part of the backward from its winners:
+///   for each channel o, its entries e in order:  dwt(o) += g_e patch_e,  db(o) += g_e;
+///   for each window, each code in order:  dxi(patch of the code) += sum over the channels o
+///     that won there (in order) of g_o w(o).
+/// dwt holds channel o's T blocks of 8 at o T 8 (block r blocks + v: lanes 8 v .. of patch row
+/// r). Grouping the input gradient by window and code sums each patch in registers and adds it
+/// to dxi once: adding g_e w(o) to dxi entry by entry waited on its stores (fig6's second layer
+/// 52 against 37 ms).
+template <class B>
+OCCAM_LANES_INLINE void winners_backward(const Patches& p, const Windows& wins, const WinnerImage& k) {
+    using L = lanes::Ops<B>;
+    const int T = p.vectors(), cout = k.cout, count = wins.count(), codes = int(wins.place.size());
+    for (int o = 0; o < cout; ++o) {
+        const int e0 = k.first[o], e1 = k.first[o + 1];
+        if (e0 == e1) continue;
+        if (k.dwt) {
+            double* sums = k.dwt + long(o) * T * 8;
+            weight_grad_patch<B, true>(T, k.at + e0, k.grad + e0, e1 - e0, k.xi, k.offset, sums);
+        }
+        if (k.db) {  // in eight lanes, then their sum in a fixed order
+            B acc = L::splat(0.0);
+            int e = e0;
+            for (; e + 8 <= e1; e += 8) acc = acc + L::load(k.grad + e);
+            double tail = 0;
+            for (; e < e1; ++e) tail += k.grad[e];
+            k.db[o] += L::sum(acc) + tail;
+        }
+    }
+    if (!k.dxi) return;
+    // A patch row's blocks at a time over all the windows, so the weights' part in use (a row of
+    // each channel's, 12 KB for fig6) stays in L1 with the image's gradient (37 KB whole).
+    const bool pair = paired(T);
+    for (int r = 0; r < p.kh; ++r)
+        for (int w = 0; w < count; ++w)
+            for (int c = 0; c < codes; ++c) {
+                const long group = long(w) * (codes + 1) + c;
+                const int size = k.groups.size[group];
+                if (size == 0) continue;
+                double* to = k.dxi + wins.corner[std::size_t(w)] + wins.place[std::size_t(c)];
+                const int* ch = k.groups.chans + group * cout;
+                const double* g = k.groups.grad + group * cout;
+                if (pair) input_grad_row<B, true>(p.blocks, r, T, ch, g, size, k.wp, to, k.offset, k.valid);
+                else input_grad_row<B, false>(p.blocks, r, T, ch, g, size, k.wp, to, k.offset, k.valid);
+            }
+}
+
+}  // namespace winner_detail
+
+/// The layer's backward from its winners alone: behind relu and max pooling, the gradient at the
+/// convolution's output is gy at each window's winner where relu kept the output and 0
+/// everywhere else (at most one entry in pool^2), so for those entries e (image i, channel o,
+/// output position (oy, ox)):
+///   dw(o) = sum_e g_e patch_e,   db(o) = sum_e g_e,   dx(i, patch_e) += g_e w(o),
+/// where patch_e is x's C x kh x kw patch under (oy, ox). A block of images at a time, x is
+/// copied image-major with its padding (a patch row contiguous), gy and the codes image-major,
+/// and then an image at a time its winners are listed and the sums run over the lists in
+/// order: the same order for any block size, thread count or lane width. Returns false, having
+/// written nothing of use, where x or (with dx) w is not finite (NaN or infinite): the dense
+/// products multiply the gradient's zeros too, and NaN x 0 is NaN, as in the unfused ops.
+inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
+                                            int cout, const std::uint16_t* win, const double* gy, double* dx,
+                                            double* dw, double* db) {
+    using namespace winner_detail;
+    const int K = g.patch();
+    for (long k = 0; dx && k < long(cout) * K; ++k)  // (only dx reads w)
+        if (!std::isfinite(w[k])) return false;
+    const Patches p(g);
+    const Windows wins(g, p, pool);
+    const int T = p.vectors();
+    const long E = long(cout) * wins.count();
+    const int m = block_images(p, n, E, dx != nullptr);
+    thread_local AlignedVector xt, dxt, gt, grad, wp, dwt;
+    thread_local std::vector<std::uint16_t> ct;
+    thread_local std::vector<int> at, first, valid, group_chans, group_size;
+    thread_local AlignedVector group_grad;
+    thread_local std::vector<long> offset;
+    grow(xt, std::size_t(m) * p.image);
+    grow(gt, std::size_t(m) * E);
+    ct.resize(std::size_t(m) * E);
+    grow(grad, std::size_t(E));
+    at.resize(std::size_t(E));
+    first.resize(std::size_t(cout) + 1);
+    offset.resize(std::size_t(T));
+    valid.resize(std::size_t(T));
+    for (int t = 0; t < T; ++t) {
+        offset[std::size_t(t)] = (t / p.blocks) * p.row + (t % p.blocks) * 8;
+        valid[std::size_t(t)] = std::min(8, p.len - (t % p.blocks) * 8);
+    }
+    if (dw) {
+        grow(dwt, std::size_t(cout) * T * 8);
+        std::fill_n(dwt.data(), std::size_t(cout) * T * 8, 0.0);
+    }
+    if (db) std::fill(db, db + cout, 0.0);
+    const long groups = long(wins.count()) * (long(wins.place.size()) + 1);
+    if (dx) {  // w(o, (c, ky, kx)) at wp[(o T + ky blocks) 8 + kx C + c], zeros past a row's end
+        group_chans.resize(std::size_t(groups * cout));
+        grow(group_grad, std::size_t(groups * cout));
+        group_size.resize(std::size_t(groups));
+        grow(dxt, std::size_t(m) * p.image);
+        grow(wp, std::size_t(cout) * T * 8);
+        std::fill_n(wp.data(), std::size_t(cout) * T * 8, 0.0);
+        for (int o = 0; o < cout; ++o)
+            for (int c = 0; c < g.channels; ++c)
+                for (int ky = 0; ky < g.kernel_h; ++ky)
+                    for (int kx = 0; kx < g.kernel_w; ++kx)
+                        wp[(long(o) * T + ky * p.blocks) * 8 + kx * g.channels + c] =
+                            w[((long(c) * g.kernel_h + ky) * g.kernel_w + kx) * cout + o];
+    }
+    WinnerImage k{.cout = cout, .at = at.data(), .first = first.data(), .grad = grad.data(), .offset = offset.data(),
+                  .valid = valid.data(), .wp = wp.data(),
+                  .groups = {group_chans.data(), group_grad.data(), group_size.data()},
+                  .dwt = dw ? dwt.data() : nullptr, .db = db};
+    for (int r0 = 0; r0 < n; r0 += m) {
+        const int rows = std::min(m, n - r0);
+        if (!pad_images(g, p, n, x, r0, rows, xt.data())) return false;
+        transpose_winners(n, E, win, gy, r0, rows, gt.data(), ct.data());
+        if (dx) std::fill_n(dxt.data(), std::size_t(rows) * p.image, 0.0);
+        for (int i = 0; i < rows; ++i) {
+            k.xi = xt.data() + i * p.image;
+            k.ct = ct.data() + i * E, k.gt = gt.data() + i * E;
+            k.dxi = dx ? dxt.data() + i * p.image : nullptr;
+            list_winners(wins, cout, k.ct, k.gt, at.data(), grad.data(), first.data(), dx ? &k.groups : nullptr);
+            lanes::run([&]<class B>() OCCAM_LANES_KERNEL { winners_backward<B>(p, wins, k); });
+        }
+        if (dx) unpad_images(g, p, n, dxt.data(), r0, rows, dx);
+    }
+    if (dw)  // dwt's lanes (o, block ky blocks + j / 8, lane j % 8), j = kx C + c, into dw(o, (c, ky, kx))
+        for (int o = 0; o < cout; ++o)
+            for (int c = 0; c < g.channels; ++c)
+                for (int ky = 0; ky < g.kernel_h; ++ky)
+                    for (int kx = 0; kx < g.kernel_w; ++kx)
+                        dw[((long(c) * g.kernel_h + ky) * g.kernel_w + kx) * cout + o] =
+                            dwt[(long(o) * T + ky * p.blocks) * 8 + kx * g.channels + c];
+    return true;
+}
+
+/// The layer's backward by dense products, the winners' path's fallback and reference: gz = gy
+/// put back at each window's winner where the output was > 0 (relu's mask, from the codes in
+/// `win`; the windows do not overlap), then, each optional,
 ///   dx (n x C H W) = conv2d_input_grad(gz, w),  dw (Cout x K) = conv2d_weight_grad(x, gz),
 ///   db (Cout) = channel_sums(gz),
 /// block by block of images; dw and db are the sums of the blocks' parts, in block order. Where
 /// no dx is wanted and the patches are short (a first layer), gz is built and used a band of
 /// `pool` output rows at a time (DirectWeightGrad and ChannelSums take it so, with the same
 /// bits), so it stays in L2; otherwise it is built for the whole block, for the products.
-inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
-                                    const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db) {
+inline void conv_relu_pool_backward_dense(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
+                                          int cout, const std::uint16_t* win, const double* gy, double* dx, double* dw,
+                                          double* db) {
     using namespace relu_pool_detail;
     const int P = g.positions(), K = g.patch(), m = block_images(n, cout, P);
     const int oh = g.out_h(), ow = g.out_w(), ho = oh / pool;
@@ -287,6 +761,24 @@ inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, cons
         if (db)
             for (int o = 0; o < cout; ++o) db[o] += part[long(cout) * K + o];
     }
+}
+
+/// Patches of at least this many entries take the winners' path in conv_relu_pool_backward.
+constexpr int kWinnersFromPatch = 16;
+
+/// The layer's backward for the gradient gy at its output (dx, dw, db each optional; x, w, win
+/// and gy as conv_relu_pool_forward left them). The dense products spend pool^2 K multiply-adds
+/// per kept entry where the winners' path spends K and a copy and a list entry, so the winners
+/// win as the patch (K = C kh kw) grows. For fig6 (one core, scratch program): the second meta
+/// layer (K = 144, 2000 images) 105-112 ms against the dense products' 161; the learner's steps
+/// (K = 25, 20 images) 0.31-0.32 against 0.40-0.44 ms, its 1400 test images 28 against 29 ms;
+/// but the first meta layer (K = 9, 2000 images) 35 against 27 ms, so it stays dense.
+inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
+                                    const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db) {
+    if (g.patch() >= kWinnersFromPatch &&
+        conv_relu_pool_backward_winners(g, pool, n, x, w, cout, win, gy, dx, dw, db))
+        return;
+    conv_relu_pool_backward_dense(g, pool, n, x, w, cout, win, gy, dx, dw, db);
 }
 
 }  // namespace occam::kernels

@@ -523,6 +523,111 @@ TEST_CASE("conv_relu_pool_backward: a first layer's band-by-band gradient gives 
             }
 }
 
+TEST_CASE("conv_relu_pool_backward: the winners' sums give the dense products' gradients") {
+    // Behind relu and pooling only each window's winner carries a gradient; the winners' path
+    // sums just those entries, an image at a time, from padded image-major copies. Against the
+    // dense products (dx, dw, db to rounding): fig6's second layer; a patch row that is not whole
+    // blocks of 8 (3 channels x 5, stride 2); a 3 x 3 pool that drops a row and a column of
+    // windows; one input channel (the learner's). Batches below 8, a multiple of 8, and two
+    // blocks and a part; both lane widths to the bit. Where relu zeroes every output the
+    // gradients are exactly 0; where x or w holds a NaN or an infinity the path declines and the
+    // public function's result is the dense one's, bit for bit (NaN x 0 is NaN there).
+    ad::Rng rng(43, 3);
+    struct Case {
+        ConvGeometry g;
+        int cout, pool;
+    };
+    const Case cases[] = {
+        {{.channels = 16, .height = 14, .width = 14, .kernel_h = 3, .kernel_w = 3, .padding = 1}, 32, 2},
+        {{.channels = 3, .height = 11, .width = 9, .kernel_h = 5, .kernel_w = 5, .stride = 2, .padding = 2}, 7, 2},
+        {{.channels = 8, .height = 9, .width = 9, .kernel_h = 2, .kernel_w = 3}, 5, 3},
+        {{.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .padding = 2}, 16, 2},
+    };
+    for (const Case& c : cases) {
+        const ConvGeometry& g = c.g;
+        const int cols = c.cout * (g.out_h() / c.pool) * (g.out_w() / c.pool), K = g.patch();
+        const kernels::winner_detail::Patches patches(g);
+        const int block = kernels::winner_detail::block_images(patches, 1 << 20, cols, true);
+        for (int n : {5, 8, 2 * block + 3})
+            for (bool with_dx : {true, false}) {
+                CAPTURE(g.channels);
+                CAPTURE(n);
+                CAPTURE(with_dx);
+                Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                const Eigen::MatrixXd w = rng.normal_matrix(c.cout, K);
+                const Eigen::MatrixXd b = rng.normal_matrix(c.cout, 1).array() - 2.0;  // relu zeroes some winners
+                const Eigen::MatrixXd gy = rng.normal_matrix(n, cols);
+                Eigen::MatrixXd y(n, cols);
+                std::vector<std::uint16_t> win(std::size_t(n) * cols);
+                kernels::conv_relu_pool_forward(g, c.pool, n, x.data(), w.data(), b.data(), c.cout, y.data(), win.data());
+                REQUIRE((y.array() == 0).any());
+                REQUIRE((y.array() > 0).any());
+                Eigen::MatrixXd dx(n, x.cols()), dw(c.cout, K), db(c.cout, 1), want_dx(n, x.cols()), want_dw(c.cout, K),
+                    want_db(c.cout, 1), narrow_dx(n, x.cols()), narrow_dw(c.cout, K), narrow_db(c.cout, 1);
+                const auto winners = [&](Eigen::MatrixXd& to_dx, Eigen::MatrixXd& to_dw, Eigen::MatrixXd& to_db) {
+                    return kernels::conv_relu_pool_backward_winners(g, c.pool, n, x.data(), w.data(), c.cout, win.data(),
+                                                                    gy.data(), with_dx ? to_dx.data() : nullptr,
+                                                                    to_dw.data(), to_db.data());
+                };
+                kernels::conv_relu_pool_backward_dense(g, c.pool, n, x.data(), w.data(), c.cout, win.data(), gy.data(),
+                                                       with_dx ? want_dx.data() : nullptr, want_dw.data(),
+                                                       want_db.data());
+                REQUIRE(winners(dx, dw, db));
+                const auto close = [](const Eigen::MatrixXd& got, const Eigen::MatrixXd& want) {
+                    const double scale = want.cwiseAbs().maxCoeff();
+                    return scale > 0.1 && (got - want).cwiseAbs().maxCoeff() <= 1e-12 * scale;
+                };
+                CHECK(close(dw, want_dw));
+                CHECK(close(db, want_db));
+                if (with_dx) CHECK(close(dx, want_dx));
+                lanes::wide_allowed() = false;
+                REQUIRE(winners(narrow_dx, narrow_dw, narrow_db));
+                lanes::wide_allowed() = true;
+                CHECK(same_bits(narrow_dw, dw));
+                CHECK(same_bits(narrow_db, db));
+                if (with_dx) CHECK(same_bits(narrow_dx, dx));
+
+                // relu zeroes everything: no winner carries a gradient.
+                const Eigen::MatrixXd off = Eigen::MatrixXd::Constant(c.cout, 1, -1e3);
+                kernels::conv_relu_pool_forward(g, c.pool, n, x.data(), w.data(), off.data(), c.cout, y.data(),
+                                                win.data());
+                REQUIRE(winners(dx, dw, db));
+                CHECK(dw.isZero(0));
+                CHECK(db.isZero(0));
+                if (with_dx) CHECK(dx.isZero(0));
+
+                // A NaN pixel (which dw reads), then a NaN weight (which dx reads): declined where read,
+                // and then the public function's result is the dense one's, NaNs and all.
+                kernels::conv_relu_pool_forward(g, c.pool, n, x.data(), w.data(), b.data(), c.cout, y.data(), win.data());
+                for (int bad : {0, 1, 2}) {  // the last image mid-row; a weight; the first image's last pixel
+                    CAPTURE(bad);
+                    Eigen::MatrixXd xb = x, wb = w;
+                    if (bad == 0) xb(n - 1, g.in_size() / 2) = std::numeric_limits<double>::quiet_NaN();
+                    if (bad == 1) wb(c.cout - 1, K / 2) = std::numeric_limits<double>::quiet_NaN();
+                    if (bad == 2) xb(0, g.in_size() - 1) = std::numeric_limits<double>::infinity();
+                    const bool declines = bad != 1 || with_dx;
+                    CHECK(kernels::conv_relu_pool_backward_winners(g, c.pool, n, xb.data(), wb.data(), c.cout, win.data(),
+                                                                   gy.data(), with_dx ? dx.data() : nullptr, dw.data(),
+                                                                   db.data()) == !declines);
+                    kernels::conv_relu_pool_backward(g, c.pool, n, xb.data(), wb.data(), c.cout, win.data(), gy.data(),
+                                                     with_dx ? dx.data() : nullptr, dw.data(), db.data());
+                    kernels::conv_relu_pool_backward_dense(g, c.pool, n, xb.data(), wb.data(), c.cout, win.data(),
+                                                           gy.data(), with_dx ? want_dx.data() : nullptr,
+                                                           want_dw.data(), want_db.data());
+                    if (declines || g.patch() < kernels::kWinnersFromPatch) {  // (dense there anyway)
+                        CHECK(same_bits(dw, want_dw));
+                        CHECK(same_bits(db, want_db));
+                        if (with_dx) CHECK(same_bits(dx, want_dx));
+                        if (declines) CHECK((dw.array().isNaN().any() || (with_dx && dx.array().isNaN().any())));
+                    } else {
+                        CHECK(close(dw, want_dw));
+                        CHECK(close(db, want_db));
+                    }
+                }
+            }
+    }
+}
+
 TEST_CASE("conv kernels: a block of a larger batch's rows read in place") {
     // conv_relu_pool runs the im2col path's forward on a block of rows through the batch's
     // leading dimension instead of a copy: whole, and for a range of output positions, it must

@@ -347,10 +347,12 @@ inline void unpad_images(const ConvGeometry& g, const Patches& p, int n, const d
 
 /// Where each pooling window's first patch starts in the padded copy (corner, window by window in
 /// row-major order), and how far from it the patch of the window's entry `code` lies (place).
+/// Set up again for each call in the same memory: a warm meta-step allocates nothing.
 struct Windows {
     std::vector<long> corner, place;
-    Windows(const ConvGeometry& g, const Patches& p, int pool) {
+    void set(const ConvGeometry& g, const Patches& p, int pool) {
         const int ho = g.out_h() / pool, wo = g.out_w() / pool, s = g.stride;
+        corner.clear(), place.clear();
         for (int py = 0; py < ho; ++py)
             for (int px = 0; px < wo; ++px)
                 corner.push_back(long(py) * pool * s * p.row + long(px) * pool * s * p.channels);
@@ -623,7 +625,8 @@ inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int
     for (long k = 0; dx && k < long(cout) * K; ++k)  // (only dx reads w)
         if (!std::isfinite(w[k])) return false;
     const Patches p(g);
-    const Windows wins(g, p, pool);
+    thread_local Windows wins;
+    wins.set(g, p, pool);
     const int T = p.vectors();
     const long E = long(cout) * wins.count();
     const int m = block_images(p, n, E, dx != nullptr);

@@ -310,11 +310,25 @@ inline void copy_block(long count, int n, int r0, int m, const T* from, T* to, l
     }
 }
 
+/// Rows [r0, r0 + m) of an n x (C H W) batch and the interiors of their padded image-major
+/// copies, one way or the other (ToRows: into the copies): padded row y's interior, entry
+/// j = x C + c, is the batch's column (c H + y) W + x.
+template <bool ToRows>
+inline void copy_images(const ConvGeometry& g, const Patches& p, int n, int r0, int m, const double* from, double* to,
+                        bool* finite = nullptr) {
+    const int H = g.height, W = g.width, C = g.channels;
+    const long edge = long(p.pad) * C;
+    for (int y = 0; y < H; ++y)
+        copy_block<ToRows>(
+            long(W) * C, n, r0, m, from, to, p.image, [&](long j) { return (j % C * H + y) * long(W) + j / C; },
+            [&](long j) { return (y + p.pad) * p.row + edge + j; }, finite);
+}
+
 /// Rows [r0, r0 + m) of x (n x C H W) into their padded image-major copies xt (zeros in the
 /// padding and the tail). False if an entry is not finite (NaN or infinite).
 inline bool pad_images(const ConvGeometry& g, const Patches& p, int n, const double* x, int r0, int m, double* xt) {
-    const int H = g.height, W = g.width, C = g.channels, pad = p.pad;
-    const long edge = long(pad) * C, interior = long(W) * C;
+    const int H = g.height, pad = p.pad;
+    const long edge = long(pad) * g.channels, interior = long(g.width) * g.channels;
     for (int i = 0; i < m; ++i) {  // the zeros: whole padding rows, each row's two edges, the tail
         double* im = xt + i * p.image;
         std::fill_n(im, pad * p.row, 0.0);
@@ -325,24 +339,9 @@ inline bool pad_images(const ConvGeometry& g, const Patches& p, int n, const dou
         }
         std::fill(im + (H + pad) * p.row, im + p.image, 0.0);
     }
-    // Row y's interior, entry j = x C + c, is column (c H + y) W + x of the block.
     bool finite = true;
-    for (int y = 0; y < H; ++y)
-        copy_block<true>(
-            interior, n, r0, m, x, xt, p.image, [&](long j) { return (j % C * H + y) * long(W) + j / C; },
-            [&](long j) { return (y + pad) * p.row + edge + j; }, &finite);
+    copy_images<true>(g, p, n, r0, m, x, xt, &finite);
     return finite;
-}
-
-/// The padded copies' interiors back into rows [r0, r0 + m) of dx (n x C H W).
-inline void unpad_images(const ConvGeometry& g, const Patches& p, int n, const double* dxt, int r0, int m,
-                         double* dx) {
-    const int H = g.height, W = g.width, C = g.channels;
-    const long edge = long(p.pad) * C, interior = long(W) * C;
-    for (int y = 0; y < H; ++y)
-        copy_block<false>(interior, n, r0, m, dxt, dx, p.image,
-                   [&](long j) { return (j % C * H + y) * long(W) + j / C; },
-                   [&](long j) { return (y + p.pad) * p.row + edge + j; });
 }
 
 /// Where each pooling window's first patch starts in the padded copy (corner, window by window in
@@ -683,7 +682,7 @@ inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int
             list_winners(wins, cout, k.ct, k.gt, at.data(), grad.data(), first.data(), dx ? &k.groups : nullptr);
             lanes::run([&]<class B>() OCCAM_LANES_KERNEL { winners_backward<B>(p, wins, k); });
         }
-        if (dx) unpad_images(g, p, n, dxt.data(), r0, rows, dx);
+        if (dx) copy_images<false>(g, p, n, r0, rows, dxt.data(), dx);  // the interiors back into dx
     }
     if (dw)  // dwt's lanes (o, block ky blocks + j / 8, lane j % 8), j = kx C + c, into dw(o, (c, ky, kx))
         for (int o = 0; o < cout; ++o)

@@ -7,14 +7,17 @@
 // What the layer keeps for its backward is the pooled output and, per entry, which element of its
 // window won and whether relu zeroed it: two bytes instead of a four-byte index into the unpooled
 // output, and the backward pass reads those two bytes, not the eight of the output, for its mask.
-// And sparsity: behind relu and pooling at most one gradient entry in pool^2 is not zero, so the
-// backward of a long patch sums over those winners alone, a quarter of the dense products' work.
+// For short patches and 2 x 2 pools the layer does not even keep a band: each window's four
+// sums stay in registers and are pooled there. And sparsity: behind relu and pooling at most
+// one gradient entry in pool^2 is not zero, so the backward of a long patch sums over those
+// winners alone, a quarter of the dense products' work.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -190,23 +193,285 @@ void conv_bands(const ConvGeometry& g, int pool, int n, const double* x, const d
     }
 }
 
-/// y (n x Cout Ho Wo) = max_pool(relu(conv(x, w) + bias)), pool x pool windows with stride pool,
-/// and each entry's winner code in `win`; x is n x (C H W), w is Cout x (C kh kw). The same
-/// values as conv2d_forward then max_pool2d_forward then relu.
-inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
-                                   const double* bias, int cout, double* y, std::uint16_t* win) {
+namespace pooled_detail {
+
+/// A block of `rows` images copied with its padding, each padded row split into its even and
+/// its odd columns (Wp = W + 2 pad; half rows of ceil(Wp / 2) columns of `rows` images, plus 8
+/// doubles so a last partial block of lanes reads inside the copy). Then the lanes r = px rows +
+/// i (window column px, image i) of a tap read one contiguous run: the window's left column at
+/// tap kx is padded column 2 px + kx, in the half of kx's parity at (px + kx / 2) rows + i, and
+/// its right column the same with kx + 1. So a block of eight lanes is one load, whatever the
+/// batch size (20 images a step of fig6's learner would waste 4 lanes in 24 if the lanes were
+/// images alone).
+struct SplitImages {
+    int hp = 0, pad = 0, channels = 0, rows = 0;
+    long half = 0;
+    SplitImages(const ConvGeometry& g, int rows_)
+        : hp(g.height + 2 * g.padding), pad(g.padding), channels(g.channels), rows(rows_),
+          half(long(g.width + 2 * g.padding + 1) / 2 * rows_ + 8) {}
+    long row() const { return 2 * half; }  ///< one padded row: its even half, then its odd half
+    long size() const { return long(channels) * hp * row(); }
+    /// Where tap (c, ky, kx) of a window's column dx (0 left, 1 right) starts, from the copy's
+    /// start for the window row at padded row 0 and lane 0.
+    long tap(int c, int ky, int kx, int dx) const {
+        const int col = kx + dx;
+        return (long(c) * hp + ky) * row() + (col & 1) * half + long(col >> 1) * rows;
+    }
+};
+
+/// Rows [r0, r0 + s.rows) of x (n x C H W) into their split copy xs (zeros in the padding).
+inline void split_copy(const ConvGeometry& g, const SplitImages& s, int n, const double* x, int r0, double* xs) {
+    std::fill_n(xs, s.size(), 0.0);
+    for (int c = 0; c < g.channels; ++c)
+        for (int y = 0; y < g.height; ++y)
+            for (int col = 0; col < g.width; ++col) {
+                const int pc = col + s.pad;
+                std::copy_n(x + ((long(c) * g.height + y) * g.width + col) * n + r0, s.rows,
+                            xs + (long(c) * s.hp + y + s.pad) * s.row() + (pc & 1) * s.half + long(pc >> 1) * s.rows);
+            }
+}
+
+/// Images per block of the pooled direct path: the split copy about 2^17 doubles (1 MB, in L2),
+/// in multiples of 8, so eight lanes rarely straddle two window columns. Every output is summed
+/// alone, so the block size does not change a bit.
+inline int block_rows(const ConvGeometry& g, int n) {
+    const long per_image = long(g.channels) * (g.height + 2 * g.padding) * (g.width + 2 * g.padding);
+    return int(std::min<long>(n, std::max(8L, (1L << 17) / per_image / 8 * 8)));
+}
+
+/// The direct tile's channels for each block type: AVX-512 4 channels (16 sums for the window's
+/// four places, of 32 registers), AVX2 1 (8 halves, of 16).
+template <class B>
+constexpr int kPooledChannels = std::is_same_v<B, lanes::Split> ? 1 : 4;
+
+/// The four places of a 2 x 2 window (z[q], q = dy 2 + dx, as a winner code) for NC channels
+/// from o0 and eight lanes: conv(x, w) + bias, the taps in order from 0, each a fused
+/// multiply-add, as conv_detail::run_tile sums them (a padded tap reads a 0 here, gives a 0
+/// there), so the same bits. x: the split copy at the window row's top padded row and the
+/// lanes' first; tap0 / tap1 (K each): the left / right column's tap offsets; down: one row.
+template <class B, int NC>
+OCCAM_LANES_INLINE void window_sums(int K, const long* tap0, const long* tap1, const double* x, long down,
+                                    const double* w, int cout, int o0, const double* bias, B (&z)[4][NC]) {
+    using L = lanes::Ops<B>;
+    // (GCC left the loops over c rolled, the sums in memory, without the pragmas)
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) z[q][c] = L::splat(0.0);
+    for (int t = 0; t < K; ++t) {
+        const B x0 = L::load(x + tap0[t]), x1 = L::load(x + tap1[t]);
+        const B x2 = L::load(x + tap0[t] + down), x3 = L::load(x + tap1[t] + down);
+        const double* wt = w + long(t) * cout + o0;
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {  // run_tile's expression, so the same contraction
+            z[0][c] = z[0][c] + x0 * wt[c];
+            z[1][c] = z[1][c] + x1 * wt[c];
+            z[2][c] = z[2][c] + x2 * wt[c];
+            z[3][c] = z[3][c] + x3 * wt[c];
+        }
+    }
+    if (bias)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 8
+            for (int c = 0; c < NC; ++c) z[q][c] = z[q][c] + L::splat(bias[o0 + c]);
+}
+
+/// Where lanes [r, r + valid) of a window row land in an output plane: (px n + r0 + i) for
+/// r = px rows + i; with the whole batch in one block, r itself (then contiguous).
+struct Lanes {
+    long at[8];
+    int valid;
+    bool contiguous;  ///< all eight valid and at[l] = at[0] + l
+};
+
+/// Lanes [r, r + 8) of a window row of block r0 (lanes_in_row of them).
+inline Lanes lanes_at(const SplitImages& s, int n, int r0, long lanes_in_row, long r) {
+    Lanes at;
+    at.valid = int(std::min<long>(8, lanes_in_row - r));
+    for (long l = 0, px = r / s.rows, i = r % s.rows; l < 8; ++l) {
+        at.at[l] = px * n + r0 + i;
+        if (++i == s.rows) i = 0, ++px;
+    }
+    at.contiguous = at.valid == 8 && at.at[7] == at.at[0] + 7;
+    return at;
+}
+
+/// What the pooled path writes: the pooled output and its winners' codes (the forward), or the
+/// sums at the winners the codes name (Take: conv_pool_take's out); channel o, window row py's
+/// plane at (o ho + py) wo n.
+struct PooledOut {
+    double* y;
+    std::uint16_t* win;
+    long plane, row;
+};
+
+/// One channel's pooled output from its window sums (z[q]: place q = dy 2 + dx), eight lanes:
+/// relu_pool_band's window of 2 x 2, the same comparisons in the same order, on the sums
+/// through memory (GCC 12 makes blocks of comparisons and selects scalar here before the
+/// AVX-512 copy inlines them).
+template <class B>
+OCCAM_LANES_INLINE void pool_lanes(const B* z, double* y, std::uint16_t* win, const Lanes& at) {
+    using L = lanes::Ops<B>;
+    alignas(64) double v[4][8], part[8];
+    alignas(16) std::uint16_t part_code[8];
+    for (int q = 0; q < 4; ++q) L::store(v[q], z[q]);
+    // Written in place where the lanes are contiguous (a copy of a stack buffer written lane by
+    // lane read it back whole: a store forwarding stall each, 1.7x the layer's time).
+    double* best = at.contiguous ? y + at.at[0] : part;
+    std::uint16_t* code = at.contiguous ? win + at.at[0] : part_code;
+    for (int l = 0; l < 8; ++l) {
+        double b = v[0][l];
+        int a = 0;
+        bool take = v[1][l] > b || std::isnan(v[1][l]);
+        b = take ? v[1][l] : b, a = take ? 1 : a;
+        take = v[2][l] > b || std::isnan(v[2][l]);
+        b = take ? v[2][l] : b, a = take ? 2 : a;
+        take = v[3][l] > b || std::isnan(v[3][l]);
+        b = take ? v[3][l] : b, a = take ? 3 : a;
+        best[l] = std::max(b, 0.0), code[l] = std::uint16_t(a | (b > 0 ? 0 : kReluZero));
+    }
+    if (!at.contiguous)
+        for (int l = 0; l < at.valid; ++l) y[at.at[l]] = part[l], win[at.at[l]] = part_code[l];
+}
+
+/// One channel's sums at its winners (0 where the code marks relu's zero), in lanes.
+template <class B>
+OCCAM_LANES_INLINE void take_lanes(const B* z, double* out, const std::uint16_t* win, const Lanes& at) {
+    using L = lanes::Ops<B>;
+    // Place q's sums in row q, zeros in rows 4..7: a code (place | kReluZero) picks its row
+    // without a branch (relu's zeros in random places: a misprediction each).
+    alignas(64) double sums[8][8];
+    for (int q = 0; q < 4; ++q) L::store(sums[q], z[q]), L::store(sums[4 + q], L::splat(0.0));
+    for (int l = 0; l < at.valid; ++l) {
+        const long k = at.contiguous ? at.at[0] + l : at.at[l];
+        const unsigned code = win[k];
+        out[k] = sums[(code & 3) | ((code >> 13) & 4)][l];
+    }
+}
+
+/// One tile: G channels from o0, their window sums, then each channel's outputs.
+template <class B, int G, bool Take>
+OCCAM_LANES_INLINE void pooled_group(int K, const long* tap0, const long* tap1, const double* x, long down,
+                                     const double* w, int cout, int o0, const double* bias, int py, const Lanes& at,
+                                     const PooledOut& out) {
+    B z[4][G];
+    window_sums<B, G>(K, tap0, tap1, x, down, w, cout, o0, bias, z);
+#pragma GCC unroll 8
+    for (int c = 0; c < G; ++c) {
+        const B zc[4] = {z[0][c], z[1][c], z[2][c], z[3][c]};
+        const long base = long(o0 + c) * out.plane + long(py) * out.row;
+        if constexpr (Take) take_lanes<B>(zc, out.y + base, out.win + base, at);
+        else pool_lanes<B>(zc, out.y + base, out.win + base, at);
+    }
+}
+
+/// The layer over one block of images (rows r0 .. r0 + s.rows of n), window row by window row,
+/// eight lanes at a time, NC channels at a time.
+template <class B, bool Take>
+OCCAM_LANES_INLINE void pooled_block(const ConvGeometry& g, const SplitImages& s, int n, int r0, const double* xs,
+                                     const double* w, const double* bias, int cout, const long* tap0,
+                                     const long* tap1, const PooledOut& out) {
+    constexpr int NC = kPooledChannels<B>;
+    const int K = g.patch(), ho = g.out_h() / 2, wo = g.out_w() / 2;
+    const long lanes_in_row = long(wo) * s.rows;
+    for (int py = 0; py < ho; ++py) {
+        const double* top = xs + long(2 * py) * s.row();
+        // The R-pass runs the lanes inside each group of channels, the forward the channels
+        // inside each block of lanes: each order the faster for it (fig6's layers: the R-pass's
+        // other order 1.6x as long for 1400 images, the forward's 1.4x).
+        if constexpr (Take) {
+            int o0 = 0;
+            for (; o0 + NC <= cout; o0 += NC)
+                for (long r = 0; r < lanes_in_row; r += 8)
+                    pooled_group<B, NC, Take>(K, tap0, tap1, top + r, s.row(), w, cout, o0, bias, py,
+                                              lanes_at(s, n, r0, lanes_in_row, r), out);
+            for (; o0 < cout; ++o0)
+                for (long r = 0; r < lanes_in_row; r += 8)
+                    pooled_group<B, 1, Take>(K, tap0, tap1, top + r, s.row(), w, cout, o0, bias, py,
+                                             lanes_at(s, n, r0, lanes_in_row, r), out);
+        } else {
+            for (long r = 0; r < lanes_in_row; r += 8) {
+                const Lanes at = lanes_at(s, n, r0, lanes_in_row, r);
+                int o0 = 0;
+                for (; o0 + NC <= cout; o0 += NC)
+                    pooled_group<B, NC, Take>(K, tap0, tap1, top + r, s.row(), w, cout, o0, bias, py, at, out);
+                for (; o0 < cout; ++o0)
+                    pooled_group<B, 1, Take>(K, tap0, tap1, top + r, s.row(), w, cout, o0, bias, py, at, out);
+            }
+        }
+    }
+}
+
+/// The layer through the pooled direct path (stride 1, 2 x 2 pooling, a short patch): block by
+/// block of images, each copied split, then every window's four sums in registers, pooled (or
+/// taken at the codes' winners) there. The convolution's output never goes to memory.
+template <bool Take>
+void pooled_direct(const ConvGeometry& g, int n, const double* x, const double* w, const double* bias, int cout,
+                   const PooledOut& out) {
+    const int m = block_rows(g, n), K = g.patch();
+    thread_local AlignedVector xs;
+    thread_local std::vector<long> tap0, tap1;
+    for (int r0 = 0; r0 < n; r0 += m) {
+        const SplitImages s(g, std::min(m, n - r0));
+        tap0.resize(std::size_t(K)), tap1.resize(std::size_t(K));
+        for (int c = 0, t = 0; c < g.channels; ++c)
+            for (int ky = 0; ky < g.kernel_h; ++ky)
+                for (int kx = 0; kx < g.kernel_w; ++kx, ++t)
+                    tap0[std::size_t(t)] = s.tap(c, ky, kx, 0), tap1[std::size_t(t)] = s.tap(c, ky, kx, 1);
+        grow(xs, std::size_t(s.size()));
+        split_copy(g, s, n, x, r0, xs.data());
+        const double* xp = xs.data();
+        const long* t0 = tap0.data();
+        const long* t1 = tap1.data();
+        lanes::run([&]<class B>() OCCAM_LANES_KERNEL {
+            pooled_block<B, Take>(g, s, n, r0, xp, w, bias, cout, t0, t1, out);
+        });
+    }
+}
+
+/// Patches of at least this many entries take the pooled direct path (stride 1, 2 x 2 pools,
+/// patches short enough to read x directly). Against the bands (one core, scratch program, the
+/// same bits): fig6's learner (5 x 5, 20 images) forward 0.41 -> 0.29 ms and R-pass 0.29 ->
+/// 0.19 ms (AVX2: 0.49 -> 0.41 and 0.37 -> 0.36), its 1400 test images 23 -> 23 ms; but the
+/// meta-learner's first layer (3 x 3, 2000 images) 26 -> 28 ms (AVX2 24 -> 30): nine taps do
+/// not cover the pooling's and the copy's cost, so it keeps the bands.
+constexpr int kPooledFromPatch = 16;
+
+/// Whether a layer takes the pooled direct path.
+inline bool pooled_direct_applies(const ConvGeometry& g, int pool) {
+    return pool == 2 && conv_detail::reads_x_directly(g) && g.patch() >= kPooledFromPatch;
+}
+
+}  // namespace pooled_detail
+
+/// y (n x Cout Ho Wo) = max_pool(relu(conv(x, w) + bias)) and the winners' codes through the
+/// bands (conv_bands, relu_pool_band): the path of every shape the pooled direct path does not
+/// take, and its reference in the tests.
+inline void conv_relu_pool_forward_bands(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
+                                         const double* bias, int cout, double* y, std::uint16_t* win) {
     const int ho = g.out_h() / pool;
     conv_bands(g, pool, n, x, w, bias, cout, [&](const double* zb, int py, int r0, int rows) {
         relu_pool_detail::relu_pool_band(cout, ho, g.out_w(), pool, rows, zb, py, r0, n, y, win);
     });
 }
 
-/// out (n x Cout Ho Wo) = conv(x, w) + bias taken at each window's winner (`win`, from
-/// conv_relu_pool_forward) where the layer's output was > 0, else 0 (also where it is NaN): the
-/// layer's directional derivative (R-operator) along a perturbation w, bias of its parameters,
-/// for x fixed. The same values as the whole convolution then a gather at the winners.
-inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double* x, const double* w, const double* bias,
-                           int cout, const std::uint16_t* win, double* out) {
+/// y (n x Cout Ho Wo) = max_pool(relu(conv(x, w) + bias)), pool x pool windows with stride pool,
+/// and each entry's winner code in `win`; x is n x (C H W), w is Cout x (C kh kw). The same
+/// values as conv2d_forward then max_pool2d_forward then relu, by the pooled direct path where
+/// it applies (the same bits as the bands).
+inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
+                                   const double* bias, int cout, double* y, std::uint16_t* win) {
+    if (!pooled_detail::pooled_direct_applies(g, pool))
+        return conv_relu_pool_forward_bands(g, pool, n, x, w, bias, cout, y, win);
+    const long row = long(g.out_w() / pool) * n;
+    pooled_detail::pooled_direct<false>(g, n, x, w, bias, cout, {y, win, g.out_h() / pool * row, row});
+}
+
+/// conv_pool_take (below) through the bands: its path where the pooled direct path does not
+/// apply, and its reference in the tests.
+inline void conv_pool_take_bands(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
+                                 const double* bias, int cout, const std::uint16_t* win, double* out) {
     const int ho = g.out_h() / pool, wo = g.out_w() / pool, ow = g.out_w();
     const long band = long(pool) * ow;
     conv_bands(g, pool, n, x, w, bias, cout, [&](const double* zb, int py, int r0, int rows) {
@@ -220,6 +485,19 @@ inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double*
                 }
             }
     });
+}
+
+/// out (n x Cout Ho Wo) = conv(x, w) + bias taken at each window's winner (`win`, from
+/// conv_relu_pool_forward) where the layer's output was > 0, else 0 (also where it is NaN): the
+/// layer's directional derivative (R-operator) along a perturbation w, bias of its parameters,
+/// for x fixed. The same values as the whole convolution then a gather at the winners.
+inline void conv_pool_take(const ConvGeometry& g, int pool, int n, const double* x, const double* w, const double* bias,
+                           int cout, const std::uint16_t* win, double* out) {
+    if (!pooled_detail::pooled_direct_applies(g, pool))
+        return conv_pool_take_bands(g, pool, n, x, w, bias, cout, win, out);
+    const long row = long(g.out_w() / pool) * n;  // (take only reads the codes)
+    pooled_detail::pooled_direct<true>(g, n, x, w, bias, cout,
+                                       {out, const_cast<std::uint16_t*>(win), g.out_h() / pool * row, row});
 }
 
 namespace winner_detail {

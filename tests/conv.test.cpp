@@ -689,6 +689,63 @@ TEST_CASE("conv_pool_take: the convolution at each window's winner where the lay
         }
 }
 
+TEST_CASE("conv_relu_pool: the pooled direct path gives the bands' bits") {
+    // For stride 1, 2 x 2 pools and patches of 16 to 32 entries the layer's forward and its
+    // R-pass keep each window's four sums in registers (lanes across window columns and images,
+    // from a copy split by column parity) instead of writing a band of the convolution and
+    // pooling it: every output, code and taken sum must be the bands' bits. The learner's shape,
+    // odd heights and widths (a dropped row or column of windows), no padding, padding wider
+    // than half the kernel, channels not a multiple of the tile's; one image, a partial block of
+    // lanes, the learner's 20, and two blocks and a part; NaN and infinite pixels; both widths.
+    ad::Rng rng(47, 3);
+    struct Case {
+        ConvGeometry g;
+        int cout;
+    };
+    const Case cases[] = {
+        {{.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .padding = 2}, 16},
+        {{.channels = 2, .height = 9, .width = 11, .kernel_h = 3, .kernel_w = 3, .padding = 1}, 5},
+        {{.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2}, 7},
+        {{.channels = 1, .height = 5, .width = 5, .kernel_h = 4, .kernel_w = 4, .padding = 2}, 3},
+        {{.channels = 4, .height = 6, .width = 7, .kernel_h = 2, .kernel_w = 2, .padding = 1}, 9},
+    };
+    for (const Case& c : cases) {
+        const ConvGeometry& g = c.g;
+        REQUIRE(kernels::pooled_detail::pooled_direct_applies(g, 2));
+        const int cols = c.cout * (g.out_h() / 2) * (g.out_w() / 2), K = g.patch();
+        for (int n : {1, 5, 20, 2 * kernels::pooled_detail::block_rows(g, 1 << 20) + 3})
+            for (bool wide : {true, false}) {
+                CAPTURE(g.channels);
+                CAPTURE(g.kernel_h);
+                CAPTURE(n);
+                CAPTURE(wide);
+                Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size()));
+                x(n - 1, g.in_size() / 2) = std::numeric_limits<double>::quiet_NaN();
+                if (n > 2) x(1, 0) = -std::numeric_limits<double>::infinity();
+                const Eigen::MatrixXd w = rng.normal_matrix(c.cout, K), b = rng.normal_matrix(c.cout, 1);
+                const Eigen::MatrixXd v = rng.normal_matrix(c.cout, K), vb = rng.normal_matrix(c.cout, 1);
+                Eigen::MatrixXd y(n, cols), want_y(n, cols), out(n, cols), want_out(n, cols);
+                std::vector<std::uint16_t> win(std::size_t(n) * cols), want_win(win.size());
+                lanes::wide_allowed() = wide;
+                kernels::conv_relu_pool_forward(g, 2, n, x.data(), w.data(), b.data(), c.cout, y.data(), win.data());
+                kernels::conv_pool_take(g, 2, n, x.data(), v.data(), vb.data(), c.cout, win.data(), out.data());
+                lanes::wide_allowed() = true;
+                kernels::conv_relu_pool_forward_bands(g, 2, n, x.data(), w.data(), b.data(), c.cout, want_y.data(),
+                                                      want_win.data());
+                kernels::conv_pool_take_bands(g, 2, n, x.data(), v.data(), vb.data(), c.cout, want_win.data(),
+                                              want_out.data());
+                CHECK(same_bits(y, want_y));
+                CHECK(win == want_win);
+                CHECK(same_bits(out, want_out));
+                CHECK(y.array().isNaN().any());
+                if (n >= 5) {  // (one image's NaN pixel can reach every window of a small one)
+                    CHECK((y.array() == 0).any());
+                    CHECK((out.array() != 0).any());
+                }
+            }
+    }
+}
+
 TEST_CASE("conv2d_im2col: the implicit product (no Col) gives im2col and the product's bits") {
     // With a multiple of 8 images the forward's product reads A straight from x through a table
     // of row pointers per position (zeros in the padding). Against im2col then gemm, bit for

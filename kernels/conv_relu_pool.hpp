@@ -72,6 +72,8 @@ inline void relu_pool_band(int channels, int ho, int width, int size, int m, con
             double* best = y + out;
             std::uint16_t* at = win + out;
             const double* v = zb + (c * band + ox * size) * m;
+            // (pooled_detail::pool_lanes repeats this window's rule: a helper shared by the two
+            // made the pooled forward 1.1x as long)
             if (size == 2) {  // the usual window, its four entries compared in registers in one pass
                 const double *v1 = v + m, *v2 = v + long(width) * m, *v3 = v2 + m;
                 for (int i = 0; i < m; ++i) {

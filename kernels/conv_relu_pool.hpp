@@ -17,11 +17,16 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "buffer.hpp"
 #include "conv.hpp"
+
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+#include <immintrin.h>  // the AVX-512 copy's pooling (pooled_detail)
+#endif
 
 namespace occam::kernels {
 
@@ -307,12 +312,79 @@ struct PooledOut {
     long plane, row;
 };
 
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+// The AVX-512 copy's pooling and take, written with intrinsics: the same comparisons, lane by
+// lane, as pool_lanes and take_lanes below, in mask registers. Written on V8 with the lanes
+// operations (greater, select), GCC 12 lowered them to scalar code before the AVX-512 copy
+// inlined them, and the scalar loop over eight lanes cost a third of the pooled forward. These
+// carry the target themselves and are plain `inline` (an always_inline callee with a target its
+// caller template lacks does not compile): GCC inlines them into the AVX-512 copy, which has it.
+
+/// pool_lanes for one register of lanes: b, the window's first maximum (a NaN wins), its place
+/// a, then relu: y = b < 0 ? 0 : b (std::max(b, 0.0): NaN and -0 stay), and a | kReluZero
+/// where b is not > 0.
+[[gnu::target("avx512f")]] inline void pool_lanes_wide(const lanes::V8* z, double* y, std::uint16_t* win,
+                                                       const Lanes& at) {
+    const __m512d zero = _mm512_setzero_pd();
+    __m512d b = __m512d(z[0]);
+    __m512i a = _mm512_setzero_si512();
+    for (int q = 1; q < 4; ++q) {
+        const __m512d v = __m512d(z[q]);
+        const __mmask8 take = _mm512_cmp_pd_mask(v, b, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+        b = _mm512_mask_blend_pd(take, b, v);
+        a = _mm512_mask_blend_epi64(take, a, _mm512_set1_epi64(q));
+    }
+    const __mmask8 kept = _mm512_cmp_pd_mask(b, zero, _CMP_GT_OQ);
+    a = _mm512_mask_or_epi64(a, __mmask8(~kept), a, _mm512_set1_epi64(kReluZero));
+    const __m512d best = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(b, zero, _CMP_LT_OQ), b, zero);
+    const __m128i code = _mm512_maskz_cvtepi64_epi16(0xff, a);  // (maskz: GCC 12 warns on the plain one's undefined source)
+    if (at.contiguous) {
+        _mm512_storeu_pd(y + at.at[0], best);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(win + at.at[0]), code);
+        return;
+    }
+    alignas(64) double part[8];
+    alignas(16) std::uint16_t part_code[8];
+    _mm512_store_pd(part, best);
+    _mm_store_si128(reinterpret_cast<__m128i*>(part_code), code);
+    for (int l = 0; l < at.valid; ++l) y[at.at[l]] = part[l], win[at.at[l]] = part_code[l];
+}
+
+/// take_lanes for one register of lanes: each lane's sum at its code's place, 0 where the code
+/// has kReluZero.
+[[gnu::target("avx512f")]] inline void take_lanes_wide(const lanes::V8* z, double* out, const std::uint16_t* win,
+                                                       const Lanes& at) {
+    alignas(16) std::uint16_t part_code[8];
+    if (at.contiguous) {
+        std::memcpy(part_code, win + at.at[0], sizeof part_code);
+    } else {
+        for (int l = 0; l < 8; ++l) part_code[l] = l < at.valid ? win[at.at[l]] : kReluZero;
+    }
+    const __m512i code = _mm512_maskz_cvtepu16_epi64(0xff, _mm_load_si128(reinterpret_cast<const __m128i*>(part_code)));
+    const __m512i place = _mm512_and_si512(code, _mm512_set1_epi64(3));
+    __m512d r = __m512d(z[0]);
+    for (int q = 1; q < 4; ++q)
+        r = _mm512_mask_blend_pd(_mm512_cmpeq_epi64_mask(place, _mm512_set1_epi64(q)), r, __m512d(z[q]));
+    r = _mm512_mask_blend_pd(_mm512_test_epi64_mask(code, _mm512_set1_epi64(kReluZero)), r, _mm512_setzero_pd());
+    if (at.contiguous) {
+        _mm512_storeu_pd(out + at.at[0], r);
+        return;
+    }
+    alignas(64) double part[8];
+    _mm512_store_pd(part, r);
+    for (int l = 0; l < at.valid; ++l) out[at.at[l]] = part[l];
+}
+#endif
+
 /// One channel's pooled output from its window sums (z[q]: place q = dy 2 + dx), eight lanes:
 /// relu_pool_band's window of 2 x 2, the same comparisons in the same order, on the sums
 /// through memory (GCC 12 makes blocks of comparisons and selects scalar here before the
 /// AVX-512 copy inlines them).
 template <class B>
 OCCAM_LANES_INLINE void pool_lanes(const B* z, double* y, std::uint16_t* win, const Lanes& at) {
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+    if constexpr (std::is_same_v<B, lanes::V8>) return pool_lanes_wide(z, y, win, at);
+#endif
     using L = lanes::Ops<B>;
     alignas(64) double v[4][8], part[8];
     alignas(16) std::uint16_t part_code[8];
@@ -339,6 +411,9 @@ OCCAM_LANES_INLINE void pool_lanes(const B* z, double* y, std::uint16_t* win, co
 /// One channel's sums at its winners (0 where the code marks relu's zero), in lanes.
 template <class B>
 OCCAM_LANES_INLINE void take_lanes(const B* z, double* out, const std::uint16_t* win, const Lanes& at) {
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+    if constexpr (std::is_same_v<B, lanes::V8>) return take_lanes_wide(z, out, win, at);
+#endif
     using L = lanes::Ops<B>;
     // Place q's sums in row q, zeros in rows 4..7: a code (place | kReluZero) picks its row
     // without a branch (relu's zeros in random places: a misprediction each).
@@ -431,17 +506,16 @@ void pooled_direct(const ConvGeometry& g, int n, const double* x, const double* 
     }
 }
 
-/// Patches of at least this many entries take the pooled direct path (stride 1, 2 x 2 pools,
-/// patches short enough to read x directly). Against the bands (one core, scratch program, the
-/// same bits): fig6's learner (5 x 5, 20 images) forward 0.41 -> 0.29 ms and R-pass 0.29 ->
-/// 0.19 ms (AVX2: 0.49 -> 0.41 and 0.37 -> 0.36), its 1400 test images 23 -> 23 ms; but the
-/// meta-learner's first layer (3 x 3, 2000 images) 26 -> 28 ms (AVX2 24 -> 30): nine taps do
-/// not cover the pooling's and the copy's cost, so it keeps the bands.
-constexpr int kPooledFromPatch = 16;
-
-/// Whether a layer takes the pooled direct path.
+/// Whether a layer takes the pooled direct path: stride 1, 2 x 2 pools, a patch short enough to
+/// read x directly and, for AVX2, of at least 16 entries. Both paths give the same bits, so the
+/// choice may depend on the lane width. Against the bands (one core, scratch program):
+/// - AVX-512, pooling in mask registers: fig6's learner (5 x 5, 20 images) forward 0.29 -> 0.19
+///   ms; its 1400 test images 24 -> 15 ms; the meta-learner's first layer (3 x 3, 2000 images)
+///   25 -> 14 ms; a 2 x 2 kernel 18 -> 9 ms, a 1 x 1 21 -> 11 ms.
+/// - AVX2: the learner's forward 0.49 -> 0.41 ms, R-pass 0.37 -> 0.36 ms; but the first meta
+///   layer 26 -> 30 ms: nine taps do not cover the scalar pooling and the copy, so from 16 on.
 inline bool pooled_direct_applies(const ConvGeometry& g, int pool) {
-    return pool == 2 && conv_detail::reads_x_directly(g) && g.patch() >= kPooledFromPatch;
+    return pool == 2 && conv_detail::reads_x_directly(g) && (lanes::use_wide() || g.patch() >= 16);
 }
 
 }  // namespace pooled_detail

@@ -690,13 +690,15 @@ TEST_CASE("conv_pool_take: the convolution at each window's winner where the lay
 }
 
 TEST_CASE("conv_relu_pool: the pooled direct path gives the bands' bits") {
-    // For stride 1, 2 x 2 pools and patches of 16 to 32 entries the layer's forward and its
-    // R-pass keep each window's four sums in registers (lanes across window columns and images,
-    // from a copy split by column parity) instead of writing a band of the convolution and
-    // pooling it: every output, code and taken sum must be the bands' bits. The learner's shape,
-    // odd heights and widths (a dropped row or column of windows), no padding, padding wider
-    // than half the kernel, channels not a multiple of the tile's; one image, a partial block of
-    // lanes, the learner's 20, and two blocks and a part; NaN and infinite pixels; both widths.
+    // For stride 1, 2 x 2 pools and short patches the layer's forward and its R-pass keep each
+    // window's four sums in registers (lanes across window columns and images, from a copy split
+    // by column parity) instead of writing a band of the convolution and pooling it: every
+    // output, code and taken sum must be the bands' bits. The learner's shape, odd heights and
+    // widths (a dropped row or column of windows), no padding, padding wider than half the
+    // kernel, channels not a multiple of the tile's, the first meta layer's 3 x 3, a 1 x 1 kernel
+    // whose windows in the padding tie (the first place wins); one image, a partial block of
+    // lanes, the learner's 20, and two blocks and a part; NaN and infinite pixels; both widths
+    // (the path is called directly: AVX2 takes it only from 16 entries on).
     ad::Rng rng(47, 3);
     struct Case {
         ConvGeometry g;
@@ -708,10 +710,13 @@ TEST_CASE("conv_relu_pool: the pooled direct path gives the bands' bits") {
         {{.channels = 3, .height = 7, .width = 9, .kernel_h = 3, .kernel_w = 2}, 7},
         {{.channels = 1, .height = 5, .width = 5, .kernel_h = 4, .kernel_w = 4, .padding = 2}, 3},
         {{.channels = 4, .height = 6, .width = 7, .kernel_h = 2, .kernel_w = 2, .padding = 1}, 9},
+        {{.channels = 1, .height = 12, .width = 10, .kernel_h = 3, .kernel_w = 3, .padding = 1}, 16},
+        {{.channels = 2, .height = 7, .width = 8, .kernel_h = 1, .kernel_w = 1, .padding = 1}, 5},
     };
     for (const Case& c : cases) {
         const ConvGeometry& g = c.g;
-        REQUIRE(kernels::pooled_detail::pooled_direct_applies(g, 2));
+        REQUIRE(kernels::conv_detail::reads_x_directly(g));
+        CHECK(kernels::pooled_detail::pooled_direct_applies(g, 2) == (lanes::use_wide() || g.patch() >= 16));
         const int cols = c.cout * (g.out_h() / 2) * (g.out_w() / 2), K = g.patch();
         for (int n : {1, 5, 20, 2 * kernels::pooled_detail::block_rows(g, 1 << 20) + 3})
             for (bool wide : {true, false}) {
@@ -727,8 +732,11 @@ TEST_CASE("conv_relu_pool: the pooled direct path gives the bands' bits") {
                 Eigen::MatrixXd y(n, cols), want_y(n, cols), out(n, cols), want_out(n, cols);
                 std::vector<std::uint16_t> win(std::size_t(n) * cols), want_win(win.size());
                 lanes::wide_allowed() = wide;
-                kernels::conv_relu_pool_forward(g, 2, n, x.data(), w.data(), b.data(), c.cout, y.data(), win.data());
-                kernels::conv_pool_take(g, 2, n, x.data(), v.data(), vb.data(), c.cout, win.data(), out.data());
+                const long row = long(g.out_w() / 2) * n, plane = g.out_h() / 2 * row;
+                kernels::pooled_detail::pooled_direct<false>(g, n, x.data(), w.data(), b.data(), c.cout,
+                                                             {y.data(), win.data(), plane, row});
+                kernels::pooled_detail::pooled_direct<true>(g, n, x.data(), v.data(), vb.data(), c.cout,
+                                                            {out.data(), win.data(), plane, row});
                 lanes::wide_allowed() = true;
                 kernels::conv_relu_pool_forward_bands(g, 2, n, x.data(), w.data(), b.data(), c.cout, want_y.data(),
                                                       want_win.data());

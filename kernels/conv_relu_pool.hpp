@@ -337,7 +337,8 @@ struct PooledOut {
     const __mmask8 kept = _mm512_cmp_pd_mask(b, zero, _CMP_GT_OQ);
     a = _mm512_mask_or_epi64(a, __mmask8(~kept), a, _mm512_set1_epi64(kReluZero));
     const __m512d best = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(b, zero, _CMP_LT_OQ), b, zero);
-    const __m128i code = _mm512_maskz_cvtepi64_epi16(0xff, a);  // (maskz: GCC 12 warns on the plain one's undefined source)
+    // (maskz: GCC 12 warns that the plain conversion's source is used uninitialised)
+    const __m128i code = _mm512_maskz_cvtepi64_epi16(0xff, a);
     if (at.contiguous) {
         _mm512_storeu_pd(y + at.at[0], best);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(win + at.at[0]), code);
@@ -378,8 +379,7 @@ struct PooledOut {
 
 /// One channel's pooled output from its window sums (z[q]: place q = dy 2 + dx), eight lanes:
 /// relu_pool_band's window of 2 x 2, the same comparisons in the same order, on the sums
-/// through memory (GCC 12 makes blocks of comparisons and selects scalar here before the
-/// AVX-512 copy inlines them).
+/// through memory in the AVX2 copy (pool_lanes_wide's mask registers in the AVX-512 one).
 template <class B>
 OCCAM_LANES_INLINE void pool_lanes(const B* z, double* y, std::uint16_t* win, const Lanes& at) {
 #if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)

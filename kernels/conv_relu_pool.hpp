@@ -736,14 +736,13 @@ struct Groups {
 /// One image's winners (its codes and gradients, E = Cout windows, channel by channel): for each
 /// channel o in turn and each of its windows in order whose winner relu kept, where the winner's
 /// patch starts in the padded copy (at) and the gradient there (grad); channel o's entries
-/// start at first[o]. With `groups`, the same entries by window and code as well. Branch-free:
-/// every entry is written, and a list moves on only past a kept one.
+/// start at first[o]. Branch-free: every entry is written, and a list moves on only past a kept
+/// one.
 inline void list_winners(const Windows& wins, int cout, const std::uint16_t* ct, const double* gt, int* __restrict at,
-                         double* __restrict grad, int* __restrict first, const Groups* groups) {
-    const int count = wins.count(), codes = int(wins.place.size());
+                         double* __restrict grad, int* __restrict first) {
+    const int count = wins.count();
     const long* place = wins.place.data();
     const long* corner = wins.corner.data();
-    if (groups) std::fill_n(groups->size, long(count) * (codes + 1), 0);
     int e = 0;
     for (int o = 0; o < cout; ++o) {
         first[o] = e;
@@ -755,15 +754,80 @@ inline void list_winners(const Windows& wins, int cout, const std::uint16_t* ct,
             grad[e] = g[k];
             e += (c & kReluZero) ? 0 : 1;
         }
-        if (groups)
-            for (int k = 0; k < count; ++k) {
-                const unsigned c = code[k];
-                const long group = long(k) * (codes + 1) + ((c & kReluZero) ? codes : c);
-                const long slot = group * cout + groups->size[group]++;
-                groups->chans[slot] = o, groups->grad[slot] = g[k];
-            }
     }
     first[cout] = e;
+}
+
+/// The same image's entries by window and code, each group's channels in order (the input
+/// gradient's groups).
+inline void list_groups(const Windows& wins, int cout, const std::uint16_t* ct, const double* gt,
+                        const Groups& groups) {
+    const int count = wins.count(), codes = int(wins.place.size());
+    std::fill_n(groups.size, long(count) * (codes + 1), 0);
+    for (int o = 0; o < cout; ++o) {
+        const std::uint16_t* code = ct + long(o) * count;
+        const double* g = gt + long(o) * count;
+        for (int k = 0; k < count; ++k) {
+            const unsigned c = code[k];
+            const long group = long(k) * (codes + 1) + ((c & kReluZero) ? codes : c);
+            const long slot = group * cout + groups.size[group]++;
+            groups.chans[slot] = o, groups.grad[slot] = g[k];
+        }
+    }
+}
+
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+/// list_winners' lists for the AVX-512 copy, eight windows at a time: the places looked up in a
+/// register (pools of at most 2 x 2, codes < 8), the kept entries stored packed with compress
+/// stores. The same lists.
+[[gnu::target("avx512f")]] inline void list_winners_wide(const Windows& wins, int cout, const std::uint16_t* ct,
+                                                         const double* gt, int* __restrict at,
+                                                         double* __restrict grad, int* __restrict first) {
+    const int count = wins.count();
+    const long* corner = wins.corner.data();
+    alignas(64) long table[8] = {};
+    std::copy(wins.place.begin(), wins.place.end(), table);
+    const __m512i places = _mm512_load_si512(table), relu_zero = _mm512_set1_epi64(kReluZero);
+    int e = 0;
+    for (int o = 0; o < cout; ++o) {
+        first[o] = e;
+        const std::uint16_t* code = ct + long(o) * count;
+        const double* g = gt + long(o) * count;
+        int k = 0;
+        for (; k + 8 <= count; k += 8) {
+            // (the maskz forms: GCC 12 warns that the plain ones' sources are used uninitialised)
+            const __m128i c16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(code + k));
+            const __m512i c = _mm512_maskz_cvtepu16_epi64(0xff, c16);
+            const __mmask8 kept = _mm512_testn_epi64_mask(c, relu_zero);  // place = code & 7 below
+            const __m512i spot =
+                _mm512_add_epi64(_mm512_loadu_si512(corner + k), _mm512_maskz_permutexvar_epi64(0xff, c, places));
+            const int kept_count = __builtin_popcount(kept);
+            _mm512_mask_cvtepi64_storeu_epi32(at + e, __mmask8((1u << kept_count) - 1),
+                                              _mm512_maskz_compress_epi64(kept, spot));  // packed, narrowed
+            _mm512_mask_compressstoreu_pd(grad + e, kept, _mm512_loadu_pd(g + k));
+            e += kept_count;
+        }
+        for (; k < count; ++k) {
+            const unsigned c = code[k];
+            at[e] = int(corner[k] + table[c & 7]);
+            grad[e] = g[k];
+            e += (c & kReluZero) ? 0 : 1;
+        }
+    }
+    first[cout] = e;
+}
+#endif
+
+/// One image's lists, and its groups where `groups` is given: in the AVX-512 copy where it runs
+/// and the windows have at most 8 places.
+inline void list_image(const Windows& wins, int cout, const std::uint16_t* ct, const double* gt, int* at,
+                       double* grad, int* first, const Groups* groups) {
+#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+    if (lanes::use_wide() && wins.place.size() <= 8) list_winners_wide(wins, cout, ct, gt, at, grad, first);
+    else
+#endif
+        list_winners(wins, cout, ct, gt, at, grad, first);
+    if (groups) list_groups(wins, cout, ct, gt, *groups);
 }
 
 /// The winners' sums run CH blocks of 8 at a time in registers, paired or not: paired, two sets
@@ -1032,7 +1096,7 @@ inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int
             k.xi = xt.data() + i * p.image;
             k.ct = ct.data() + i * E, k.gt = gt.data() + i * E;
             k.dxi = dx ? dxt.data() + i * p.image : nullptr;
-            list_winners(wins, cout, k.ct, k.gt, at.data(), grad.data(), first.data(), dx ? &k.groups : nullptr);
+            list_image(wins, cout, k.ct, k.gt, at.data(), grad.data(), first.data(), dx ? &k.groups : nullptr);
             lanes::run([&]<class B>() OCCAM_LANES_KERNEL { winners_backward<B>(p, wins, k); });
         }
         if (dx) copy_images<false>(g, p, n, r0, rows, dxt.data(), dx);  // the interiors back into dx

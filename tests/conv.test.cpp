@@ -4,6 +4,7 @@
 // first- and second-order gradient checks are rows of the op table (ops.test.cpp).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -625,6 +626,45 @@ TEST_CASE("conv_relu_pool_backward: the winners' sums give the dense products' g
                     }
                 }
             }
+    }
+}
+
+TEST_CASE("conv_relu_pool_backward: the AVX-512 copy lists the winners as list_winners does") {
+    // Eight windows at a time, the places from a register and the kept entries packed by compress
+    // stores: the same lists (where each winner's patch starts, its gradient, each channel's
+    // first entry) for the learner's layer and the second meta layer, with none, some or all of
+    // the winners zeroed by relu, and a channel's windows not a multiple of 8 (the scalar tail).
+    if (!lanes::wide_lanes_available()) return;  // (no AVX-512 here: nothing to compare)
+    const ConvGeometry geometries[] = {
+        {.channels = 1, .height = 28, .width = 28, .kernel_h = 5, .kernel_w = 5, .padding = 2},
+        {.channels = 16, .height = 14, .width = 14, .kernel_h = 3, .kernel_w = 3, .padding = 1},
+        {.channels = 2, .height = 11, .width = 9, .kernel_h = 3, .kernel_w = 3}};
+    ad::Rng rng(53, 3);
+    for (const ConvGeometry& g : geometries) {
+        using namespace kernels::winner_detail;
+        const Patches patches(g);
+        Windows wins;
+        wins.set(g, patches, 2);
+        const int cout = 5, count = wins.count();
+        const long E = long(cout) * count;
+        for (double zeroed : {0.0, 0.3, 1.0}) {
+            CAPTURE(count);
+            CAPTURE(zeroed);
+            const Eigen::MatrixXd u = rng.uniform_matrix(int(E), 2, 0.0, 1.0), gt = rng.normal_matrix(int(E), 1);
+            std::vector<std::uint16_t> ct(E);
+            for (long j = 0; j < E; ++j)
+                ct[j] = std::uint16_t(int(4 * u(j, 0)) | (u(j, 1) < zeroed ? kernels::kReluZero : 0));
+            std::vector<int> at(E), want_at(E), first(cout + 1), want_first(cout + 1);
+            std::vector<double> grad(E), want_grad(E);
+            list_winners(wins, cout, ct.data(), gt.data(), want_at.data(), want_grad.data(), want_first.data());
+            list_winners_wide(wins, cout, ct.data(), gt.data(), at.data(), grad.data(), first.data());
+            REQUIRE(first == want_first);
+            const int kept = first[cout];
+            if (zeroed == 0.0) CHECK(kept == E);
+            if (zeroed == 1.0) CHECK(kept == 0);
+            CHECK(std::equal(at.begin(), at.begin() + kept, want_at.begin()));
+            CHECK(std::equal(grad.begin(), grad.begin() + kept, want_grad.begin()));
+        }
     }
 }
 

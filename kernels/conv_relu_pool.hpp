@@ -24,8 +24,11 @@
 #include "buffer.hpp"
 #include "conv.hpp"
 
+// The AVX-512 copy's pooling, take and winner lists are written with intrinsics (GCC and Clang
+// on x86-64); elsewhere only the lanes code below exists.
 #if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
-#include <immintrin.h>  // the AVX-512 copy's pooling (pooled_detail)
+#define OCCAM_POOL_INTRINSICS 1
+#include <immintrin.h>
 #endif
 
 namespace occam::kernels {
@@ -312,7 +315,7 @@ struct PooledOut {
     long plane, row;
 };
 
-#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+#ifdef OCCAM_POOL_INTRINSICS
 // The AVX-512 copy's pooling and take, written with intrinsics: the same comparisons, lane by
 // lane, as pool_lanes and take_lanes below, in mask registers. Written on V8 with the lanes
 // operations (greater, select), GCC 12 lowered them to scalar code before the AVX-512 copy
@@ -382,7 +385,7 @@ struct PooledOut {
 /// through memory in the AVX2 copy (pool_lanes_wide's mask registers in the AVX-512 one).
 template <class B>
 OCCAM_LANES_INLINE void pool_lanes(const B* z, double* y, std::uint16_t* win, const Lanes& at) {
-#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+#ifdef OCCAM_POOL_INTRINSICS
     if constexpr (std::is_same_v<B, lanes::V8>) return pool_lanes_wide(z, y, win, at);
 #endif
     using L = lanes::Ops<B>;
@@ -411,7 +414,7 @@ OCCAM_LANES_INLINE void pool_lanes(const B* z, double* y, std::uint16_t* win, co
 /// One channel's sums at its winners (0 where the code marks relu's zero), in lanes.
 template <class B>
 OCCAM_LANES_INLINE void take_lanes(const B* z, double* out, const std::uint16_t* win, const Lanes& at) {
-#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+#ifdef OCCAM_POOL_INTRINSICS
     if constexpr (std::is_same_v<B, lanes::V8>) return take_lanes_wide(z, out, win, at);
 #endif
     using L = lanes::Ops<B>;
@@ -776,7 +779,7 @@ inline void list_groups(const Windows& wins, int cout, const std::uint16_t* ct, 
     }
 }
 
-#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+#ifdef OCCAM_POOL_INTRINSICS
 /// list_winners' lists for the AVX-512 copy, eight windows at a time: the places looked up in a
 /// register (pools of at most 2 x 2, codes < 8), the kept entries stored packed with compress
 /// stores. The same lists.
@@ -822,7 +825,7 @@ inline void list_groups(const Windows& wins, int cout, const std::uint16_t* ct, 
 /// and the windows have at most 8 places.
 inline void list_image(const Windows& wins, int cout, const std::uint16_t* ct, const double* gt, int* at,
                        double* grad, int* first, const Groups* groups) {
-#if defined(OCCAM_VECTOR_EXTENSIONS) && defined(__x86_64__)
+#ifdef OCCAM_POOL_INTRINSICS
     if (lanes::use_wide() && wins.place.size() <= 8) list_winners_wide(wins, cout, ct, gt, at, grad, first);
     else
 #endif

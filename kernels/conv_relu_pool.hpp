@@ -836,7 +836,8 @@ inline void list_image(const Windows& wins, int cout, const std::uint16_t* ct, c
 /// The winners' sums run CH blocks of 8 at a time in registers, paired or not: paired, two sets
 /// of sums over the even and the odd entries, added at the end, so consecutive multiply-adds do
 /// not wait on each other (each takes 4 cycles, two issue a cycle). The weight gradient always
-/// pairs (fig6's 18 blocks: 23 ms paired in passes of 7, 27 ms unpaired in one pass); the input
+/// pairs (fig6's 18 blocks, when passes read through a table of offsets: 23 ms paired in passes
+/// of 7, 27 ms unpaired in one pass); the input
 /// gradient pairs below 8 blocks a patch, where an entry's own blocks do not cover the wait. The
 /// choice depends on the shapes only, so both lane widths sum in the same order.
 inline bool paired(int blocks) { return blocks < 8; }
@@ -844,38 +845,6 @@ inline bool paired(int blocks) { return blocks < 8; }
 /// 16 AVX2 ones (each block two halves).
 template <class B, bool Paired>
 constexpr int kWinnerBlocks = std::is_same_v<B, lanes::Split> ? (Paired ? 3 : 6) : (Paired ? 7 : 24);
-
-/// CH blocks of 8 of one channel's weight gradient (in memory at `sums`, block t at 8 t) plus
-/// the count entries' patches times their gradients: block t reads each patch at offset[t].
-template <class B, int CH, bool Paired>
-OCCAM_LANES_INLINE void weight_grad_blocks(const int* at, const double* grad, int count, const double* xi,
-                                           const long* offset, double* sums) {
-    using L = lanes::Ops<B>;
-    B even[CH], odd[Paired ? CH : 1];
-    for (int t = 0; t < CH; ++t) even[t] = L::load(sums + 8 * t);
-    int e = 0;
-    if constexpr (Paired) {
-        for (int t = 0; t < CH; ++t) odd[t] = L::splat(0.0);
-        for (; e + 2 <= count; e += 2) {
-            const double *p0 = xi + at[e], *p1 = xi + at[e + 1];
-            const double g0 = grad[e], g1 = grad[e + 1];
-#pragma GCC unroll 8  // the sums must stay in registers: GCC left this loop rolled, its sums in memory
-            for (int t = 0; t < CH; ++t) {
-                even[t] = L::fma(L::load(p0 + offset[t]), g0, even[t]);
-                odd[t] = L::fma(L::load(p1 + offset[t]), g1, odd[t]);
-            }
-        }
-    }
-    for (; e < count; ++e) {
-        const double* p0 = xi + at[e];
-        const double g0 = grad[e];
-#pragma GCC unroll 24
-        for (int t = 0; t < CH; ++t) even[t] = L::fma(L::load(p0 + offset[t]), g0, even[t]);
-    }
-    if constexpr (Paired)
-        for (int t = 0; t < CH; ++t) even[t] = even[t] + odd[t];
-    for (int t = 0; t < CH; ++t) L::store(sums + 8 * t, even[t]);
-}
 
 /// CH blocks of 8 of the input gradient under one patch: the sum over the count channels chans[e]
 /// (in order) of g_e times their weights' blocks (wp: a channel's T blocks, rows padded with
@@ -930,29 +899,81 @@ OCCAM_LANES_INLINE void with_blocks(int ch, Args... args) {
     Blocks<B, CH, Paired>::run(args...);
 }
 template <class B, int CH, bool Paired>
-struct WeightGradBlocks {
-    OCCAM_LANES_INLINE static void run(const int* at, const double* grad, int count, const double* xi,
-                                       const long* offset, double* sums) {
-        weight_grad_blocks<B, CH, Paired>(at, grad, count, xi, offset, sums);
-    }
-};
-template <class B, int CH, bool Paired>
 struct InputGradBlocks {
     OCCAM_LANES_INLINE static void run(const int* chans, const double* grad, int count, const double* wp, long T,
                                        double* to, const long* offset, const int* valid) {
         input_grad_blocks<B, CH, Paired>(chans, grad, count, wp, T, to, offset, valid);
     }
 };
-/// A whole patch's T blocks, kWinnerBlocks at a time, for the weight gradient (sums: T blocks),
-/// and patch row r's for the input gradient (wp, to, offset and valid: from block 0).
-template <class B, bool Paired>
-OCCAM_LANES_INLINE void weight_grad_patch(int T, const int* at, const double* grad, int count, const double* xi,
-                                          const long* offset, double* sums) {
-    constexpr int most = kWinnerBlocks<B, Paired>;
-    for (int t0 = 0; t0 < T; t0 += most)
-        with_blocks<B, WeightGradBlocks, Paired>(std::min(most, T - t0), at, grad, count, xi, offset + t0,
-                                                 sums + 8 * t0);
+/// R whole patch rows of NB blocks of one channel's weight gradient (in memory at `sums`, block
+/// (r, j) at 8 (r NB + j)) plus the count entries' patches times their gradients, paired: block
+/// (r, j) of an entry's patch lies at its start + r row + 8 j, so every load is the entry's
+/// pointer, a row held in a register and a constant. (Through a table of the blocks' offsets
+/// GCC ran out of general registers, kept the offsets in vector ones and moved one back, with a
+/// `vmovq` on a multiply-add port, for every multiply-add: fig6's second layer 25 -> 21 ms.)
+template <class B, int NB, int R>
+OCCAM_LANES_INLINE void weight_grad_rows(const int* at, const double* grad, int count, const double* xi, long row,
+                                         double* sums) {
+    using L = lanes::Ops<B>;
+    constexpr int CH = NB * R;
+    B even[CH], odd[CH];
+    for (int t = 0; t < CH; ++t) even[t] = L::load(sums + 8 * t), odd[t] = L::splat(0.0);
+    long shift[R];
+    for (int r = 0; r < R; ++r) shift[r] = r * row;
+    int e = 0;
+    for (; e + 2 <= count; e += 2) {
+        const double *p0 = xi + at[e], *p1 = xi + at[e + 1];
+        const double g0 = grad[e], g1 = grad[e + 1];
+#pragma GCC unroll 8  // the sums must stay in registers: GCC left such loops rolled, their sums in memory
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+            for (int j = 0; j < NB; ++j) {
+                even[r * NB + j] = L::fma(L::load(p0 + shift[r] + 8 * j), g0, even[r * NB + j]);
+                odd[r * NB + j] = L::fma(L::load(p1 + shift[r] + 8 * j), g1, odd[r * NB + j]);
+            }
+    }
+    for (; e < count; ++e) {
+        const double* p0 = xi + at[e];
+        const double g0 = grad[e];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+            for (int j = 0; j < NB; ++j) even[r * NB + j] = L::fma(L::load(p0 + shift[r] + 8 * j), g0, even[r * NB + j]);
+    }
+    for (int t = 0; t < CH; ++t) L::store(sums + 8 * t, even[t] + odd[t]);
 }
+
+/// weight_grad_rows<B, NB, R> for an NB (blocks a row, with R = 1 a row's part) and an R known at
+/// run time, NB R at most kWinnerBlocks<B, true>.
+template <class B, int NB = 1, int R = kWinnerBlocks<B, true> / NB>
+OCCAM_LANES_INLINE void with_rows(int blocks, int rows, const int* at, const double* grad, int count,
+                                  const double* xi, long row, double* sums) {
+    if constexpr (NB < kWinnerBlocks<B, true>)
+        if (blocks > NB) return with_rows<B, NB + 1>(blocks, rows, at, grad, count, xi, row, sums);
+    if constexpr (R > 1)
+        if (rows < R) return with_rows<B, NB, R - 1>(blocks, rows, at, grad, count, xi, row, sums);
+    weight_grad_rows<B, NB, R>(at, grad, count, xi, row, sums);
+}
+
+/// A whole patch's weight gradient for one channel (kh rows of `blocks` blocks; sums: block
+/// (r, j) at 8 (r blocks + j)): as many whole rows a pass as fit in registers, or a row in parts.
+/// Every block's sum is the same chain of multiply-adds however the passes cut the patch.
+template <class B>
+OCCAM_LANES_INLINE void weight_grad_patch(int blocks, int kh, const int* at, const double* grad, int count,
+                                          const double* xi, long row, double* sums) {
+    constexpr int most = kWinnerBlocks<B, true>;
+    if (blocks <= most) {
+        const int rows = most / blocks;
+        for (int r0 = 0; r0 < kh; r0 += rows)
+            with_rows<B>(blocks, std::min(rows, kh - r0), at, grad, count, xi + r0 * row, row, sums + 8 * blocks * r0);
+        return;
+    }
+    for (int r = 0; r < kh; ++r)
+        for (int j0 = 0; j0 < blocks; j0 += most)
+            with_rows<B>(std::min(most, blocks - j0), 1, at, grad, count, xi + r * row + 8 * j0, row,
+                         sums + 8 * (r * blocks + j0));
+}
+
 template <class B, bool Paired>
 OCCAM_LANES_INLINE void input_grad_row(int blocks, int r, int T, const int* chans, const double* grad, int count,
                                        const double* wp, double* to, const long* offset, const int* valid) {
@@ -994,7 +1015,7 @@ OCCAM_LANES_INLINE void winners_backward(const Patches& p, const Windows& wins, 
         if (e0 == e1) continue;
         if (k.dwt) {
             double* sums = k.dwt + long(o) * T * 8;
-            weight_grad_patch<B, true>(T, k.at + e0, k.grad + e0, e1 - e0, k.xi, k.offset, sums);
+            weight_grad_patch<B>(p.blocks, p.kh, k.at + e0, k.grad + e0, e1 - e0, k.xi, p.row, sums);
         }
         if (k.db) {  // in eight lanes, then their sum in a fixed order
             B acc = L::splat(0.0);

@@ -3,7 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <limits>
+#include <string>
 
 #include "autodiff/autodiff.hpp"
 
@@ -75,6 +79,33 @@ TEST_CASE("tape: the arena reserves little beyond what it hands out, however lar
     CHECK(arena.bytes_reserved() <= std::size_t(16) << 20);
     CHECK(arena.allocate(piece) != nullptr);
     CHECK(arena.bytes_in_use() == piece);
+}
+
+TEST_CASE("tape: the arena's large blocks start on a huge page and ask Linux for huge pages") {
+    // fig6's kernels read tape values a column of 2000 images (16 KB) at a time: on 4 KB pages
+    // each column is a TLB miss. Blocks of kHugePage or more start on a kHugePage boundary and,
+    // on Linux, are marked for transparent huge pages (the mapping's VmFlags show "hg").
+    ad::Arena arena;
+    CHECK(arena.allocate(1000) != nullptr);  // the first, small block
+    void* big = arena.allocate(3 * ad::Arena::kHugePage);
+    CHECK(reinterpret_cast<std::uintptr_t>(big) % ad::Arena::kHugePage == 0);
+#if defined(__linux__)
+    // Only where the kernel has transparent huge pages and reports the mappings' flags (a
+    // sandbox may have neither).
+    if (!std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled")) return;
+    std::ifstream maps("/proc/self/smaps");
+    std::string line, flags;
+    bool inside = false;
+    const auto at = reinterpret_cast<std::uintptr_t>(big);
+    while (std::getline(maps, line)) {
+        unsigned long lo = 0, hi = 0;  // a mapping's first line: "lo-hi perms offset ..."
+        if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) inside = lo <= at && at < hi;
+        else if (inside && line.rfind("VmFlags:", 0) == 0) flags = line;
+    }
+    if (flags.empty()) return;
+    INFO("the block's mapping: " << flags);
+    CHECK(flags.find(" hg") != std::string::npos);
+#endif
 }
 
 TEST_CASE("tape: arena addresses are aligned in memory, and its byte count ignores the block layout") {

@@ -836,10 +836,10 @@ inline void list_image(const Windows& wins, int cout, const std::uint16_t* ct, c
 /// The winners' sums run CH blocks of 8 at a time in registers, paired or not: paired, two sets
 /// of sums over the even and the odd entries, added at the end, so consecutive multiply-adds do
 /// not wait on each other (each takes 4 cycles, two issue a cycle). The weight gradient always
-/// pairs (fig6's 18 blocks, when passes read through a table of offsets: 23 ms paired in passes
-/// of 7, 27 ms unpaired in one pass); the input
-/// gradient pairs below 8 blocks a patch, where an entry's own blocks do not cover the wait. The
-/// choice depends on the shapes only, so both lane widths sum in the same order.
+/// pairs (fig6's 18 blocks, read through a table of offsets then: 23 ms paired in passes of 7,
+/// 27 ms unpaired in one pass); the input gradient pairs below 8 blocks a patch, where an
+/// entry's own blocks do not cover the wait. The choice depends on the shapes only, so both
+/// lane widths sum in the same order.
 inline bool paired(int blocks) { return blocks < 8; }
 /// The most blocks of sums a pass keeps in registers (with the loads): 32 AVX-512 registers, or
 /// 16 AVX2 ones (each block two halves).
@@ -943,8 +943,8 @@ OCCAM_LANES_INLINE void weight_grad_rows(const int* at, const double* grad, int 
     for (int t = 0; t < CH; ++t) L::store(sums + 8 * t, even[t] + odd[t]);
 }
 
-/// weight_grad_rows<B, NB, R> for an NB (blocks a row, with R = 1 a row's part) and an R known at
-/// run time, NB R at most kWinnerBlocks<B, true>.
+/// weight_grad_rows<B, NB, R> for an NB (blocks a row, or with R = 1 a row's part) and an R
+/// known at run time, with NB R at most kWinnerBlocks<B, true>.
 template <class B, int NB = 1, int R = kWinnerBlocks<B, true> / NB>
 OCCAM_LANES_INLINE void with_rows(int blocks, int rows, const int* at, const double* grad, int count,
                                   const double* xi, long row, double* sums) {

@@ -47,7 +47,8 @@ public:
     /// transparent huge pages (`madvise`; systems set to "madvise" give none otherwise). The
     /// kernels read a tape value a column of n images at a time, each column 16 KB from the
     /// last for fig6's 2000 images: with 4 KB pages every column is a page of its own and a TLB
-    /// miss (fig6's meta-step, interleaved: 406-414 -> 376-388 ms).
+    /// miss (fig6's meta-step about 5% faster; on a VM whose host backs memory lazily the first
+    /// touch of fresh huge pages cost 1-3 s a process: bench/NOTES.md).
     static constexpr std::size_t kHugePage = std::size_t(2) << 20;
 
     /// `bytes` bytes aligned to `align` (a power of two, at most 64).

@@ -629,6 +629,7 @@ TEST_CASE("conv_relu_pool_backward: the winners' sums give the dense products' g
     }
 }
 
+#ifdef OCCAM_POOL_INTRINSICS  // (list_winners_wide exists only where the intrinsics do)
 TEST_CASE("conv_relu_pool_backward: the AVX-512 copy lists the winners as list_winners does") {
     // Eight windows at a time, the places from a register and the kept entries packed by compress
     // stores: the same lists (where each winner's patch starts, its gradient, each channel's
@@ -667,6 +668,7 @@ TEST_CASE("conv_relu_pool_backward: the AVX-512 copy lists the winners as list_w
         }
     }
 }
+#endif
 
 TEST_CASE("conv kernels: a block of a larger batch's rows read in place") {
     // conv_relu_pool runs the im2col path's forward on a block of rows through the batch's

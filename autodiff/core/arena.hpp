@@ -59,7 +59,7 @@ public:
             std::size_t start = round_up(offset_, align);
             if (start + bytes <= b.size) {
                 offset_ = start + bytes;
-                return b.data + start;
+                return b.data() + start;
             }
         }
         return allocate_slow(bytes);
@@ -113,20 +113,20 @@ private:
         void operator()(std::byte* p) const { ::operator delete(p, align); }
     };
     struct Block {
-        std::byte* data;
-        std::size_t size;
         std::unique_ptr<std::byte, Free> owner;
+        std::size_t size;
+        std::byte* data() const { return owner.get(); }
     };
 
     /// A block of `bytes` (uninitialised: untouched pages are never faulted in).
     static Block new_block(std::size_t bytes) {
         const std::align_val_t align{bytes >= kHugePage ? kHugePage : kMaxAlign};
-        std::unique_ptr<std::byte, Free> owner(static_cast<std::byte*>(::operator new(bytes, align)), Free{align});
+        Block b{std::unique_ptr<std::byte, Free>(static_cast<std::byte*>(::operator new(bytes, align)), Free{align}),
+                bytes};
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (bytes >= kHugePage) madvise(owner.get(), bytes, MADV_HUGEPAGE);  // a hint: failure is harmless
+        if (bytes >= kHugePage) madvise(b.data(), bytes, MADV_HUGEPAGE);  // a hint: failure is harmless
 #endif
-        std::byte* data = owner.get();
-        return {data, bytes, std::move(owner)};
+        return b;
     }
 
     static std::size_t round_up(std::size_t n, std::size_t align) { return (n + align - 1) & ~(align - 1); }
@@ -149,7 +149,7 @@ private:
         current_ = next;
         offset_ = bytes;
         update_peak();
-        return blocks_[current_].data;
+        return blocks_[current_].data();
     }
 
     void update_peak() {

@@ -2,6 +2,8 @@
 // check against central differences, plus forward values for ops whose forward is not obvious.
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include "lanes_note.hpp"
 
 #include "autodiff/autodiff.hpp"
@@ -93,6 +95,49 @@ TEST_CASE("ops: solve reports singular and non-finite systems instead of returni
     rhs << 1, 2;
     CHECK(ad::value(ad::solve(ad::constant(spd), ad::constant(rhs))).isApprox(spd.inverse() * rhs));
     CHECK(ad::value(ad::solve(ad::constant(gen), ad::constant(rhs))).isApprox(gen.inverse() * rhs));
+}
+
+TEST_CASE("ops: every path of the matrix-product kernel sums each entry as one chain of fused multiply-adds from +0") {
+    // The kernel's promise, written out by hand: C_ij = fma(a_ik, b_kj, ...) in order of k from
+    // +0, then + bias_j, then the ReLU. The tiles, the one-row and one-column paths and the
+    // products over k = 1 must all give exactly this, so that an entry's bits do not depend on
+    // the product's shape. A few factors are -0, so that a product of -0 is summed onto +0 (the
+    // tiles' +0; a plain a * b would keep the -0).
+    ad::Rng rng(11);
+    for (int m : {1, 3, 8, 9, 30, 2100})
+        for (int n : {1, 2, 9})
+            for (int k : {1, 2, 5, 13})
+                for (int flags = 0; flags < 4; ++flags)
+                    for (bool epilogue : {false, true}) {
+                        const bool ta = flags & 1, tb = flags & 2;
+                        Eigen::MatrixXd A = rng.normal_matrix(ta ? k : m, ta ? m : k);
+                        Eigen::MatrixXd B = rng.normal_matrix(tb ? n : k, tb ? k : n);
+                        A(0, 0) = -0.0;
+                        B(B.rows() - 1, B.cols() - 1) = -0.0;
+                        const Eigen::VectorXd bias = rng.normal_matrix(n, 1);
+                        const auto a = [&](int i, int kk) { return ta ? A(kk, i) : A(i, kk); };
+                        const auto b = [&](int kk, int j) { return tb ? B(j, kk) : B(kk, j); };
+                        Eigen::MatrixXd want(m, n), got(m, n);
+                        for (int i = 0; i < m; ++i)
+                            for (int j = 0; j < n; ++j) {
+                                double s = 0.0;
+                                for (int kk = 0; kk < k; ++kk) s = std::fma(a(i, kk), b(kk, j), s);
+                                if (epilogue) s = s + bias(j), s = 0.0 > s ? 0.0 : s;
+                                want(i, j) = s;
+                            }
+                        kernels::gemm(ta, tb, m, n, k, A.data(), A.rows(), B.data(), B.rows(), got.data(),
+                                      epilogue ? kernels::Epilogue{bias.data(), true} : kernels::Epilogue{});
+                        CAPTURE(m);
+                        CAPTURE(n);
+                        CAPTURE(k);
+                        CAPTURE(flags);
+                        CAPTURE(epilogue);
+                        bool same = true;
+                        for (int i = 0; i < m; ++i)
+                            for (int j = 0; j < n; ++j)
+                                same = same && std::memcmp(&want(i, j), &got(i, j), sizeof(double)) == 0;
+                        CHECK(same);
+                    }
 }
 
 TEST_CASE("ops: the blocked matrix-product kernel matches Eigen, and its two copies agree bit for bit") {

@@ -700,6 +700,31 @@ inline bool pad_images(const ConvGeometry& g, const Patches& p, int n, const dou
     return finite;
 }
 
+/// One image of x, image-major (entry (c H + y) W + x at xi), into its padded copy xt (zeros in
+/// the padding and the tail), and back (the interior into dxi, image-major). The pad returns
+/// false if an entry is not finite.
+inline bool pad_image(const ConvGeometry& g, const Patches& p, const double* xi, double* xt) {
+    const int H = g.height, W = g.width, C = g.channels, pad = p.pad;
+    std::fill_n(xt, p.image, 0.0);
+    double check = 0;
+    for (int c = 0; c < C; ++c)
+        for (int y = 0; y < H; ++y) {
+            const double* from = xi + (long(c) * H + y) * W;
+            double* to = xt + (y + pad) * p.row + long(pad) * C + c;
+            for (int x = 0; x < W; ++x) to[long(x) * C] = from[x], check += from[x] * 0.0;
+        }
+    return check == 0;
+}
+inline void unpad_image(const ConvGeometry& g, const Patches& p, const double* xt, double* dxi) {
+    const int H = g.height, W = g.width, C = g.channels, pad = p.pad;
+    for (int c = 0; c < C; ++c)
+        for (int y = 0; y < H; ++y) {
+            const double* from = xt + (y + pad) * p.row + long(pad) * C + c;
+            double* to = dxi + (long(c) * H + y) * W;
+            for (int x = 0; x < W; ++x) to[x] = from[long(x) * C];
+        }
+}
+
 /// Where each pooling window's first patch starts in the padded copy (corner, window by window in
 /// row-major order), and how far from it the patch of the window's entry `code` lies (place).
 /// Set up again for each call in the same memory: a warm meta-step allocates nothing.
@@ -1044,23 +1069,15 @@ OCCAM_LANES_INLINE void winners_backward(const Patches& p, const Windows& wins, 
             }
 }
 
-}  // namespace winner_detail
-
-/// The layer's backward from its winners alone: behind relu and max pooling, the gradient at the
-/// convolution's output is gy at each window's winner where relu kept the output and 0
-/// everywhere else (at most one entry in pool^2), so for those entries e (image i, channel o,
-/// output position (oy, ox)):
-///   dw(o) = sum_e g_e patch_e,   db(o) = sum_e g_e,   dx(i, patch_e) += g_e w(o),
-/// where patch_e is x's C x kh x kw patch under (oy, ox). A block of images at a time, x is
-/// copied image-major with its padding (a patch row contiguous), gy and the codes image-major,
-/// and then an image at a time its winners are listed and the sums run over the lists in
-/// order: the same order for any block size, thread count or lane width. Returns false, having
-/// written nothing of use, where x or (with dx) w is not finite (NaN or infinite): the dense
-/// products multiply the gradient's zeros too, and NaN x 0 is NaN, as in the unfused ops.
-inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
-                                            int cout, const std::uint16_t* win, const double* gy, double* dx,
-                                            double* dw, double* db) {
-    using namespace winner_detail;
+/// conv_relu_pool_backward_winners for inputs in the tape's layout (ByImage false: x, gy, the
+/// codes and dx column-major, n rows) or image-major (ByImage: image i's entries at i in_size of
+/// x and dx, at i E of gy and the codes). Column-major, a block of images at a time is copied
+/// image-major with its padding and gy and the codes transposed; image-major, each image is
+/// padded alone. Either way the images are then taken one at a time in order, so both give the
+/// same bits.
+template <bool ByImage>
+inline bool backward_winners(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
+                             const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db) {
     const int K = g.patch();
     for (long k = 0; dx && k < long(cout) * K; ++k)  // (only dx reads w)
         if (!std::isfinite(w[k])) return false;
@@ -1069,15 +1086,17 @@ inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int
     wins.set(g, p, pool);
     const int T = p.vectors();
     const long E = long(cout) * wins.count();
-    const int m = block_images(p, n, E, dx != nullptr);
+    const int m = ByImage ? 1 : block_images(p, n, E, dx != nullptr);
     thread_local AlignedVector xt, dxt, gt, grad, wp, dwt;
     thread_local std::vector<std::uint16_t> ct;
     thread_local std::vector<int> at, first, valid, group_chans, group_size;
     thread_local AlignedVector group_grad;
     thread_local std::vector<long> offset;
     grow(xt, std::size_t(m) * p.image);
-    grow(gt, std::size_t(m) * E);
-    ct.resize(std::size_t(m) * E);
+    if (!ByImage) {
+        grow(gt, std::size_t(m) * E);
+        ct.resize(std::size_t(m) * E);
+    }
     grow(grad, std::size_t(E));
     at.resize(std::size_t(E));
     first.resize(std::size_t(cout) + 1);
@@ -1111,19 +1130,29 @@ inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int
                   .valid = valid.data(), .wp = wp.data(),
                   .groups = {group_chans.data(), group_grad.data(), group_size.data()},
                   .dwt = dw ? dwt.data() : nullptr, .db = db};
+    // One image's lists and sums: its padded copy xi, its codes and gradients, dxi (zeroed).
+    const auto image = [&](const double* xi, const std::uint16_t* ci, const double* gi, double* dxi) {
+        k.xi = xi, k.ct = ci, k.gt = gi, k.dxi = dxi;
+        list_image(wins, cout, ci, gi, at.data(), grad.data(), first.data(), dx ? &k.groups : nullptr);
+        lanes::run([&]<class B>() OCCAM_LANES_KERNEL { winners_backward<B>(p, wins, k); });
+    };
+    const long in = g.in_size();
     for (int r0 = 0; r0 < n; r0 += m) {
         const int rows = std::min(m, n - r0);
-        if (!pad_images(g, p, n, x, r0, rows, xt.data())) return false;
-        transpose_winners(n, E, win, gy, r0, rows, gt.data(), ct.data());
-        if (dx) std::fill_n(dxt.data(), std::size_t(rows) * p.image, 0.0);
-        for (int i = 0; i < rows; ++i) {
-            k.xi = xt.data() + i * p.image;
-            k.ct = ct.data() + i * E, k.gt = gt.data() + i * E;
-            k.dxi = dx ? dxt.data() + i * p.image : nullptr;
-            list_image(wins, cout, k.ct, k.gt, at.data(), grad.data(), first.data(), dx ? &k.groups : nullptr);
-            lanes::run([&]<class B>() OCCAM_LANES_KERNEL { winners_backward<B>(p, wins, k); });
+        if constexpr (ByImage) {
+            if (!pad_image(g, p, x + r0 * in, xt.data())) return false;
+            if (dx) std::fill_n(dxt.data(), p.image, 0.0);
+            image(xt.data(), win + r0 * E, gy + r0 * E, dx ? dxt.data() : nullptr);
+            if (dx) unpad_image(g, p, dxt.data(), dx + r0 * in);
+        } else {
+            if (!pad_images(g, p, n, x, r0, rows, xt.data())) return false;
+            transpose_winners(n, E, win, gy, r0, rows, gt.data(), ct.data());
+            if (dx) std::fill_n(dxt.data(), std::size_t(rows) * p.image, 0.0);
+            for (int i = 0; i < rows; ++i)
+                image(xt.data() + i * p.image, ct.data() + i * E, gt.data() + i * E,
+                      dx ? dxt.data() + i * p.image : nullptr);
+            if (dx) copy_images<false>(g, p, n, r0, rows, dxt.data(), dx);  // the interiors back into dx
         }
-        if (dx) copy_images<false>(g, p, n, r0, rows, dxt.data(), dx);  // the interiors back into dx
     }
     if (dw)  // dwt's lanes (o, block ky blocks + j / 8, lane j % 8), j = kx C + c, into dw(o, (c, ky, kx))
         for (int o = 0; o < cout; ++o)
@@ -1133,6 +1162,36 @@ inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int
                         dw[((long(c) * g.kernel_h + ky) * g.kernel_w + kx) * cout + o] =
                             dwt[(long(o) * T + ky * p.blocks) * 8 + kx * g.channels + c];
     return true;
+}
+
+}  // namespace winner_detail
+
+/// The layer's backward from its winners alone: behind relu and max pooling, the gradient at the
+/// convolution's output is gy at each window's winner where relu kept the output and 0
+/// everywhere else (at most one entry in pool^2), so for those entries e (image i, channel o,
+/// output position (oy, ox)):
+///   dw(o) = sum_e g_e patch_e,   db(o) = sum_e g_e,   dx(i, patch_e) += g_e w(o),
+/// where patch_e is x's C x kh x kw patch under (oy, ox). A block of images at a time, x is
+/// copied image-major with its padding (a patch row contiguous), gy and the codes image-major,
+/// and then an image at a time its winners are listed and the sums run over the lists in
+/// order: the same order for any block size, thread count or lane width. Returns false, having
+/// written nothing of use, where x or (with dx) w is not finite (NaN or infinite): the dense
+/// products multiply the gradient's zeros too, and NaN x 0 is NaN, as in the unfused ops.
+inline bool conv_relu_pool_backward_winners(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
+                                            int cout, const std::uint16_t* win, const double* gy, double* dx,
+                                            double* dw, double* db) {
+    return winner_detail::backward_winners<false>(g, pool, n, x, w, cout, win, gy, dx, dw, db);
+}
+
+/// The same for image-major inputs: image i's x (and dx) at x + i C H W, its codes and gy at
+/// i E (E = Cout windows, channel by channel): row i of the transposes of the tape's matrices.
+/// The same bits as conv_relu_pool_backward_winners on those matrices, without the copies that
+/// transpose them: a caller that builds gy itself (the fused CNN step's dh = err w2) writes it
+/// so, and its 20-image batches were a third of their backward in the transposes.
+inline bool conv_relu_pool_backward_winners_by_image(const ConvGeometry& g, int pool, int n, const double* x,
+                                                     const double* w, int cout, const std::uint16_t* win,
+                                                     const double* gy, double* dx, double* dw, double* db) {
+    return winner_detail::backward_winners<true>(g, pool, n, x, w, cout, win, gy, dx, dw, db);
 }
 
 /// The layer's backward by dense products, the winners' path's fallback and reference: gz = gy

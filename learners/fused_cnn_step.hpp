@@ -58,12 +58,16 @@ inline void forward(const FusedCnn& net, int n, const double* xb, const double* 
 }
 
 /// The gradient of the loss for output errors `err` into `grad` (packed): dw2 = h^T err, db2 =
-/// sum err, dh = err w2, then the layer's backward (kernels::conv_relu_pool_backward): dz = dh
+/// sum err, dh = err w2, then the layer's backward (kernels/conv_relu_pool.hpp): dz = dh
 /// masked by h > 0 (the winners' codes carry that mask) and put back at the winners, dW1 =
 /// conv2d_weight_grad(xb, dz), db1 = the column sums of dz. With v2 and dw2_extra it is the
 /// R-pass's R(grad) instead: err = Re, dh gains e v2 and dw2 gains Rh^T e (dw2_extra).
-inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward& fw, const double* p,
-                     const double* err, const double* v2, const double* dw2_extra, double* grad,
+/// Where the layer's backward takes its winners' path, dh is written image-major (its row i
+/// of F entries, with the codes transposed to match) for the path's image-major entry, from the
+/// batch's images `xr`: the column-major dh it would otherwise transpose back is never built.
+/// The dense path (short patches, or a pixel that is not finite) reads xb and a column-major dh.
+inline void gradient(const FusedCnn& net, int n, const double* xb, const double* xr, const Forward& fw,
+                     const double* p, const double* err, const double* v2, const double* dw2_extra, double* grad,
                      kernels::AlignedVector& dh) {
     const int C = net.channels, F = net.features(), K = net.geometry.patch();
     const double* w2 = p + long(C) * K + C;
@@ -77,51 +81,75 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const Forward
         double d = dw2_extra ? dw2_extra[f] : 0.0;
         for (int i = 0; i < n; ++i) d += hf[i] * err[i];
         dw2[f] = d;
-        // dh(i, f) = err_i w2_f (+ e_i v2_f in the R-pass); the layer keeps it where h > 0. The
-        // R-pass's sum is one explicit fused multiply-add: left to contraction, the rounding
-        // depended on whether the compiler vectorised the loop.
-        double* to = dh.data() + std::size_t(f) * n;
-        for (int i = 0; i < n; ++i) to[i] = v2 ? std::fma(fw.e[i], v2[f], err[i] * w2[f]) : err[i] * w2[f];
     }
-    kernels::conv_relu_pool_backward(net.geometry, net.pool, n, xb, p, C, fw.winner, dh.data(), nullptr, dW1,
-                                     db1);
+    // dh(i, f) = err_i w2_f (+ e_i v2_f in the R-pass); the layer keeps it where h > 0. The
+    // R-pass's sum is one explicit fused multiply-add: left to contraction, the rounding
+    // depended on whether the compiler vectorised the loop. at(i, f): where dh(i, f) goes.
+    const auto fill_dh = [&](auto at) {
+        for (int i = 0; i < n; ++i) {
+            const double ei = fw.e[i], erri = err[i];
+            if (v2)
+                for (int f = 0; f < F; ++f) dh[at(i, f)] = std::fma(ei, v2[f], erri * w2[f]);
+            else
+                for (int f = 0; f < F; ++f) dh[at(i, f)] = erri * w2[f];
+        }
+    };
+    if (net.geometry.patch() >= kernels::kWinnersFromPatch) {
+        thread_local std::vector<std::uint16_t> codes;  // image-major, read a column at a time
+        codes.resize(std::size_t(n) * F);
+        for (int f = 0; f < F; ++f)
+            for (int i = 0; i < n; ++i) codes[std::size_t(i) * F + f] = fw.winner[std::size_t(f) * n + i];
+        fill_dh([F](int i, int f) { return std::size_t(i) * F + f; });
+        if (kernels::conv_relu_pool_backward_winners_by_image(net.geometry, net.pool, n, xr, p, C, codes.data(),
+                                                              dh.data(), nullptr, dW1, db1))
+            return;
+    }
+    fill_dh([n](int i, int f) { return std::size_t(f) * n + i; });
+    kernels::conv_relu_pool_backward_dense(net.geometry, net.pool, n, xb, p, C, fw.winner, dh.data(), nullptr, dW1,
+                                           db1);
 }
 
-/// The batch rows of x, column-major (n x C H W), into `xb`.
-inline void gather(const Eigen::Ref<const Eigen::MatrixXd>& x, const int* rows, int n, kernels::AlignedVector& xb) {
-    kernels::grow(xb, std::size_t(n) * x.cols());
-    for (Eigen::Index k = 0; k < x.cols(); ++k)
-        for (int i = 0; i < n; ++i) xb[std::size_t(k * n + i)] = x(rows ? rows[i] : i, k);
+/// The batch's images (columns `rows` of x^T, one image per column, or all n) image-major into
+/// `xr` and column-major (n x C H W, as the layer's forward reads them) into `xb`. Gathered
+/// from x's columns instead, each of the 20 x 784 values was a cache miss (2% of a fig6
+/// meta-step); the images are contiguous.
+inline void gather(const double* images, long in, const int* rows, int n, kernels::AlignedVector& xr,
+                   kernels::AlignedVector& xb) {
+    kernels::grow(xr, std::size_t(n) * in);
+    kernels::grow(xb, std::size_t(n) * in);
+    for (int i = 0; i < n; ++i) std::copy_n(images + (rows ? rows[i] : i) * in, in, xr.data() + i * in);
+    for (long k = 0; k < in; ++k)
+        for (int i = 0; i < n; ++i) xb[std::size_t(k * n + i)] = xr[std::size_t(i * in + k)];
 }
 
 }  // namespace fused_cnn_detail
 
 /// p' = p - lr grad L(p), L the mean squared error of the CNN on rows `rows` of (x, y) (empty:
-/// all), as one node with first-order gradients for p and y (x is the task's constant and must
-/// outlive the node, as the tape's constant holding it does). The backward pass:
+/// all), as one node with first-order gradients for p and y. The inputs come as `images` =
+/// x^T (C H W x N, one image per column: make it once, e.g. ad::constant(x.value().transpose()),
+/// for all the steps on the same x), the task's constant, which must outlive the node (as the
+/// tape's constant holding it does). The backward pass:
 ///   p_bar = v - lr H v,  y_bar(rows) = lr 2/n (J v)      (v = the incoming gradient)
 /// with J v and H v = R(grad L) from one forward-mode pass (the R-operator) through the step.
-inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::vector<int>& rows, const ad::Var& packed,
-                              const ad::Var& y) {
+inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& images, const std::vector<int>& rows,
+                              const ad::Var& packed, const ad::Var& y) {
     using namespace fused_cnn_detail;
-    const int n = rows.empty() ? x.rows() : int(rows.size());
-    if (packed.rows() != net.packed_size() || packed.cols() != 1 || x.cols() != net.geometry.in_size() ||
-        y.cols() != 1 || y.rows() != x.rows())
-        throw ad::ShapeError("fused_cnn_step: parameters, inputs or labels do not fit the network");
+    const int n = rows.empty() ? images.cols() : int(rows.size());
+    if (packed.rows() != net.packed_size() || packed.cols() != 1 || images.rows() != net.geometry.in_size() ||
+        y.cols() != 1 || y.rows() != images.cols())
+        throw ad::ShapeError("fused_cnn_step: parameters, images (one per column) or labels do not fit the network");
     ad::Tape& t = ad::tape();
     int* kept_rows = rows.empty() ? nullptr : t.arena.allocate_array<int>(rows.size());
     if (kept_rows) std::copy(rows.begin(), rows.end(), kept_rows);
     const std::size_t nf = std::size_t(n) * net.features();
     const Forward fw{t.arena.allocate_array<double>(nf), t.arena.allocate_array<std::uint16_t>(nf),
                      t.arena.allocate_array<double>(std::size_t(n))};
-    const double* xdata = x.value().data();
-    const long xrows = x.rows();
+    const double* idata = images.value().data();
     ad::Node* node = t.push(
         "fused_cnn_step", packed.rows(), 1,
-        [nt = net, kept_rows, n, xdata, xrows, fw](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
-            const Eigen::Map<const Eigen::MatrixXd> xm(xdata, xrows, nt.geometry.in_size());
-            thread_local kernels::AlignedVector xb, dh, Rh, Rout, Re, Rdw2, Rgrad;
-            gather(xm, kept_rows, n, xb);
+        [nt = net, kept_rows, n, idata, fw](const ad::Node& self, const ad::Var& g, ad::Var* grads) {
+            thread_local kernels::AlignedVector xr, xb, dh, Rh, Rout, Re, Rdw2, Rgrad;
+            gather(idata, nt.geometry.in_size(), kept_rows, n, xr, xb);
             const double* p = self.inputs[0]->data;
             const int C = nt.channels, F = nt.features(), K = nt.geometry.patch();
             const double* v = g.value().data();
@@ -149,7 +177,7 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
                 Rdw2[f] = s;
             }
             kernels::grow(Rgrad, std::size_t(nt.packed_size()));
-            gradient(nt, n, xb.data(), fw, p, Re.data(), v2, Rdw2.data(), Rgrad.data(), dh);
+            gradient(nt, n, xb.data(), xr.data(), fw, p, Re.data(), v2, Rdw2.data(), Rgrad.data(), dh);
             if (self.needs(0)) {
                 const ad::Var p_bar = ad::constant(g.value());
                 for (long k = 0; k < nt.packed_size(); ++k) p_bar.node()->data[k] -= nt.lr * Rgrad[std::size_t(k)];
@@ -163,14 +191,14 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& x, const std::
         },
         {packed.node(), y.node()}, ad::Derivatives::first_order);
     // The step itself: grad L at p, then p' = p - lr grad.
-    thread_local kernels::AlignedVector xb, yb, dh, grad;
-    gather(x.value(), kept_rows, n, xb);
+    thread_local kernels::AlignedVector xr, xb, yb, dh, grad;
+    gather(idata, net.geometry.in_size(), kept_rows, n, xr, xb);
     kernels::grow(yb, std::size_t(n));
     for (int i = 0; i < n; ++i) yb[i] = y.value()(kept_rows ? kept_rows[i] : i, 0);
     const double* p = packed.value().data();
     forward(net, n, xb.data(), p, yb.data(), fw);
     kernels::grow(grad, std::size_t(net.packed_size()));
-    gradient(net, n, xb.data(), fw, p, fw.e, nullptr, nullptr, grad.data(), dh);
+    gradient(net, n, xb.data(), xr.data(), fw, p, fw.e, nullptr, nullptr, grad.data(), dh);
     for (long k = 0; k < net.packed_size(); ++k) node->data[k] = p[k] - net.lr * grad[std::size_t(k)];
     return ad::Var(node);
 }

@@ -185,6 +185,7 @@ public:
         const int first_recorded = train_.truncate > 0 ? std::max(0, train_.steps - train_.truncate) : 0;
         ad::Var packed;  // checkpointing: parameters and optimiser state of the current step
         [[maybe_unused]] const FusedSgdNet* fused = nullptr;  // fused steps: the network they share (tape-owned)
+        ad::Var images;  // fused CNN steps: x's images one per column, copied once for all the steps
         for (int t = 0; t < train_.steps; ++t) {
             if (t == first_recorded && t > 0) {  // truncation: earlier steps are constants
                 for (ad::Var& v : p) v = ad::param(Eigen::MatrixXd(v.value()));
@@ -202,8 +203,12 @@ public:
                     }
                     packed = fused_sgd_step(*fused, x.value(), idx, packed, y);
                 } else {
-                    if (!packed.defined()) packed = pack_columns(p, {});
-                    packed = fused_cnn_step({net_.geometry(0), net_.channels[0], net_.pool, train_.lr}, x, idx, packed, y);
+                    if (!packed.defined()) {
+                        packed = pack_columns(p, {});
+                        images = ad::constant(x.value().transpose());
+                    }
+                    packed = fused_cnn_step({net_.geometry(0), net_.channels[0], net_.pool, train_.lr}, images, idx,
+                                            packed, y);
                 }
                 continue;
             }

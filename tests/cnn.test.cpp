@@ -11,15 +11,18 @@ using namespace occam;
 namespace {
 
 /// Two 1 x 6 x 6 images' worth of net: conv(1->2, 3x3, pad 1) - ReLU - pool 2 - linear(18 -> 1).
-ad::nn::ConvNet tiny_net() {
+/// With kernel 5 (pad 2) the layer's backward takes its winners' path (patches of 25 entries, as
+/// fig6's learner), with 3 the dense products.
+ad::nn::ConvNet tiny_net(int kernel = 3) {
     ad::nn::ConvNet net;
     net.in_channels = 1, net.height = 6, net.width = 6;
     net.channels = {2};
-    net.kernel = 3, net.padding = 1;
+    net.kernel = kernel, net.padding = kernel / 2;
     return net;
 }
 
-learners::UnrolledCNN tiny_learner(const std::string& optimizer, int batch, bool checkpoint, bool fused = false) {
+learners::UnrolledCNN tiny_learner(const std::string& optimizer, int batch, bool checkpoint, bool fused = false,
+                                   int kernel = 3) {
     learners::InnerTraining t;
     t.optimizer = optimizer;
     t.lr = optimizer == "adam" ? 0.05 : 0.1;
@@ -27,7 +30,7 @@ learners::UnrolledCNN tiny_learner(const std::string& optimizer, int batch, bool
     t.batch = batch;
     t.checkpoint = checkpoint;
     t.fused = fused;
-    return learners::UnrolledCNN(tiny_net(), t, {});
+    return learners::UnrolledCNN(tiny_net(kernel), t, {});
 }
 
 struct Task {
@@ -88,13 +91,16 @@ TEST_CASE("cnn learner: meta-gradients through unrolled training, op by op and f
     struct Case {
         const char* optimizer;
         bool fused;
+        int kernel = 3;
     };
-    for (const Case c : {Case{"sgd", false}, Case{"momentum", false}, Case{"adam", false}, Case{"sgd", true}})
+    for (const Case c :
+         {Case{"sgd", false}, Case{"momentum", false}, Case{"adam", false}, Case{"sgd", true}, Case{"sgd", true, 5}})
         for (int batch : {0, 4}) {
             CAPTURE(c.optimizer);
             CAPTURE(c.fused);
+            CAPTURE(c.kernel);
             CAPTURE(batch);
-            auto l = tiny_learner(c.optimizer, batch, false, c.fused);
+            auto l = tiny_learner(c.optimizer, batch, false, c.fused, c.kernel);
             ad::Rng task(3, 1);
             l.new_task(task);
             ad::CheckReport r = ad::gradcheck(meta_loss(l, T), {T.y});
@@ -106,23 +112,26 @@ TEST_CASE("cnn learner: meta-gradients through unrolled training, op by op and f
 
 TEST_CASE("cnn learner: checkpointed and fused steps give the op-by-op predictions and meta-gradient") {
     const Task T = make_task();
-    Eigen::MatrixXd pred[3], grad[3];
-    for (int k = 0; k < 3; ++k) {
-        auto l = tiny_learner("sgd", 4, k == 1, k == 2);
-        ad::Rng task(3, 1);
-        l.new_task(task);
-        ad::TapeScope scope;
-        ad::Var y = ad::param(T.y);
-        ad::Var p = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
-        pred[k] = p.value();
-        grad[k] = ad::grad(ad::mean(ad::square(p - ad::constant(T.target))), {y})[0].value();
+    for (int kernel : {3, 5}) {
+        CAPTURE(kernel);
+        Eigen::MatrixXd pred[3], grad[3];
+        for (int k = 0; k < 3; ++k) {
+            auto l = tiny_learner("sgd", 4, k == 1, k == 2, kernel);
+            ad::Rng task(3, 1);
+            l.new_task(task);
+            ad::TapeScope scope;
+            ad::Var y = ad::param(T.y);
+            ad::Var p = l.fit_predict(ad::constant(T.x), y, ad::constant(T.xt));
+            pred[k] = p.value();
+            grad[k] = ad::grad(ad::mean(ad::square(p - ad::constant(T.target))), {y})[0].value();
+        }
+        CHECK(pred[0] == pred[1]);
+        CHECK((grad[0] - grad[1]).cwiseAbs().maxCoeff() < 1e-12);
+        // The fused step sums in another order (its own loops against the op-by-op nodes).
+        CHECK((pred[0] - pred[2]).cwiseAbs().maxCoeff() < 1e-12);
+        CHECK((grad[0] - grad[2]).cwiseAbs().maxCoeff() < 1e-10);
+        CHECK(grad[0].cwiseAbs().maxCoeff() > 1e-3);  // not a vacuous comparison of zeros
     }
-    CHECK(pred[0] == pred[1]);
-    CHECK((grad[0] - grad[1]).cwiseAbs().maxCoeff() < 1e-12);
-    // The fused step sums in another order (its own loops against the op-by-op nodes).
-    CHECK((pred[0] - pred[2]).cwiseAbs().maxCoeff() < 1e-12);
-    CHECK((grad[0] - grad[2]).cwiseAbs().maxCoeff() < 1e-10);
-    CHECK(grad[0].cwiseAbs().maxCoeff() > 1e-3);  // not a vacuous comparison of zeros
 }
 
 TEST_CASE("cnn learner: the MLP's sparse connectivity, and fused steps where they do not apply, are refused") {

@@ -587,6 +587,26 @@ TEST_CASE("conv_relu_pool_backward: the winners' sums give the dense products' g
                 CHECK(same_bits(narrow_dw, dw));
                 CHECK(same_bits(narrow_db, db));
                 if (with_dx) CHECK(same_bits(narrow_dx, dx));
+                // Image-major inputs (the matrices' transposes): the same bits, on both widths.
+                const auto by_image = [&](const Eigen::MatrixXd& xs, const Eigen::MatrixXd& ws, Eigen::MatrixXd& to_dxT,
+                                          Eigen::MatrixXd& to_dw, Eigen::MatrixXd& to_db) {
+                    const Eigen::MatrixXd xT = xs.transpose(), gyT = gy.transpose();
+                    std::vector<std::uint16_t> winT(win.size());
+                    for (int i = 0; i < n; ++i)
+                        for (int f = 0; f < cols; ++f) winT[std::size_t(i) * cols + f] = win[std::size_t(f) * n + i];
+                    return kernels::conv_relu_pool_backward_winners_by_image(
+                        g, c.pool, n, xT.data(), ws.data(), c.cout, winT.data(), gyT.data(),
+                        with_dx ? to_dxT.data() : nullptr, to_dw.data(), to_db.data());
+                };
+                for (bool wide : {true, false}) {
+                    Eigen::MatrixXd dxT(x.cols(), n), dwI(c.cout, K), dbI(c.cout, 1);
+                    lanes::wide_allowed() = wide;
+                    REQUIRE(by_image(x, w, dxT, dwI, dbI));
+                    lanes::wide_allowed() = true;
+                    CHECK(same_bits(dwI, dw));
+                    CHECK(same_bits(dbI, db));
+                    if (with_dx) CHECK(same_bits(Eigen::MatrixXd(dxT.transpose()), dx));
+                }
 
                 // relu zeroes everything: no winner carries a gradient.
                 const Eigen::MatrixXd off = Eigen::MatrixXd::Constant(c.cout, 1, -1e3);
@@ -610,6 +630,8 @@ TEST_CASE("conv_relu_pool_backward: the winners' sums give the dense products' g
                     CHECK(kernels::conv_relu_pool_backward_winners(g, c.pool, n, xb.data(), wb.data(), c.cout, win.data(),
                                                                    gy.data(), with_dx ? dx.data() : nullptr, dw.data(),
                                                                    db.data()) == !declines);
+                    Eigen::MatrixXd dxT(x.cols(), n);
+                    CHECK(by_image(xb, wb, dxT, dw, db) == !declines);  // image-major: the same rule
                     kernels::conv_relu_pool_backward(g, c.pool, n, xb.data(), wb.data(), c.cout, win.data(), gy.data(),
                                                      with_dx ? dx.data() : nullptr, dw.data(), db.data());
                     kernels::conv_relu_pool_backward_dense(g, c.pool, n, xb.data(), wb.data(), c.cout, win.data(),

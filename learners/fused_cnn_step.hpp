@@ -95,10 +95,9 @@ inline void gradient(const FusedCnn& net, int n, const double* xb, const double*
         }
     };
     if (net.geometry.patch() >= kernels::kWinnersFromPatch) {
-        thread_local std::vector<std::uint16_t> codes;  // image-major, read a column at a time
+        thread_local std::vector<std::uint16_t> codes;
         codes.resize(std::size_t(n) * F);
-        for (int f = 0; f < F; ++f)
-            for (int i = 0; i < n; ++i) codes[std::size_t(i) * F + f] = fw.winner[std::size_t(f) * n + i];
+        kernels::codes_by_image(n, F, fw.winner, codes.data());
         fill_dh([F](int i, int f) { return std::size_t(i) * F + f; });
         if (kernels::conv_relu_pool_backward_winners_by_image(net.geometry, net.pool, n, xr, p, C, codes.data(),
                                                               dh.data(), nullptr, dW1, db1))

@@ -692,6 +692,25 @@ TEST_CASE("conv_relu_pool_backward: the AVX-512 copy lists the winners as list_w
 }
 #endif
 
+TEST_CASE("codes_by_image: the winners' codes image-major, whatever the counts' remainders") {
+    // The SSE tiles cover 8 codes by 8 images, and the last ones overlap those before them; below
+    // 8 of either the plain copy runs. Each code must land once, at its place, and nothing past
+    // the rows may be written.
+    for (int n : {1, 7, 8, 9, 20, 61})
+        for (long E : {1L, 7L, 8L, 13L, 3136L}) {
+            CAPTURE(n);
+            CAPTURE(E);
+            std::vector<std::uint16_t> win(std::size_t(n) * E), ct(std::size_t(n) * E + 5, 0xBEEF);
+            for (std::size_t k = 0; k < win.size(); ++k) win[k] = std::uint16_t(k * 2654435761u >> 7);
+            kernels::codes_by_image(n, E, win.data(), ct.data());
+            bool same = true;
+            for (int i = 0; i < n; ++i)
+                for (long j = 0; j < E; ++j) same = same && ct[std::size_t(i * E + j)] == win[std::size_t(j * n + i)];
+            CHECK(same);
+            for (int k = 0; k < 5; ++k) CHECK(ct[std::size_t(n) * E + k] == 0xBEEF);
+        }
+}
+
 TEST_CASE("conv kernels: a block of a larger batch's rows read in place") {
     // conv_relu_pool runs the im2col path's forward on a block of rows through the batch's
     // leading dimension instead of a copy: whole, and for a range of output positions, it must

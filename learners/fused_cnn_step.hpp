@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../autodiff/autodiff.hpp"
@@ -137,6 +138,10 @@ inline ad::Var fused_cnn_step(const FusedCnn& net, const ad::Var& images, const 
     if (packed.rows() != net.packed_size() || packed.cols() != 1 || images.rows() != net.geometry.in_size() ||
         y.cols() != 1 || y.rows() != images.cols())
         throw ad::ShapeError("fused_cnn_step: parameters, images (one per column) or labels do not fit the network");
+    for (const int r : rows)
+        if (r < 0 || r >= images.cols())
+            throw ad::ShapeError("fused_cnn_step: batch row " + std::to_string(r) + " is outside the " +
+                                 std::to_string(images.cols()) + " images");
     ad::Tape& t = ad::tape();
     int* kept_rows = rows.empty() ? nullptr : t.arena.allocate_array<int>(rows.size());
     if (kept_rows) std::copy(rows.begin(), rows.end(), kept_rows);

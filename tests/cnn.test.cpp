@@ -148,3 +148,18 @@ TEST_CASE("cnn learner: the MLP's sparse connectivity, and fused steps where the
     t.optimizer = "adam";
     CHECK_THROWS_AS(learners::UnrolledCNN(tiny_net(), t, {}), std::invalid_argument);
 }
+
+TEST_CASE("fused_cnn_step: a batch row outside the images, or images not one per column, is refused") {
+    const ad::nn::ConvNet net = tiny_net(5);
+    const learners::FusedCnn fc{net.geometry(0), 2, net.pool, 0.1};
+    ad::TapeScope scope;
+    const Task T = make_task();
+    const ad::Var images = ad::constant(T.x.transpose()), y = ad::param(T.y);
+    const ad::Var packed = ad::param(Eigen::MatrixXd::Constant(fc.packed_size(), 1, 0.1));
+    CHECK_NOTHROW(learners::fused_cnn_step(fc, images, {0, 5}, packed, y));
+    CHECK_THROWS_WITH_AS(learners::fused_cnn_step(fc, images, {0, 6}, packed, y), doctest::Contains("batch row 6"),
+                         ad::ShapeError);
+    CHECK_THROWS_WITH_AS(learners::fused_cnn_step(fc, images, {-1}, packed, y), doctest::Contains("batch row -1"),
+                         ad::ShapeError);
+    CHECK_THROWS_AS(learners::fused_cnn_step(fc, ad::constant(T.x), {}, packed, y), ad::ShapeError);  // x, not x^T
+}

@@ -23,6 +23,12 @@ namespace occam::kernels {
 struct Epilogue {
     const double* bias = nullptr;  ///< n values, or none
     bool relu = false;
+
+    /// A finished sum s of column j, as the tiles finish theirs in eight lanes at a time.
+    double apply(double s, int j) const {
+        if (bias) s = s + bias[j];
+        return relu && 0.0 > s ? 0.0 : s;
+    }
 };
 
 /// A strided view of op(B): element (k, j) at b[k * step_k + j * step_j].
@@ -124,10 +130,7 @@ OCCAM_LANES_INLINE void gemm_blocks(int m, int n, int k, const double* Ap, long 
 /// columns into panels and ran 8-row tiles for its one row).
 inline void column_dots(int count, int k, const double* M, long ldm, const double* v, long v_step, double* out,
                         Epilogue e, bool bias_per_entry) {
-    auto finish = [&](int j, double s) {
-        if (e.bias) s = s + e.bias[bias_per_entry ? j : 0];
-        return e.relu && 0.0 > s ? 0.0 : s;
-    };
+    auto finish = [&](int j, double s) { return e.apply(s, bias_per_entry ? j : 0); };
     int j = 0;
     for (; j + 8 <= count; j += 8) {
         double acc[8] = {};
@@ -171,11 +174,7 @@ inline void column_axpys(int m, int k, const double* A, long lda, const double* 
             const double b = v[kk * v_step];
             for (int i = 0; i < rows; ++i) y[i] = std::fma(a[i], b, y[i]);
         }
-        for (int i = 0; i < rows; ++i) {
-            double s = y[i];
-            if (e.bias) s = s + e.bias[0];
-            y[i] = e.relu && 0.0 > s ? 0.0 : s;
-        }
+        for (int i = 0; i < rows; ++i) y[i] = e.apply(y[i], 0);
     }
 }
 
@@ -192,12 +191,8 @@ inline void outer_product(int m, int n, const double* a, long a_step, const doub
     const double* __restrict ac = column.data();
     for (int j = 0; j < n; ++j) {
         double* __restrict c = C + long(j) * m;
-        const double bj = b[j * b_step], bias = e.bias ? e.bias[j] : 0.0;
-        for (int i = 0; i < m; ++i) {
-            double s = std::fma(ac[i], bj, 0.0);
-            if (e.bias) s = s + bias;
-            c[i] = e.relu && 0.0 > s ? 0.0 : s;
-        }
+        const double bj = b[j * b_step];
+        for (int i = 0; i < m; ++i) c[i] = e.apply(std::fma(ac[i], bj, 0.0), j);
     }
 }
 

@@ -330,10 +330,18 @@ inline void conv2d_direct(const ConvGeometry& g, int n, const double* x, const d
 // straight from x through a table of K row pointers per position: the same loads, multiply-adds
 // and order of k as gemm_tile on Col, without writing Col and reading it back.
 
+/// How many taps ahead the first panel of a stripe prefetches its rows of x. Each tap's rows
+/// lie in another column of x (n doubles apart: fig6's second meta layer reads 144 of them), out
+/// of the hardware prefetcher's sight, so the first panel waited on L2 for every load; the
+/// later panels find the rows in L1. That layer's forward (2000 images, scratch program, one
+/// core, interleaved 4 times): 57-60 -> 48-51 ms with 16; 4 and 8 gained less, 24-48 no more.
+inline constexpr int kImplicitAhead = 16;
+
 /// One tile: RB blocks of 8 rows from row i of one position (a[kk] + i: its Col column kk) by
 /// the first NC of the NR columns of one packed panel (bp[kk NR + c]); `cols` columns stored
-/// at out + c ldc + i, each sum_k plus bias[c] (bias offset to the panel's first column).
-template <class B, int RB, int NR, int NC = NR>
+/// at out + c ldc + i, each sum_k plus bias[c] (bias offset to the panel's first column). With
+/// Ahead, the rows of tap kk + Ahead are prefetched at tap kk (no change to any sum).
+template <class B, int RB, int NR, int NC = NR, int Ahead = 0>
 OCCAM_LANES_INLINE void implicit_tile(const double* const* a, int i, int k, const double* bp, const double* bias,
                                       int cols, double* out, long ldc) {
     using L = lanes::Ops<B>;
@@ -342,6 +350,9 @@ OCCAM_LANES_INLINE void implicit_tile(const double* const* a, int i, int k, cons
         for (int c = 0; c < NC; ++c) acc[r][c] = L::splat(0.0);
     for (int kk = 0; kk < k; ++kk, bp += NR) {
         const double* ak = a[kk] + i;
+        if constexpr (Ahead > 0)
+            if (kk + Ahead < k)
+                for (int r = 0; r < RB; ++r) __builtin_prefetch(a[kk + Ahead] + i + 8 * r);
         B ar[RB];
         for (int r = 0; r < RB; ++r) ar[r] = L::load(ak + 8 * r);
         for (int c = 0; c < NC; ++c)
@@ -365,6 +376,8 @@ OCCAM_LANES_INLINE void implicit_stripe(const double* const* a, int i, int k, co
         const double* bj = bias ? bias + j : nullptr;
         if (cols <= NR / 2)
             implicit_tile<B, R, NR, NR / 2>(a, i, k, bp, bj, cols, out + j * ldc, ldc);
+        else if (j == 0)
+            implicit_tile<B, R, NR, NR, kImplicitAhead>(a, i, k, bp, bj, cols, out + j * ldc, ldc);
         else
             implicit_tile<B, R, NR>(a, i, k, bp, bj, cols, out + j * ldc, ldc);
     }

@@ -534,12 +534,273 @@ inline void conv_relu_pool_forward_bands(const ConvGeometry& g, int pool, int n,
     });
 }
 
+// ---- Winograd F(2 x 2, 3 x 3): 3 x 3 layers over many input channels ------------------------
+// With a 3 x 3 kernel, stride 1 and 2 x 2 pools, each pooling window is one output tile of
+// Winograd's minimal filtering F(2 x 2, 3 x 3) (Lavin & Gray, "Fast algorithms for
+// convolutional neural networks", CVPR 2016): from the window's 4 x 4 input patch d, per input
+// channel c, V_c = B^T d B; per output channel o, the 16 products M = sum_c V_c (.) U_oc, where
+// U_oc = G g_oc G^T is the transformed kernel; then the window's four sums are Y = A^T M A, with
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+//   A^T = [1 1 1 0; 0 1 -1 -1].
+// 16 multiply-adds a window and channel pair instead of 36; the transforms are additions, a
+// small share once there are several input channels. The sums come out in another order than
+// the direct product's, so the values differ from conv2d_forward's in the last bits (the tests
+// bound it); every lane does the same operations, so AVX2 and AVX-512 agree to the bit, and
+// no block size or thread count changes one. A NaN or an infinity in a patch would spread to
+// the whole window through the transforms (and infinity - infinity is NaN), so a window whose
+// transformed patch or sums are not finite is summed again the direct way, as the other paths
+// sum it: the NaNs land where conv2d_forward puts them.
+namespace winograd_detail {
+
+/// Input channels from which the layer takes this path: the transforms are a fixed cost per
+/// window and channel, the saving grows with the output channels.
+inline constexpr int kFromChannels = 4;
+
+inline bool applies(const ConvGeometry& g, int pool) {
+    return pool == 2 && g.kernel_h == 3 && g.kernel_w == 3 && g.stride == 1 && g.channels >= kFromChannels &&
+           g.out_h() >= 2 && g.out_w() >= 2;
+}
+
+/// U (16 x C x cols; cols = cout rounded up to whole panels, zeros past cout): the transformed
+/// kernels U_oc = G g G^T, entry (a, b) of U_oc at ((4 a + b) C + c) cols + o; w is Cout x
+/// (C 3 3), column-major.
+inline void transform_weights(int C, const double* w, int cout, int cols, double* U) {
+    std::fill_n(U, 16L * C * cols, 0.0);
+    for (int o = 0; o < cout; ++o)
+        for (int c = 0; c < C; ++c) {
+            double k[3][3], gk[4][3];
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) k[a][b] = w[o + long(c * 9 + a * 3 + b) * cout];
+            for (int b = 0; b < 3; ++b) {  // G k
+                gk[0][b] = k[0][b];
+                gk[1][b] = (k[0][b] + k[1][b] + k[2][b]) * 0.5;
+                gk[2][b] = (k[0][b] - k[1][b] + k[2][b]) * 0.5;
+                gk[3][b] = k[2][b];
+            }
+            for (int a = 0; a < 4; ++a) {  // (G k) G^T
+                const double u[4] = {gk[a][0], (gk[a][0] + gk[a][1] + gk[a][2]) * 0.5,
+                                     (gk[a][0] - gk[a][1] + gk[a][2]) * 0.5, gk[a][2]};
+                for (int b = 0; b < 4; ++b) U[(long(4 * a + b) * C + c) * cols + o] = u[b];
+            }
+        }
+}
+
+/// Where a block of lanes reads its images: x's columns (ld = n) from image i, or a copy of the
+/// last images padded with zeros to eight (ld = 8, i = 0).
+struct Source {
+    const double* x;
+    long ld;
+    int i;
+};
+
+/// V (16 x C x NL, NL = 8 RB lanes): the transformed patches of window (ty, tx) for the RB
+/// blocks of lanes; check[r] gets, per lane, NaN where an entry is not finite (else stays 0).
+template <class B, int RB>
+OCCAM_LANES_INLINE void transform_patches(const ConvGeometry& g, const Source& s, int ty, int tx, const double* zeros,
+                                          double* V, B* check) {
+    using L = lanes::Ops<B>;
+    constexpr int NL = 8 * RB;
+    const int C = g.channels, H = g.height, W = g.width;
+    const double* row[4][4];
+    for (int c = 0; c < C; ++c) {
+        for (int a = 0; a < 4; ++a)
+            for (int b = 0; b < 4; ++b) {
+                const int y = 2 * ty - g.padding + a, x = 2 * tx - g.padding + b;
+                row[a][b] = y < 0 || y >= H || x < 0 || x >= W ? zeros : s.x + (long(c) * H * W + long(y) * W + x) * s.ld + s.i;
+            }
+        for (int r = 0; r < RB; ++r) {
+            B d[4][4], t[4][4];
+            for (int a = 0; a < 4; ++a)
+                for (int b = 0; b < 4; ++b) d[a][b] = L::load(row[a][b] + 8 * r);
+            for (int b = 0; b < 4; ++b) {  // B^T d
+                t[0][b] = d[0][b] - d[2][b];
+                t[1][b] = d[1][b] + d[2][b];
+                t[2][b] = d[2][b] - d[1][b];
+                t[3][b] = d[1][b] - d[3][b];
+            }
+            for (int a = 0; a < 4; ++a) {  // (B^T d) B
+                const B v[4] = {t[a][0] - t[a][2], t[a][1] + t[a][2], t[a][2] - t[a][1], t[a][1] - t[a][3]};
+                for (int b = 0; b < 4; ++b) {
+                    L::store(V + (long(4 * a + b) * C + c) * NL + 8 * r, v[b]);
+                    check[r] = check[r] + v[b] * 0.0;  // NaN from a NaN or an infinity
+                }
+            }
+        }
+    }
+}
+
+/// Output channels [o0, o0 + NP) of window (ty, tx): M = sum_c V_c (.) U_oc, 16 sums of C
+/// products per channel and lane, summed over c in order from 0; then Y = A^T M A plus the
+/// bias, pooled into y and win (lanes `at` from out_at); check[r] as in transform_patches, for
+/// the window sums.
+template <class B, int RB, int NP>
+OCCAM_LANES_INLINE void panel(int C, const double* V, const double* U, int cols, int o0, int cout, const double* bias,
+                              double* M, double* y, std::uint16_t* win, long plane, long out_at,
+                              const pooled_detail::Lanes* at, B* check) {
+    using L = lanes::Ops<B>;
+    constexpr int NL = 8 * RB;
+    for (int xi = 0; xi < 16; ++xi) {
+        B acc[RB][NP];
+        for (int r = 0; r < RB; ++r)
+            for (int o = 0; o < NP; ++o) acc[r][o] = L::splat(0.0);
+        const double* v = V + long(xi) * C * NL;
+        const double* u = U + long(xi) * C * cols + o0;
+        for (int c = 0; c < C; ++c, v += NL, u += cols) {
+            B vr[RB];
+            for (int r = 0; r < RB; ++r) vr[r] = L::load(v + 8 * r);
+            for (int o = 0; o < NP; ++o)
+                for (int r = 0; r < RB; ++r) acc[r][o] = acc[r][o] + vr[r] * u[o];
+        }
+        for (int o = 0; o < NP; ++o)
+            for (int r = 0; r < RB; ++r) L::store(M + (long(xi) * NP + o) * NL + 8 * r, acc[r][o]);
+    }
+    for (int o = 0; o < NP && o0 + o < cout; ++o)
+        for (int r = 0; r < RB; ++r) {
+            B m[16], t[2][4];
+            for (int xi = 0; xi < 16; ++xi) m[xi] = L::load(M + (long(xi) * NP + o) * NL + 8 * r);
+            for (int b = 0; b < 4; ++b) {  // A^T M
+                t[0][b] = m[b] + m[4 + b] + m[8 + b];
+                t[1][b] = m[4 + b] - m[8 + b] - m[12 + b];
+            }
+            const B bo = L::splat(bias ? bias[o0 + o] : 0.0);
+            B z[4];  // (A^T M) A plus the bias: place q = dy 2 + dx
+            for (int dy = 0; dy < 2; ++dy) {
+                z[2 * dy] = t[dy][0] + t[dy][1] + t[dy][2] + bo;
+                z[2 * dy + 1] = t[dy][1] - t[dy][2] - t[dy][3] + bo;
+            }
+            for (int q = 0; q < 4; ++q) check[r] = check[r] + z[q] * 0.0;
+            const long base = long(o0 + o) * plane + out_at + 8 * r;
+            pooled_detail::pool_lanes<B>(z, y + base, win + base, at[r]);
+        }
+}
+
+/// Window (ty, tx) again for the lanes of block r whose check is not finite, summed the direct
+/// way: for each output, the taps in order from 0, each a fused multiply-add (a padded tap
+/// multiplies 0), then the bias, as conv2d_implicit and gemm's tiles sum it; pooled as above
+/// and written for those lanes alone (so which lanes share a block changes nothing).
+template <class B>
+OCCAM_LANES_INLINE void direct_window(const ConvGeometry& g, const Source& s, int r, B check, int ty, int tx,
+                                      const double* w, int cout, const double* bias, double* y, std::uint16_t* win,
+                                      long plane, long out_at, const pooled_detail::Lanes& at) {
+    using L = lanes::Ops<B>;
+    const int C = g.channels, H = g.height, W = g.width;
+    pooled_detail::Lanes here;  // pooled into a row of eight, then copied lane by lane
+    here.valid = 8, here.contiguous = true;
+    for (int l = 0; l < 8; ++l) here.at[l] = l;
+    for (int o = 0; o < cout; ++o) {
+        alignas(64) double z[4][8] = {}, pooled[8];
+        std::uint16_t code[8];
+        for (int q = 0; q < 4; ++q)
+            for (int l = 0; l < at.valid; ++l)
+                if (!(L::lane(check, l) == 0.0)) {
+                    const int oy = 2 * ty + q / 2, ox = 2 * tx + q % 2;
+                    double sum = 0.0;
+                    for (int c = 0; c < C; ++c)
+                        for (int ky = 0; ky < 3; ++ky)
+                            for (int kx = 0; kx < 3; ++kx) {
+                                const int yy = oy - g.padding + ky, xx = ox - g.padding + kx;
+                                const double v = yy < 0 || yy >= H || xx < 0 || xx >= W
+                                                     ? 0.0
+                                                     : s.x[(long(c) * H * W + long(yy) * W + xx) * s.ld + s.i + 8 * r + l];
+                                sum = std::fma(v, w[o + long(c * 9 + ky * 3 + kx) * cout], sum);
+                            }
+                    z[q][l] = sum + (bias ? bias[o] : 0.0);
+                }
+        const B zb[4] = {L::load(z[0]), L::load(z[1]), L::load(z[2]), L::load(z[3])};
+        pooled_detail::pool_lanes<B>(zb, pooled, code, here);
+        const long base = long(o) * plane + out_at + 8 * r;
+        for (int l = 0; l < at.valid; ++l)
+            if (!(L::lane(check, l) == 0.0)) y[base + at.at[l]] = pooled[l], win[base + at.at[l]] = code[l];
+    }
+}
+
+/// Every window of RB blocks of lanes from source s, whose outputs land at image column
+/// `out_i` (the lanes `at`).
+template <class B, int RB, int NP>
+OCCAM_LANES_INLINE void windows(const ConvGeometry& g, const Source& s, int n, long out_i, const double* w,
+                                const double* U, int cols, int cout, const double* bias, double* y,
+                                std::uint16_t* win, const pooled_detail::Lanes* at, double* V, double* M,
+                                const double* zeros) {
+    using L = lanes::Ops<B>;
+    const int ho = g.out_h() / 2, wo = g.out_w() / 2;
+    const long plane = long(ho) * wo * n;
+    for (int ty = 0; ty < ho; ++ty)
+        for (int tx = 0; tx < wo; ++tx) {
+            const long out_at = (long(ty) * wo + tx) * n + out_i;
+            B check[RB];
+            for (int r = 0; r < RB; ++r) check[r] = L::splat(0.0);
+            transform_patches<B, RB>(g, s, ty, tx, zeros, V, check);
+            for (int o0 = 0; o0 < cout; o0 += NP)
+                panel<B, RB, NP>(g.channels, V, U, cols, o0, cout, bias, M, y, win, plane, out_at, at, check);
+            for (int r = 0; r < RB; ++r)
+                if (!(L::sum(check[r]) == 0.0))
+                    direct_window<B>(g, s, r, check[r], ty, tx, w, cout, bias, y, win, plane, out_at, at[r]);
+        }
+}
+
+/// The layer by Winograd's tiles: images eight lanes at a time (RB blocks together), the last
+/// images (fewer than eight) from a zero-padded copy.
+template <class B, int RB, int NP>
+OCCAM_LANES_INLINE void layer(const ConvGeometry& g, int n, const double* x, const double* w, const double* bias, int cout, double* y,
+           std::uint16_t* win, const double* U, int cols, double* V, double* M, double* tail, const double* zeros) {
+    pooled_detail::Lanes full[RB];
+    for (int r = 0; r < RB; ++r) {
+        full[r].valid = 8, full[r].contiguous = true;
+        for (int l = 0; l < 8; ++l) full[r].at[l] = l;
+    }
+    int i = 0;
+    for (; i + 8 * RB <= n; i += 8 * RB)
+        windows<B, RB, NP>(g, {x, n, i}, n, i, w, U, cols, cout, bias, y, win, full, V, M, zeros);
+    for (; i + 8 <= n; i += 8)
+        windows<B, 1, NP>(g, {x, n, i}, n, i, w, U, cols, cout, bias, y, win, full, V, M, zeros);
+    if (i < n) {
+        const int rest = n - i;
+        std::fill_n(tail, g.in_size() * 8, 0.0);
+        for (long j = 0; j < g.in_size(); ++j) std::copy_n(x + j * n + i, rest, tail + j * 8);
+        pooled_detail::Lanes part;
+        part.valid = rest, part.contiguous = false;
+        for (int l = 0; l < 8; ++l) part.at[l] = l;
+        windows<B, 1, NP>(g, {tail, 8, 0}, n, i, w, U, cols, cout, bias, y, win, &part, V, M, zeros);
+    }
+}
+
+/// conv_relu_pool_forward by Winograd's tiles (applies() must hold); false, having written
+/// nothing, where a weight or the bias is not finite (then every window would be summed again).
+inline bool forward(const ConvGeometry& g, int n, const double* x, const double* w, const double* bias, int cout,
+                    double* y, std::uint16_t* win) {
+    for (long j = 0; j < long(cout) * g.patch(); ++j)
+        if (!std::isfinite(w[j])) return false;
+    for (int o = 0; bias && o < cout; ++o)
+        if (!std::isfinite(bias[o])) return false;
+    constexpr int NP = 8;  // output channels a panel: one register of lanes each, RB blocks
+    const int cols = (cout + NP - 1) / NP * NP;
+    thread_local AlignedVector U, V, M, tail, zeros;
+    grow(U, std::size_t(16) * g.channels * cols);
+    grow(V, std::size_t(16) * g.channels * 24);
+    grow(M, std::size_t(16) * NP * 24);
+    grow(tail, std::size_t(g.in_size()) * 8);
+    grow(zeros, 24);
+    std::fill_n(zeros.data(), 24, 0.0);
+    transform_weights(g.channels, w, cout, cols, U.data());
+    lanes::run([&]<class B>() OCCAM_LANES_KERNEL {
+        if constexpr (std::is_same_v<B, lanes::Split>)
+            layer<B, 1, NP>(g, n, x, w, bias, cout, y, win, U.data(), cols, V.data(), M.data(), tail.data(), zeros.data());
+        else
+            layer<B, 3, NP>(g, n, x, w, bias, cout, y, win, U.data(), cols, V.data(), M.data(), tail.data(), zeros.data());
+    });
+    return true;
+}
+
+}  // namespace winograd_detail
+
 /// y (n x Cout Ho Wo) = max_pool(relu(conv(x, w) + bias)), pool x pool windows with stride pool,
 /// and each entry's winner code in `win`; x is n x (C H W), w is Cout x (C kh kw). The same
 /// values as conv2d_forward then max_pool2d_forward then relu, by the pooled direct path where
-/// it applies (the same bits as the bands).
+/// it applies (the same bits as the bands); 3 x 3 layers over several input channels with 2 x 2
+/// pools by Winograd's tiles (the same values to rounding).
 inline void conv_relu_pool_forward(const ConvGeometry& g, int pool, int n, const double* x, const double* w,
                                    const double* bias, int cout, double* y, std::uint16_t* win) {
+    if (winograd_detail::applies(g, pool) && winograd_detail::forward(g, n, x, w, bias, cout, y, win)) return;
     if (!pooled_detail::pooled_direct_applies(g, pool))
         return conv_relu_pool_forward_bands(g, pool, n, x, w, bias, cout, y, win);
     const long row = long(g.out_w() / pool) * n;

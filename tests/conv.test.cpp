@@ -237,7 +237,8 @@ TEST_CASE("conv2d_weight_grad: long patches from x's runs give im2col and the pr
 TEST_CASE("conv2d_relu_pool: blocks of images give the unblocked layer's values and gradients") {
     // kernels/conv_relu_pool.hpp runs the layer a block of images at a time: two whole blocks
     // and a partial one, or one partial block. The values must be the unblocked ops' bits (each
-    // entry is the same sum); the gradients, whose weight and bias parts are summed block by
+    // entry is the same sum; the 3 x 3 layer over 4 channels sums by Winograd's tiles, to
+    // rounding, whose own test compares it to the bands); the gradients, whose weight and bias parts are summed block by
     // block, agree to rounding, also through the recorded (create_graph) path. A 3 x 3 pool on
     // 28 x 28 drops a partial row and column of windows.
     ad::Rng rng(11, 3);
@@ -263,7 +264,11 @@ TEST_CASE("conv2d_relu_pool: blocks of images give the unblocked layer's values 
         const ad::Var fused = ad::conv2d_relu_pool(x, w, b, c.g, c.pool);
         const ad::Var ops =
             ad::relu(ad::max_pool2d(ad::conv2d(x, w, b, c.g), c.cout, c.g.out_h(), c.g.out_w(), c.pool));
-        CHECK(fused.value() == ops.value());
+        if (kernels::winograd_detail::applies(c.g, c.pool))
+            CHECK((fused.value() - ops.value()).cwiseAbs().maxCoeff() <=
+                  64 * std::numeric_limits<double>::epsilon() * ops.value().cwiseAbs().maxCoeff());
+        else
+            CHECK(fused.value() == ops.value());
         REQUIRE(fused.cols() == c.cout * ho * wo);
         const ad::Var weights = ad::constant(rng.normal_matrix(c.n, c.cout * ho * wo));
         const ad::Var loss = ad::sum(ad::mul(weights, fused));
@@ -835,6 +840,78 @@ TEST_CASE("conv_relu_pool: the pooled direct path gives the bands' bits") {
                 }
             }
     }
+}
+
+TEST_CASE("conv_relu_pool: Winograd's tiles give the bands' values to rounding and their NaNs to the bit") {
+    // 3 x 3 layers over four or more input channels with 2 x 2 pools take Winograd's F(2 x 2,
+    // 3 x 3): against the bands (the direct sums), every winner code the same, every value within
+    // a few ulps of the largest, both widths to the bit. Fig6's second meta layer; padding 0 and
+    // 2, odd sizes (a dropped row or column of windows); output channels that do not fill a
+    // panel; images in blocks of 24, 8 and a zero-padded last part. A NaN or an infinite pixel
+    // (infinity - infinity is NaN in the transforms) sends its windows back to the direct sums,
+    // image by image: there the bits are the bands', NaNs where the bands have them and
+    // nowhere else. A weight that is not finite, and three input channels, leave the path to the
+    // bands (the same bits throughout).
+    ad::Rng rng(53, 3);
+    struct Case {
+        ConvGeometry g;
+        int cout, n;
+    };
+    const Case cases[] = {
+        {{.channels = 16, .height = 14, .width = 14, .kernel_h = 3, .kernel_w = 3, .padding = 1}, 32, 53},
+        {{.channels = 4, .height = 9, .width = 11, .kernel_h = 3, .kernel_w = 3}, 13, 37},
+        {{.channels = 5, .height = 8, .width = 7, .kernel_h = 3, .kernel_w = 3, .padding = 2}, 3, 5},
+        {{.channels = 6, .height = 10, .width = 10, .kernel_h = 3, .kernel_w = 3, .padding = 1}, 9, 27},
+        {{.channels = 3, .height = 10, .width = 10, .kernel_h = 3, .kernel_w = 3, .padding = 1}, 9, 27},
+    };
+    for (const Case& c : cases)
+        for (int bad : {0, 1, 2, 3}) {  // none; a NaN mid-image; infinities in two images; a NaN weight
+            const ConvGeometry& g = c.g;
+            const int n = c.n, cols = c.cout * (g.out_h() / 2) * (g.out_w() / 2);
+            const bool winograd = g.channels >= 4 && bad != 3;
+            CAPTURE(g.channels);
+            CAPTURE(bad);
+            CHECK(kernels::winograd_detail::applies(g, 2) == (g.channels >= 4));
+            Eigen::MatrixXd x = rng.normal_matrix(n, int(g.in_size())), w = rng.normal_matrix(c.cout, g.patch());
+            const Eigen::MatrixXd b = rng.normal_matrix(c.cout, 1);
+            w *= 0.3;
+            if (bad == 1) x(n - 1, g.in_size() / 2) = std::numeric_limits<double>::quiet_NaN();
+            if (bad == 2) x(0, 3) = std::numeric_limits<double>::infinity(), x(n / 2, g.in_size() - 1) = -x(0, 3);
+            if (bad == 3) w(c.cout - 1, 4) = std::numeric_limits<double>::quiet_NaN();
+            Eigen::MatrixXd y(n, cols), narrow_y(n, cols), want(n, cols);
+            std::vector<std::uint16_t> win(std::size_t(n) * cols), narrow_win(win.size()), want_win(win.size());
+            kernels::conv_relu_pool_forward(g, 2, n, x.data(), w.data(), b.data(), c.cout, y.data(), win.data());
+            lanes::wide_allowed() = false;
+            kernels::conv_relu_pool_forward(g, 2, n, x.data(), w.data(), b.data(), c.cout, narrow_y.data(),
+                                            narrow_win.data());
+            lanes::wide_allowed() = true;
+            kernels::conv_relu_pool_forward_bands(g, 2, n, x.data(), w.data(), b.data(), c.cout, want.data(),
+                                                  want_win.data());
+            CHECK(same_bits(narrow_y, y));
+            CHECK(narrow_win == win);
+            CHECK(win == want_win);
+            const double scale = want.array().isFinite().select(want.array().abs(), 0.0).maxCoeff();
+            REQUIRE(scale > 0.5);
+            double worst = 0;
+            long exact = 0, finite_count = 0;
+            for (Eigen::Index k = 0; k < want.size(); ++k) {
+                const double u = y.data()[k], v = want.data()[k];
+                if (!std::isfinite(v)) {
+                    CHECK(same_bits(Eigen::MatrixXd::Constant(1, 1, u), Eigen::MatrixXd::Constant(1, 1, v)));
+                    continue;
+                }
+                ++finite_count;
+                exact += std::memcmp(&u, &v, sizeof u) == 0;
+                worst = std::max(worst, std::abs(u - v));
+            }
+            CHECK(worst <= 64 * std::numeric_limits<double>::epsilon() * scale);
+            if (winograd)  // the path ran: most sums differ from the direct ones in the last bits
+                CHECK(exact < finite_count * 9 / 10);
+            else
+                CHECK(same_bits(y, want));
+            if (bad == 1 || bad == 2) CHECK(y.array().isNaN().any() == want.array().isNaN().any());
+            if (bad == 2) CHECK(!y.array().isFinite().all());
+        }
 }
 
 TEST_CASE("conv2d_im2col: the implicit product (no Col) gives im2col and the product's bits") {

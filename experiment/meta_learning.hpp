@@ -646,7 +646,7 @@ public:
         ad::NoGradGuard no_grad;
         const Task task = draw_task();
         return {task.X, project(net_(constants(params), ad::constant(task.X)), task).value().col(0), task.rng,
-                task.view};
+                task.learner_x()};
     }
 
     /// The meta-loss of the next step's task at meta-learner parameters `params`, and its
@@ -726,17 +726,21 @@ private:
     /// functions on these inputs (project mode); and the step's random stream after the task
     /// was drawn (the divergence's target samples come from it).
     struct Task {
-        Eigen::MatrixXd X, view, proj;
+        Eigen::MatrixXd X;
+        std::optional<Eigen::MatrixXd> view;  ///< none where the learners see X itself (no copy)
+        Eigen::MatrixXd proj;
         Eigen::MatrixXd proj_f, proj_g;  ///< proj = F G, G = (F^T F)^{-1} F^T (for the batched scorer)
         ad::Rng rng;
+        /// What the learners train and are tested on.
+        const Eigen::MatrixXd& learner_x() const { return view ? *view : X; }
     };
     Task draw_task() {
         const int k = function_index();
-        Task t{Eigen::MatrixXd(), Eigen::MatrixXd(), Eigen::MatrixXd(), Eigen::MatrixXd(), Eigen::MatrixXd(),
+        Task t{Eigen::MatrixXd(), std::nullopt, Eigen::MatrixXd(), Eigen::MatrixXd(), Eigen::MatrixXd(),
                rng_for(cfg_.seed, Stream::step, (std::uint64_t(k) << 32) + std::uint64_t(step_))};
         t.X = inputs_->sample(cfg_.n_train + cfg_.n_test, t.rng);
         // Before the learners' draws; a default view draws nothing, so their draws are as before.
-        t.view = inputs_->learner_view(t.X, t.rng);
+        t.view = inputs_->own_view(t.X, t.rng);
         for (auto& l : learners_) l->new_task(t.rng);
         if (k > 0 && cfg_.orthogonality == "project") {
             t.proj_f = frozen_values(t.X, k);
@@ -795,7 +799,8 @@ private:
         const int ntr = cfg_.n_train, nte = cfg_.n_test, k = function_index();
         const ad::Var z = cfg_.standardize_labels ? standardized(project(h, task)) : project(h, task);
         ad::Var z_train = ad::rows(z, 0, ntr), z_test = ad::rows(z, ntr, nte);
-        ad::Var x_train = ad::constant(task.view.topRows(ntr)), x_test = ad::constant(task.view.bottomRows(nte));
+        ad::Var x_train = ad::constant(task.learner_x().topRows(ntr)),
+                x_test = ad::constant(task.learner_x().bottomRows(nte));
         Terms t;
         // Without the learner's term (--mse-weight 0, a control run) the learner is measured but
         // not differentiated: its gradient would be multiplied by 0, so no tape is kept for it.
@@ -911,8 +916,9 @@ private:
             // Labels = the identity: column j of the predictions is H's column j.
             maps[i] =
                 learners_[i]
-                    ->fit_predict(ad::constant(task.view.topRows(ntr)), ad::constant(Eigen::MatrixXd::Identity(ntr, ntr)),
-                                  ad::constant(task.view.bottomRows(nte)))
+                    ->fit_predict(ad::constant(task.learner_x().topRows(ntr)),
+                                  ad::constant(Eigen::MatrixXd::Identity(ntr, ntr)),
+                                  ad::constant(task.learner_x().bottomRows(nte)))
                     .value();
         }
         return maps;

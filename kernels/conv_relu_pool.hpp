@@ -587,6 +587,14 @@ inline void transform_weights(int C, const double* w, int cout, int cols, double
         }
 }
 
+/// Lanes 0 .. valid - 1 of a row of eight (contiguous when all eight are).
+inline pooled_detail::Lanes first_lanes(int valid) {
+    pooled_detail::Lanes at;
+    at.valid = valid, at.contiguous = valid == 8;
+    for (int l = 0; l < 8; ++l) at.at[l] = l;
+    return at;
+}
+
 /// Where a block of lanes reads its images: x's columns (ld = n) from image i, or a copy of the
 /// last images padded with zeros to eight (ld = 8, i = 0).
 struct Source {
@@ -602,13 +610,14 @@ OCCAM_LANES_INLINE void transform_patches(const ConvGeometry& g, const Source& s
                                           double* V, B* check) {
     using L = lanes::Ops<B>;
     constexpr int NL = 8 * RB;
-    const int C = g.channels, H = g.height, W = g.width;
+    const int C = g.channels;
+    const long hw = long(g.height) * g.width;
     const double* row[4][4];
     for (int c = 0; c < C; ++c) {
         for (int a = 0; a < 4; ++a)
-            for (int b = 0; b < 4; ++b) {
-                const int y = 2 * ty - g.padding + a, x = 2 * tx - g.padding + b;
-                row[a][b] = y < 0 || y >= H || x < 0 || x >= W ? zeros : s.x + (long(c) * H * W + long(y) * W + x) * s.ld + s.i;
+            for (int b = 0; b < 4; ++b) {  // the 4 x 4 patch: taps 0..3 from the window's corner
+                const long q = conv_detail::pixel(g, 2 * ty, 2 * tx, a, b);
+                row[a][b] = q < 0 ? zeros : s.x + (c * hw + q) * s.ld + s.i;
             }
         for (int r = 0; r < RB; ++r) {
             B d[4][4], t[4][4];
@@ -685,10 +694,8 @@ OCCAM_LANES_INLINE void direct_window(const ConvGeometry& g, const Source& s, in
                                       const double* w, int cout, const double* bias, double* y, std::uint16_t* win,
                                       long plane, long out_at, const pooled_detail::Lanes& at) {
     using L = lanes::Ops<B>;
-    const int C = g.channels, H = g.height, W = g.width;
-    pooled_detail::Lanes here;  // pooled into a row of eight, then copied lane by lane
-    here.valid = 8, here.contiguous = true;
-    for (int l = 0; l < 8; ++l) here.at[l] = l;
+    const long hw = long(g.height) * g.width;
+    const pooled_detail::Lanes here = first_lanes(8);  // pooled into a row of eight, then copied lane by lane
     for (int o = 0; o < cout; ++o) {
         alignas(64) double z[4][8] = {}, pooled[8];
         std::uint16_t code[8];
@@ -697,16 +704,15 @@ OCCAM_LANES_INLINE void direct_window(const ConvGeometry& g, const Source& s, in
                 if (!(L::lane(check, l) == 0.0)) {
                     const int oy = 2 * ty + q / 2, ox = 2 * tx + q % 2;
                     double sum = 0.0;
-                    for (int c = 0; c < C; ++c)
+                    for (int c = 0, kk = 0; c < g.channels; ++c)
                         for (int ky = 0; ky < 3; ++ky)
-                            for (int kx = 0; kx < 3; ++kx) {
-                                const int yy = oy - g.padding + ky, xx = ox - g.padding + kx;
-                                const double v = yy < 0 || yy >= H || xx < 0 || xx >= W
-                                                     ? 0.0
-                                                     : s.x[(long(c) * H * W + long(yy) * W + xx) * s.ld + s.i + 8 * r + l];
-                                sum = std::fma(v, w[o + long(c * 9 + ky * 3 + kx) * cout], sum);
+                            for (int kx = 0; kx < 3; ++kx, ++kk) {
+                                const long p = conv_detail::pixel(g, oy, ox, ky, kx);
+                                const double v = p < 0 ? 0.0 : s.x[(c * hw + p) * s.ld + s.i + 8 * r + l];
+                                sum = std::fma(v, w[o + long(kk) * cout], sum);
                             }
-                    z[q][l] = sum + (bias ? bias[o] : 0.0);
+                    if (bias) sum = sum + bias[o];  // (no bias: nothing added, so a -0 stays, as there)
+                    z[q][l] = sum;
                 }
         const B zb[4] = {L::load(z[0]), L::load(z[1]), L::load(z[2]), L::load(z[3])};
         pooled_detail::pool_lanes<B>(zb, pooled, code, here);
@@ -746,10 +752,7 @@ template <class B, int RB, int NP>
 OCCAM_LANES_INLINE void layer(const ConvGeometry& g, int n, const double* x, const double* w, const double* bias, int cout, double* y,
            std::uint16_t* win, const double* U, int cols, double* V, double* M, double* tail, const double* zeros) {
     pooled_detail::Lanes full[RB];
-    for (int r = 0; r < RB; ++r) {
-        full[r].valid = 8, full[r].contiguous = true;
-        for (int l = 0; l < 8; ++l) full[r].at[l] = l;
-    }
+    for (int r = 0; r < RB; ++r) full[r] = first_lanes(8);
     int i = 0;
     for (; i + 8 * RB <= n; i += 8 * RB)
         windows<B, RB, NP>(g, {x, n, i}, n, i, w, U, cols, cout, bias, y, win, full, V, M, zeros);
@@ -759,9 +762,7 @@ OCCAM_LANES_INLINE void layer(const ConvGeometry& g, int n, const double* x, con
         const int rest = n - i;
         std::fill_n(tail, g.in_size() * 8, 0.0);
         for (long j = 0; j < g.in_size(); ++j) std::copy_n(x + j * n + i, rest, tail + j * 8);
-        pooled_detail::Lanes part;
-        part.valid = rest, part.contiguous = false;
-        for (int l = 0; l < 8; ++l) part.at[l] = l;
+        const pooled_detail::Lanes part = first_lanes(rest);
         windows<B, 1, NP>(g, {tail, 8, 0}, n, i, w, U, cols, cout, bias, y, win, &part, V, M, zeros);
     }
 }

@@ -887,7 +887,9 @@ inline void prefetch(const void* p, long bytes) {
 template <bool ToRows, class T, class Column, class Place>
 inline void copy_block(long count, int n, int r0, int m, const T* from, T* to, long stride, Column col, Place at,
                        bool* finite = nullptr) {
-    double check = 0;
+    // Eight sums of x 0, one per image of a tile: one chain of 64 dependent multiply-adds a tile
+    // was the copy's critical path (4 cycles each).
+    double check[8] = {};
     const auto column = [&](long j) { return col(j) * n + r0; };  // where column j's block starts
     long j = 0;
     for (; j + 8 <= count; j += 8) {
@@ -903,7 +905,7 @@ inline void copy_block(long count, int n, int r0, int m, const T* from, T* to, l
                     for (int l = 0; l < 8; ++l) tile[k][l] = from[c[k] + i + l];
                 if (finite)
                     for (int k = 0; k < 8; ++k)
-                        for (int l = 0; l < 8; ++l) check += double(tile[k][l]) * 0.0;
+                        for (int l = 0; l < 8; ++l) check[l] += double(tile[k][l]) * 0.0;
                 for (int l = 0; l < 8; ++l)
                     for (int k = 0; k < 8; ++k) to[(i + l) * stride + a[k]] = tile[k][l];
             } else {
@@ -928,8 +930,10 @@ inline void copy_block(long count, int n, int r0, int m, const T* from, T* to, l
         if (count % 8 != 0 || m % 8 != 0)
             for (int i = 0; i < m; ++i)
                 for (long jj = (m % 8 != 0 && i >= m / 8 * 8) ? 0 : count / 8 * 8; jj < count; ++jj)
-                    check += double(to[i * stride + at(jj)]) * 0.0;
-        *finite = *finite && check == 0;
+                    check[0] += double(to[i * stride + at(jj)]) * 0.0;
+        double sum = 0;
+        for (int l = 0; l < 8; ++l) sum += check[l];
+        *finite = *finite && sum == 0;
     }
 }
 
@@ -1385,18 +1389,27 @@ OCCAM_LANES_INLINE void winners_backward(const Patches& p, const Windows& wins, 
 /// image-major with its padding and gy and the codes transposed; image-major, each image is
 /// padded alone. Either way the images are then taken one at a time in order, so both give the
 /// same bits.
-template <bool ByImage>
+///
+/// Column-major, `block_done` (where given, in place of dx) takes each block's input gradient
+/// as it is, image-major and padded: block_done(r0, rows, dxt, Patches) for images [r0, r0 +
+/// rows), image i at dxt + i image; false stops the pass (and it returns false). A layer below
+/// can take its own backward from there while the block is in cache (conv_relu_pool_pair.hpp).
+template <bool ByImage, class BlockDone = std::nullptr_t>
 inline bool backward_winners(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
-                             const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db) {
+                             const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db,
+                             BlockDone block_done = nullptr) {
+    constexpr bool to_block = !std::is_same_v<BlockDone, std::nullptr_t>;
+    static_assert(!(ByImage && to_block), "image-major inputs give dx itself");
+    const bool want_dx = to_block || dx;
     const int K = g.patch();
-    for (long k = 0; dx && k < long(cout) * K; ++k)  // (only dx reads w)
+    for (long k = 0; want_dx && k < long(cout) * K; ++k)  // (only dx reads w)
         if (!std::isfinite(w[k])) return false;
     const Patches p(g);
     thread_local Windows wins;
     wins.set(g, p, pool);
     const int T = p.vectors();
     const long E = long(cout) * wins.count();
-    const int m = ByImage ? 1 : block_images(p, n, E, dx != nullptr);
+    const int m = ByImage ? 1 : block_images(p, n, E, want_dx);
     thread_local AlignedVector xt, dxt, gt, grad, wp, dwt;
     thread_local std::vector<std::uint16_t> ct;
     thread_local std::vector<int> at, first, valid, group_chans, group_size;
@@ -1422,7 +1435,7 @@ inline bool backward_winners(const ConvGeometry& g, int pool, int n, const doubl
     }
     if (db) std::fill(db, db + cout, 0.0);
     const long groups = long(wins.count()) * (long(wins.place.size()) + 1);
-    if (dx) {  // w(o, (c, ky, kx)) at wp[(o T + ky blocks) 8 + kx C + c], zeros past a row's end
+    if (want_dx) {  // w(o, (c, ky, kx)) at wp[(o T + ky blocks) 8 + kx C + c], zeros past a row's end
         group_chans.resize(std::size_t(groups * cout));
         grow(group_grad, std::size_t(groups * cout));
         group_size.resize(std::size_t(groups));
@@ -1443,7 +1456,7 @@ inline bool backward_winners(const ConvGeometry& g, int pool, int n, const doubl
     // One image's lists and sums: its padded copy xi, its codes and gradients, dxi (zeroed).
     const auto image = [&](const double* xi, const std::uint16_t* ci, const double* gi, double* dxi) {
         k.xi = xi, k.ct = ci, k.gt = gi, k.dxi = dxi;
-        list_image(wins, cout, ci, gi, at.data(), grad.data(), first.data(), dx ? &k.groups : nullptr);
+        list_image(wins, cout, ci, gi, at.data(), grad.data(), first.data(), want_dx ? &k.groups : nullptr);
         lanes::run([&]<class B>() OCCAM_LANES_KERNEL { winners_backward<B>(p, wins, k); });
     };
     const long in = g.in_size();
@@ -1457,11 +1470,15 @@ inline bool backward_winners(const ConvGeometry& g, int pool, int n, const doubl
         } else {
             if (!pad_images(g, p, n, x, r0, rows, xt.data())) return false;
             transpose_winners(n, E, win, gy, r0, rows, gt.data(), ct.data());
-            if (dx) std::fill_n(dxt.data(), std::size_t(rows) * p.image, 0.0);
+            if (want_dx) std::fill_n(dxt.data(), std::size_t(rows) * p.image, 0.0);
             for (int i = 0; i < rows; ++i)
                 image(xt.data() + i * p.image, ct.data() + i * E, gt.data() + i * E,
-                      dx ? dxt.data() + i * p.image : nullptr);
-            if (dx) copy_images<false>(g, p, n, r0, rows, dxt.data(), dx);  // the interiors back into dx
+                      want_dx ? dxt.data() + i * p.image : nullptr);
+            if constexpr (to_block) {
+                if (!block_done(r0, rows, static_cast<const double*>(dxt.data()), p)) return false;
+            } else if (dx) {
+                copy_images<false>(g, p, n, r0, rows, dxt.data(), dx);  // the interiors back into dx
+            }
         }
     }
     if (dw)  // dwt's lanes (o, block ky blocks + j / 8, lane j % 8), j = kx C + c, into dw(o, (c, ky, kx))

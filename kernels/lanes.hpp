@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 // GCC warns (-Wpsabi) that functions passing 8-double vectors change ABI with AVX-512; ours are
@@ -81,6 +82,11 @@ inline M4 operator>(V4 a, V4 b) {
     for (int l = 0; l < 4; ++l) m.v[l] = a.v[l] > b.v[l];
     return m;
 }
+inline M4 operator==(V4 a, V4 b) {
+    M4 m;
+    for (int l = 0; l < 4; ++l) m.v[l] = a.v[l] == b.v[l];
+    return m;
+}
 #endif
 
 /// a * b + c rounded once, lane by lane. Written per lane so that every path rounds the same
@@ -153,6 +159,22 @@ OCCAM_LANES_INLINE Split operator-(double a, Split b) { return {a - b.lo, a - b.
 OCCAM_LANES_INLINE Split operator*(double a, Split b) { return {a * b.lo, a * b.hi}; }
 OCCAM_LANES_INLINE Split operator-(Split a) { return {-a.lo, -a.hi}; }
 OCCAM_LANES_INLINE SplitMask operator>(Split a, Split b) { return {a.lo > b.lo, a.hi > b.hi}; }
+OCCAM_LANES_INLINE SplitMask operator==(Split a, Split b) { return {a.lo == b.lo, a.hi == b.hi}; }
+
+/// Four 2-byte integers as four doubles (exact: every 16-bit integer is a double).
+OCCAM_LANES_INLINE V4 u16_lanes(const std::uint16_t* p) {
+#ifdef OCCAM_VECTOR_EXTENSIONS
+    typedef std::uint16_t U4 __attribute__((vector_size(8)));
+    typedef std::int32_t I4 __attribute__((vector_size(16)));
+    U4 u;
+    std::memcpy(&u, p, sizeof u);
+    return __builtin_convertvector(__builtin_convertvector(u, I4), V4);  // (in one step GCC goes lane by lane)
+#else
+    V4 v;
+    for (int l = 0; l < 4; ++l) v[l] = double(p[l]);
+    return v;
+#endif
+}
 
 template <class B>
 struct Block;
@@ -181,6 +203,13 @@ struct Block<Split> {
         return splat(double(limit)) > lane_index;
     }
     OCCAM_LANES_INLINE static double lane(Split v, int l) { return l < 4 ? v.lo[l] : v.hi[l - 4]; }
+    /// Eight 2-byte integers (a pooling layer's winner codes) as doubles.
+    OCCAM_LANES_INLINE static Split from_u16(const std::uint16_t* p) { return {u16_lanes(p), u16_lanes(p + 4)}; }
+    /// *p in every lane (splat(*p) adds it to +0, which turns a -0 into +0).
+    OCCAM_LANES_INLINE static Split broadcast(const double* p) {
+        const double x = *p;
+        return {V4{x, x, x, x}, V4{x, x, x, x}};
+    }
     OCCAM_LANES_INLINE static Split exp(Split x) { return {exp_lanes<V4, M4>(x.lo), exp_lanes<V4, M4>(x.hi)}; }
     OCCAM_LANES_INLINE static Split fma(Split a, Split b, Split c) { return {fma_lanes(a.lo, b.lo, c.lo), fma_lanes(a.hi, b.hi, c.hi)}; }
     OCCAM_LANES_INLINE static Split sqrt(Split x) { return {sqrt_lanes(x.lo), sqrt_lanes(x.hi)}; }
@@ -213,6 +242,18 @@ struct Block<V8> {
     }
     OCCAM_LANES_INLINE static M8 first(int limit) { return M8{0, 1, 2, 3, 4, 5, 6, 7} < (long long)limit; }
     OCCAM_LANES_INLINE static double lane(V8 v, int l) { return v[l]; }
+    OCCAM_LANES_INLINE static V8 from_u16(const std::uint16_t* p) {
+        typedef std::uint16_t U8 __attribute__((vector_size(16)));
+        typedef std::int32_t I8 __attribute__((vector_size(32)));
+        U8 u;
+        std::memcpy(&u, p, sizeof u);
+        return __builtin_convertvector(__builtin_convertvector(u, I8), V8);
+    }
+    /// *p in every lane (splat(*p) adds it to +0, which turns a -0 into +0).
+    OCCAM_LANES_INLINE static V8 broadcast(const double* p) {
+        const double x = *p;
+        return V8{x, x, x, x, x, x, x, x};
+    }
     OCCAM_LANES_INLINE static V8 exp(V8 x) { return exp_lanes<V8, M8>(x); }
     OCCAM_LANES_INLINE static V8 fma(V8 a, V8 b, V8 c) { return fma_lanes(a, b, c); }
     OCCAM_LANES_INLINE static V8 sqrt(V8 x) {  // two halves: the AVX-512 builtin needs the clone's target

@@ -166,6 +166,20 @@ inline std::vector<OpCheck> op_checks() {
         row("solve (Cholesky)", [](V x) { return solve(x[0] + transpose(x[0]), x[1]); }, {0.5 * spd, R(4, 2)});
         row("solve (LU)", [](V x) { return solve(x[0], x[1]); }, {general, R(4, 2)});
     }
+    // Two conv2d_relu_pool layers as one node: with the images an input, layer by layer; with
+    // them as data, the bottom pair's fused backward (kernels/conv_relu_pool_pair.hpp). The
+    // second order runs the recorded chain.
+    {
+        const std::vector<ConvGeometry> gs{
+            {.channels = 1, .height = 6, .width = 6, .kernel_h = 3, .kernel_w = 3, .padding = 1},
+            {.channels = 2, .height = 3, .width = 3, .kernel_h = 3, .kernel_w = 3, .padding = 1}};
+        row("conv2d_relu_pool_stack", [gs](V x) { return conv2d_relu_pool_stack(x[0], std::span(x).subspan(1), gs); },
+            {R(3, 36), R(2, 9), R(1, 2), R(3, 18), R(1, 3)});
+        const Eigen::MatrixXd images = R(3, 36);
+        row("conv2d_relu_pool_stack (images as data)",
+            [gs, images](V x) { return conv2d_relu_pool_stack(constant(images), x, gs); },
+            {R(2, 9), R(1, 2), R(3, 18), R(1, 3)});
+    }
     return rows;
 }
 

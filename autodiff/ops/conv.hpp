@@ -15,9 +15,12 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "../../kernels/conv.hpp"
 #include "../../kernels/conv_relu_pool.hpp"
+#include "../../kernels/conv_relu_pool_pair.hpp"
+#include "../core/grad.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
 #include "shape.hpp"
@@ -190,6 +193,30 @@ inline Var max_pool2d(const Var& x, int channels, int height, int width, int siz
     return detail::take_kept(x, {index, std::size_t(x.rows()) * cols}, x.rows(), cols, "max_pool2d");
 }
 
+namespace detail {
+/// A conv2d_relu_pool layer's checks (check_conv's, the bias, the pool, the int indices of the
+/// recorded backward) for `rows` images x (x's columns unchecked where it is null); `op` names
+/// the caller.
+inline void check_relu_pool(const char* op, const ConvGeometry& g, const Var* x, int rows, const Var& w, const Var& b,
+                            int pool) {
+    check_conv(op, g, x, &w, nullptr);
+    const std::string who = std::string("ad::") + op + ": ";
+    const int cout = w.rows();
+    if (b.rows() != 1 || b.cols() != cout)
+        throw ShapeError(who + "the bias is " + shape_str(b) + ", not 1 x " + std::to_string(cout));
+    if (pool < 1 || pool > g.out_h() || pool > g.out_w() || pool > kernels::kMaxPoolWindow)
+        throw ShapeError(who + "a " + std::to_string(pool) + " x " + std::to_string(pool) + " pool does not fit the " +
+                         std::to_string(g.out_h()) + " x " + std::to_string(g.out_w()) + " output (or is wider than " +
+                         std::to_string(kernels::kMaxPoolWindow) + ")");
+    if (double(rows) * cout * g.positions() > std::numeric_limits<int>::max())
+        throw ShapeError(who + "the convolution's output has more entries than an int index can name");
+}
+/// The columns of a layer's pooled output.
+inline int pooled_cols(const ConvGeometry& g, int cout, int pool) {
+    return cout * (g.out_h() / pool) * (g.out_w() / pool);
+}
+}  // namespace detail
+
 /// max_pool2d(relu(conv2d(x, w, b))) as one node, the CNN layer's usual stack. The tape keeps
 /// only the pooled output and, per entry, which element of its window won (two bytes), not the
 /// N x Cout P convolution: kernels/conv_relu_pool.hpp runs the layer a block of images at a time, so
@@ -201,17 +228,9 @@ inline Var max_pool2d(const Var& x, int channels, int height, int width, int siz
 /// With create_graph these are recorded as the differentiable ops they name, so the higher
 /// derivatives are right; without it the kernel computes them block by block, gz never whole.
 inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const ConvGeometry& g, int pool = 2) {
-    detail::check_conv("conv2d_relu_pool", g, &x, &w, nullptr);
+    detail::check_relu_pool("conv2d_relu_pool", g, &x, x.rows(), w, b, pool);
     const int cout = w.rows(), n = x.rows(), P = g.positions();
-    if (b.rows() != 1 || b.cols() != cout)
-        throw ShapeError("ad::conv2d_relu_pool: the bias is " + shape_str(b) + ", not 1 x " + std::to_string(cout));
-    if (pool < 1 || pool > g.out_h() || pool > g.out_w() || pool > kernels::kMaxPoolWindow)
-        throw ShapeError("ad::conv2d_relu_pool: a " + std::to_string(pool) + " x " + std::to_string(pool) +
-                         " pool does not fit the " + std::to_string(g.out_h()) + " x " + std::to_string(g.out_w()) +
-                         " output (or is wider than " + std::to_string(kernels::kMaxPoolWindow) + ")");
-    if (double(n) * cout * P > std::numeric_limits<int>::max())
-        throw ShapeError("ad::conv2d_relu_pool: the convolution's output has more entries than an int index can name");
-    const int cols = cout * (g.out_h() / pool) * (g.out_w() / pool);
+    const int cols = detail::pooled_cols(g, cout, pool);
     std::uint16_t* win = tape().arena.allocate_array<std::uint16_t>(std::size_t(n) * cols);
     Node* node = tape().push(
         "conv2d_relu_pool", n, cols,
@@ -244,6 +263,117 @@ inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const Conv
         {x.node(), w.node(), b.node()});
     kernels::conv_relu_pool_forward(g, pool, n, x.value().data(), w.value().data(), b.value().data(), cout, node->data,
                                     win);
+    return Var(node);
+}
+
+/// conv2d_relu_pool layers applied in turn, as one node: layer l takes the one below's output
+/// (x for l = 0) with weights params[2 l], bias params[2 l + 1] and geometry[l], each pooled by
+/// `pool`. The values are the chain's to the bit; the node keeps each layer's output and codes.
+/// Its backward without create_graph goes down the layers as conv2d_relu_pool's does, except
+/// that where x needs no gradient (the images) the bottom two layers go together
+/// (kernels/conv_relu_pool_pair.hpp): the gradient between them exists only a block of images
+/// at a time, in cache. With create_graph it runs the layers again as conv2d_relu_pool nodes and
+/// records their backward, so higher derivatives are the chain's.
+inline Var conv2d_relu_pool_stack(const Var& x, std::span<const Var> params, std::span<const ConvGeometry> geometry,
+                                  int pool = 2) {
+    const int L = int(geometry.size()), n = x.rows();
+    if (L < 1 || params.size() != 2 * geometry.size())
+        throw ShapeError("ad::conv2d_relu_pool_stack: " + std::to_string(params.size()) + " parameters for " +
+                         std::to_string(L) + " layers (a weight and a bias each)");
+    long in_cols = x.cols();
+    for (int l = 0; l < L; ++l) {
+        const ConvGeometry& g = geometry[std::size_t(l)];
+        const Var &w = params[std::size_t(2 * l)], &b = params[std::size_t(2 * l + 1)];
+        if (l > 0 && in_cols != g.in_size())
+            throw ShapeError("ad::conv2d_relu_pool_stack: layer " + std::to_string(l - 1) + " gives " +
+                             std::to_string(in_cols) + " columns, but layer " + std::to_string(l) + "'s " +
+                             detail::geometry_str(g) + " images need " + std::to_string(g.in_size()));
+        // (layer 0's image columns are check_conv's)
+        detail::check_relu_pool("conv2d_relu_pool_stack", g, l == 0 ? &x : nullptr, n, w, b, pool);
+        in_cols = detail::pooled_cols(g, w.rows(), pool);
+    }
+    // What the backward reads: each layer's geometry, channels, codes and output (the last one's
+    // is the node's value). Plain data in the arena, so the closure holds two pointers.
+    struct Layer {
+        ConvGeometry g;
+        int cout;
+        std::uint16_t* win;
+        double* out;
+    };
+    Arena& arena = tape().arena;
+    Layer* layers = arena.allocate_array<Layer>(std::size_t(L));
+    for (int l = 0; l < L; ++l) {
+        const ConvGeometry& g = geometry[std::size_t(l)];
+        const int cout = params[std::size_t(2 * l)].rows(), cols = detail::pooled_cols(g, cout, pool);
+        layers[l] = {g, cout, arena.allocate_array<std::uint16_t>(std::size_t(n) * cols),
+                     l + 1 < L ? arena.allocate_array<double>(std::size_t(n) * cols) : nullptr};
+    }
+    std::vector<Node*> inputs{x.node()};
+    for (const Var& p : params) inputs.push_back(p.node());
+    Node* node = tape().push(
+        "conv2d_relu_pool_stack", n, int(in_cols),
+        [layers, L, pool](const Node& self, const Var& gy, Var* out) {
+            const int rows = self.inputs[0]->rows;
+            const auto in = [&](int l) { return l == 0 ? self.inputs[0]->data : layers[l - 1].out; };
+            if (grad_enabled()) {  // recorded: the chain again, differentiated as ops
+                Var h = self.input(0);
+                for (int l = 0; l < L; ++l)
+                    h = conv2d_relu_pool(h, self.input(1 + 2 * l), self.input(2 + 2 * l), layers[l].g, pool);
+                std::vector<Var> wanted;
+                std::vector<int> at;
+                for (int k = 0; k < int(self.n_inputs); ++k)
+                    if (self.needs(k)) wanted.push_back(self.input(k)), at.push_back(k);
+                const std::vector<Var> g = grad(h, wanted, {.create_graph = true, .allow_unused = true}, gy);
+                for (std::size_t j = 0; j < at.size(); ++j) out[at[j]] = g[j];
+                return;
+            }
+            auto fresh = [](int r, int c) { return Var(tape().leaf("constant", r, c, false)); };
+            const auto grad_of = [&](int k, int r, int c) -> double* {
+                if (!self.needs(k)) return nullptr;
+                if (!out[k].defined()) out[k] = fresh(r, c);  // (the pair's, where it declined)
+                return out[k].node()->data;
+            };
+            // Whether anything at or below layer l's input takes a gradient.
+            const auto wanted_below = [&](int l) {
+                for (int k = 0; k < 1 + 2 * l; ++k)
+                    if (self.needs(k)) return true;
+                return false;
+            };
+            const double* g = gy.node()->data;
+            for (int l = L - 1; l >= 0; --l) {
+                const Layer& layer = layers[l];
+                const Var& w = self.input(1 + 2 * l);
+                double* dw = grad_of(1 + 2 * l, w.rows(), w.cols());
+                double* db = grad_of(2 + 2 * l, 1, layer.cout);
+                if (l == 1 && !self.needs(0) && (self.needs(1) || self.needs(2))) {
+                    const Layer& low = layers[0];
+                    const Var& w0 = self.input(1);
+                    double* dw0 = grad_of(1, w0.rows(), w0.cols());
+                    double* db0 = grad_of(2, 1, low.cout);
+                    if (kernels::conv_relu_pool_pair_backward(low.g, layer.g, pool, rows, in(0), low.cout, low.win,
+                                                              low.out, w.node()->data, layer.cout, layer.win, g, dw0,
+                                                              db0, dw, db))
+                        return;
+                }
+                double* dx = nullptr;
+                if (wanted_below(l))
+                    dx = l == 0 ? grad_of(0, rows, int(layer.g.in_size()))
+                                : tape().arena.allocate_array<double>(std::size_t(rows) * layer.g.in_size());
+                kernels::conv_relu_pool_backward(layer.g, pool, rows, in(l), w.node()->data, layer.cout, layer.win, g,
+                                                 dx, dw, db);
+                if (!dx) return;
+                g = dx;
+            }
+        },
+        inputs);
+    const double* h = x.value().data();
+    for (int l = 0; l < L; ++l) {
+        const Var &w = params[std::size_t(2 * l)], &b = params[std::size_t(2 * l + 1)];
+        double* y = l + 1 < L ? layers[l].out : node->data;
+        kernels::conv_relu_pool_forward(layers[l].g, pool, n, h, w.value().data(), b.value().data(), layers[l].cout,
+                                        y, layers[l].win);
+        h = y;
+    }
     return Var(node);
 }
 

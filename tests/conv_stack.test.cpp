@@ -245,6 +245,40 @@ TEST_CASE("conv2d_relu_pool_stack: with the images as data its gradients are the
     CHECK_FALSE(same_bits(layered.dw1, want.dw1));
 }
 
+TEST_CASE("conv2d_relu_pool_stack: a NaN image or one layer gives the chain's values and gradients, NaNs included") {
+    // A NaN pixel makes the pair decline (its copies check every entry): the node goes layer by
+    // layer, which is the chain's own kernels, so every bit and every NaN lands where the chain's
+    // does. One layer is conv2d_relu_pool itself.
+    ad::Rng rng(36, 2);
+    const ConvGeometry g1{.channels = 1, .height = 12, .width = 12, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    const ConvGeometry g2{.channels = 8, .height = 6, .width = 6, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    Eigen::MatrixXd images = rng.normal_matrix(9, 144);
+    images(4, 50) = std::numeric_limits<double>::quiet_NaN();
+    const Eigen::MatrixXd w1 = rng.normal_matrix(8, 9), b1 = rng.normal_matrix(1, 8), w2 = rng.normal_matrix(5, 72),
+                          b2 = rng.normal_matrix(1, 5), c = rng.normal_matrix(9, 45), c1 = rng.normal_matrix(9, 288);
+    ad::TapeScope scope;
+    const ad::Var x = ad::constant(images);
+    std::vector<ad::Var> ps{ad::param(w1), ad::param(b1), ad::param(w2), ad::param(b2)};
+    const ad::Var chain = ad::conv2d_relu_pool(ad::conv2d_relu_pool(x, ps[0], ps[1], g1), ps[2], ps[3], g2);
+    const ad::Var stack = ad::conv2d_relu_pool_stack(x, ps, std::vector{g1, g2});
+    REQUIRE(same_bits(stack.value(), chain.value()));
+    REQUIRE(stack.value().hasNaN());
+    const auto want = ad::grad(ad::sum(ad::mul(ad::constant(c), chain)), ps);
+    const auto got = ad::grad(ad::sum(ad::mul(ad::constant(c), stack)), ps);
+    for (std::size_t k = 0; k < ps.size(); ++k) {
+        CAPTURE(k);
+        CHECK(same_bits(got[k].value(), want[k].value()));
+    }
+    CHECK(want[0].value().hasNaN());
+    const ad::Var one = ad::conv2d_relu_pool_stack(x, std::span(ps).first(2), std::vector{g1});
+    REQUIRE(same_bits(one.value(), ad::conv2d_relu_pool(x, ps[0], ps[1], g1).value()));
+    const auto one_got = ad::grad(ad::sum(ad::mul(ad::constant(c1), one)), {ps[0], ps[1]});
+    const auto one_want =
+        ad::grad(ad::sum(ad::mul(ad::constant(c1), ad::conv2d_relu_pool(x, ps[0], ps[1], g1))), {ps[0], ps[1]});
+    CHECK(same_bits(one_got[0].value(), one_want[0].value()));
+    CHECK(same_bits(one_got[1].value(), one_want[1].value()));
+}
+
 TEST_CASE("conv2d_relu_pool_stack: wrong parameters and layers that do not chain are named") {
     ad::Rng rng(34, 2);
     ad::TapeScope scope;

@@ -253,22 +253,17 @@ struct ConvNet {
 
     Var operator()(const std::vector<Var>& params, const Var& x) const {
         check_params(params, x);
-        Var h = x;
         const std::size_t n = channels.size();
-        if (activation == Activation::relu && n >= 2) {  // one node for the stack (ops/conv.hpp)
+        if (activation == Activation::relu && n >= 1) {  // the layers and the linear layer as one node (ops/conv.hpp)
             std::vector<ConvGeometry> gs;
             for (std::size_t l = 0; l < n; ++l) gs.push_back(geometry(l));
-            h = conv2d_relu_pool_stack(h, std::span(params).first(2 * n), gs, pool);
-        } else {
-            for (std::size_t l = 0; l < n; ++l) {
-                const ConvGeometry g = geometry(l);
-                if (activation == Activation::relu) {  // one node, a quarter of the memory (ops/conv.hpp)
-                    h = conv2d_relu_pool(h, params[2 * l], params[2 * l + 1], g, pool);
-                    continue;
-                }
-                h = activate(conv2d(h, params[2 * l], params[2 * l + 1], g), activation);
-                h = max_pool2d(h, channels[l], g.out_h(), g.out_w(), pool);
-            }
+            return output_map(conv2d_relu_pool_linear(x, params, gs, pool), output);
+        }
+        Var h = x;
+        for (std::size_t l = 0; l < n; ++l) {
+            const ConvGeometry g = geometry(l);
+            h = activate(conv2d(h, params[2 * l], params[2 * l + 1], g), activation);
+            h = max_pool2d(h, channels[l], g.out_h(), g.out_w(), pool);
         }
         return output_map(Linear::apply(h, params[2 * n], params[2 * n + 1]), output);
     }

@@ -1394,10 +1394,14 @@ OCCAM_LANES_INLINE void winners_backward(const Patches& p, const Windows& wins, 
 /// as it is, image-major and padded: block_done(r0, rows, dxt, Patches) for images [r0, r0 +
 /// rows), image i at dxt + i image; false stops the pass (and it returns false). A layer below
 /// can take its own backward from there while the block is in cache (conv_relu_pool_pair.hpp).
+/// Column-major, `head` (where given) says that gy is the outer product of the n-vector gy and
+/// the E-vector head, the gradient a linear layer with one output hands back: each block's rows
+/// are made from the two (as the product kernel makes them, fma(g_i, head_e, 0)) instead of
+/// being read out of an n x E matrix's columns.
 template <bool ByImage, class BlockDone = std::nullptr_t>
 inline bool backward_winners(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
                              const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db,
-                             BlockDone block_done = nullptr) {
+                             BlockDone block_done = nullptr, const double* head = nullptr) {
     constexpr bool to_block = !std::is_same_v<BlockDone, std::nullptr_t>;
     static_assert(!(ByImage && to_block), "image-major inputs give dx itself");
     const bool want_dx = to_block || dx;
@@ -1469,7 +1473,13 @@ inline bool backward_winners(const ConvGeometry& g, int pool, int n, const doubl
             if (dx) unpad_image(g, p, dxt.data(), dx + r0 * in);
         } else {
             if (!pad_images(g, p, n, x, r0, rows, xt.data())) return false;
-            transpose_winners(n, E, win, gy, r0, rows, gt.data(), ct.data());
+            if (head) {
+                for (int i = 0; i < rows; ++i)
+                    for (long e = 0; e < E; ++e) gt[i * E + e] = std::fma(gy[r0 + i], head[e], 0.0);
+                transpose_codes(E, n, r0, rows, win, ct.data(), E);
+            } else {
+                transpose_winners(n, E, win, gy, r0, rows, gt.data(), ct.data());
+            }
             if (want_dx) std::fill_n(dxt.data(), std::size_t(rows) * p.image, 0.0);
             for (int i = 0; i < rows; ++i)
                 image(xt.data() + i * p.image, ct.data() + i * E, gt.data() + i * E,
@@ -1608,11 +1618,22 @@ constexpr int kWinnersFromPatch = 16;
 /// layer (K = 144, 2000 images) 105-112 ms against the dense products' 161; the learner's steps
 /// (K = 25, 20 images) 0.31-0.32 against 0.40-0.44 ms, its 1400 test images 28 against 29 ms;
 /// but the first meta layer (K = 9, 2000 images) 35 against 27 ms, so it stays dense.
+/// With `head`, gy is the n-vector g of gy = g head^T (a linear layer with one output behind
+/// this one): the winners' path makes its rows as it needs them; the dense path gets the matrix.
 inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
-                                    const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db) {
+                                    const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db,
+                                    const double* head = nullptr) {
     if (g.patch() >= kWinnersFromPatch &&
-        conv_relu_pool_backward_winners(g, pool, n, x, w, cout, win, gy, dx, dw, db))
+        winner_detail::backward_winners<false>(g, pool, n, x, w, cout, win, gy, dx, dw, db, nullptr, head))
         return;
+    if (head) {  // the outer product, as the product kernel makes it (outer_product: fma(a, b, 0))
+        const long E = long(cout) * (g.out_h() / pool) * (g.out_w() / pool);
+        thread_local AlignedVector whole;
+        grow(whole, std::size_t(n) * E);
+        for (long e = 0; e < E; ++e)
+            for (int i = 0; i < n; ++i) whole[e * n + i] = std::fma(gy[i], head[e], 0.0);
+        return conv_relu_pool_backward_dense(g, pool, n, x, w, cout, win, whole.data(), dx, dw, db);
+    }
     conv_relu_pool_backward_dense(g, pool, n, x, w, cout, win, gy, dx, dw, db);
 }
 

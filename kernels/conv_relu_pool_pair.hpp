@@ -120,13 +120,15 @@ inline bool conv_relu_pool_pair_applies(const ConvGeometry& g1, int c1, const Co
 /// needs none (data): dw2 and db2 as conv_relu_pool_backward gives them (the same bits), dw1 and
 /// db1 from the middle gradient a block of images at a time (each optional but the upper layer's
 /// input gradient is always formed). x (n x C1 H1 W1), p1 (n x c1 H2 W2, layer 1's output),
-/// win1 and win2 (the codes), gy (n x c2 ...) as the layers' forwards left them.
+/// win1 and win2 (the codes), gy (n x c2 ...) as the layers' forwards left them; with `head`,
+/// gy is the n-vector g of gy = g head^T (conv_relu_pool_backward's).
 /// False (the outputs then undefined) where the pair does not apply or a value that the
 /// winners' path declines is not finite (x, p1, w2): the caller goes layer by layer.
 inline bool conv_relu_pool_pair_backward(const ConvGeometry& g1, const ConvGeometry& g2, int pool, int n,
                                          const double* x, int c1, const std::uint16_t* win1, const double* p1,
                                          const double* w2, int c2, const std::uint16_t* win2, const double* gy,
-                                         double* dw1, double* db1, double* dw2, double* db2) {
+                                         double* dw1, double* db1, double* dw2, double* db2,
+                                         const double* head = nullptr) {
     using namespace pair_detail;
     if (!conv_relu_pool_pair_applies(g1, c1, g2, pool)) return false;
     const winner_detail::Patches q(g1);
@@ -175,7 +177,7 @@ inline bool conv_relu_pool_pair_backward(const ConvGeometry& g1, const ConvGeome
         }
         return true;
     };
-    if (!winner_detail::backward_winners<false>(g2, pool, n, p1, w2, c2, win2, gy, nullptr, dw2, db2, lower))
+    if (!winner_detail::backward_winners<false>(g2, pool, n, p1, w2, c2, win2, gy, nullptr, dw2, db2, lower, head))
         return false;
     if (dw1)
         for (int t = 0; t < taps; ++t)

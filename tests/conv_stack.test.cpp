@@ -279,6 +279,55 @@ TEST_CASE("conv2d_relu_pool_stack: a NaN image or one layer gives the chain's va
     CHECK(same_bits(one_got[1].value(), one_want[1].value()));
 }
 
+TEST_CASE("conv2d_relu_pool_linear: nn::Linear on the stack, the same values and gradients") {
+    // One and two layers, one output (the features' gradient made as the layers read it) and two
+    // (the product), the images as data and as a parameter. 16 images of 2304 features make the
+    // linear layer's products go through kernels/gemm.hpp, whose bits the one-output rows must
+    // reproduce. Everything to the bit but the pair's lower layer (its own summation order).
+    ad::Rng rng(37, 2);
+    const ConvGeometry g1{.channels = 1, .height = 24, .width = 24, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    const ConvGeometry g2{.channels = 16, .height = 12, .width = 12, .kernel_h = 3, .kernel_w = 3, .padding = 1};
+    const int n = 16;
+    const Eigen::MatrixXd images = rng.normal_matrix(n, 576);
+    for (int layers : {1, 2})
+        for (int outputs : {1, 2})
+            for (bool data : {true, false}) {
+                CAPTURE(layers);
+                CAPTURE(outputs);
+                CAPTURE(data);
+                ad::TapeScope scope;
+                const ad::Var x = data ? ad::constant(images) : ad::param(images);
+                std::vector<ad::Var> ps{ad::param(0.3 * rng.normal_matrix(16, 9)), ad::param(0.1 * rng.normal_matrix(1, 16))};
+                std::vector<ConvGeometry> gs{g1};
+                int features = 16 * 144;
+                if (layers == 2) {
+                    ps.push_back(ad::param(0.1 * rng.normal_matrix(8, 144)));
+                    ps.push_back(ad::param(0.1 * rng.normal_matrix(1, 8)));
+                    gs.push_back(g2), features = 8 * 36;
+                }
+                ps.push_back(ad::param(rng.normal_matrix(outputs, features)));
+                ps.push_back(ad::param(rng.normal_matrix(1, outputs)));
+                ad::Var h = x;
+                for (int l = 0; l < layers; ++l) h = ad::conv2d_relu_pool(h, ps[std::size_t(2 * l)], ps[std::size_t(2 * l + 1)], gs[std::size_t(l)]);
+                const ad::Var chain = ad::add(ad::matmul_nt(h, ps[std::size_t(2 * layers)]), ps[std::size_t(2 * layers + 1)]);
+                const ad::Var fused = ad::conv2d_relu_pool_linear(x, ps, gs);
+                REQUIRE(same_bits(fused.value(), chain.value()));
+                const Eigen::MatrixXd c = rng.normal_matrix(n, outputs);
+                const ad::Var chain_loss = ad::sum(ad::mul(ad::constant(c), ad::tanh(chain)));
+                const ad::Var fused_loss = ad::sum(ad::mul(ad::constant(c), ad::tanh(fused)));
+                std::vector<ad::Var> wrt = ps;
+                if (!data) wrt.insert(wrt.begin(), x);
+                const auto want = ad::grad(chain_loss, wrt), got = ad::grad(fused_loss, wrt);
+                const auto recorded = ad::grad(fused_loss, wrt, {.create_graph = true});
+                for (std::size_t k = 0; k < wrt.size(); ++k) {
+                    CAPTURE(k);
+                    const bool pair_lower = data && layers == 2 && k < 2;
+                    CHECK((pair_lower ? close(got[k].value(), want[k].value()) : same_bits(got[k].value(), want[k].value())));
+                    CHECK(close(recorded[k].value(), want[k].value()));
+                }
+            }
+}
+
 TEST_CASE("conv2d_relu_pool_stack: wrong parameters and layers that do not chain are named") {
     ad::Rng rng(34, 2);
     ad::TapeScope scope;
@@ -299,5 +348,11 @@ TEST_CASE("conv2d_relu_pool_stack: wrong parameters and layers that do not chain
                          ad::ShapeError);
     CHECK_THROWS_WITH_AS(ad::conv2d_relu_pool_stack(x, std::vector{w0, b0, w1, w0}, both),
                          doctest::Contains("the bias is 4x9"), ad::ShapeError);
+    const ad::Var W = ad::param(rng.normal_matrix(1, 8)), b = ad::param(rng.normal_matrix(1, 1));
+    CHECK_THROWS_WITH_AS(ad::conv2d_relu_pool_linear(x, std::vector{w0, b0, w1, b1}, both),
+                         doctest::Contains("then the linear layer's"), ad::ShapeError);
+    CHECK_THROWS_WITH_AS(ad::conv2d_relu_pool_linear(x, std::vector{w0, b0, w1, b1, ad::param(rng.normal_matrix(1, 7)), b}, both),
+                         doctest::Contains("the layers give 8 features"), ad::ShapeError);
+    CHECK(ad::conv2d_relu_pool_linear(x, std::vector{w0, b0, w1, b1, W, b}, both).cols() == 1);
     CHECK(ad::conv2d_relu_pool_stack(x, std::vector{w0, b0, w1, b1}, both).cols() == 8);
 }

@@ -179,6 +179,14 @@ inline std::vector<OpCheck> op_checks() {
         row("conv2d_relu_pool_stack (images as data)",
             [gs, images](V x) { return conv2d_relu_pool_stack(constant(images), x, gs); },
             {R(2, 9), R(1, 2), R(3, 18), R(1, 3)});
+        // Then a linear layer: one output (its gradient's rows made as the layers read them)
+        // with the images as data, two outputs (the product) with the images an input.
+        row("conv2d_relu_pool_linear (one output, images as data)",
+            [gs, images](V x) { return conv2d_relu_pool_linear(constant(images), x, gs); },
+            {R(2, 9), R(1, 2), R(3, 18), R(1, 3), R(1, 3), R(1, 1)});
+        row("conv2d_relu_pool_linear (two outputs)",
+            [gs](V x) { return conv2d_relu_pool_linear(x[0], std::span(x).subspan(1), gs); },
+            {R(3, 36), R(2, 9), R(1, 2), R(3, 18), R(1, 3), R(2, 3), R(1, 2)});
     }
     return rows;
 }

@@ -22,6 +22,7 @@
 #include "../../kernels/conv_relu_pool_pair.hpp"
 #include "../core/grad.hpp"
 #include "elementwise.hpp"
+#include "matmul.hpp"
 #include "reduce.hpp"
 #include "shape.hpp"
 
@@ -266,34 +267,41 @@ inline Var conv2d_relu_pool(const Var& x, const Var& w, const Var& b, const Conv
     return Var(node);
 }
 
-/// conv2d_relu_pool layers applied in turn, as one node: layer l takes the one below's output
-/// (x for l = 0) with weights params[2 l], bias params[2 l + 1] and geometry[l], each pooled by
-/// `pool`. The values are the chain's to the bit; the node keeps each layer's output and codes.
-/// Its backward without create_graph goes down the layers as conv2d_relu_pool's does, except
-/// that where x needs no gradient (the images) the bottom two layers go together
-/// (kernels/conv_relu_pool_pair.hpp): the gradient between them exists only a block of images
-/// at a time, in cache. With create_graph it runs the layers again as conv2d_relu_pool nodes and
-/// records their backward, so higher derivatives are the chain's.
-inline Var conv2d_relu_pool_stack(const Var& x, std::span<const Var> params, std::span<const ConvGeometry> geometry,
-                                  int pool = 2) {
+namespace detail {
+/// conv2d_relu_pool_stack (head false) and conv2d_relu_pool_linear (head true: params end with
+/// the linear layer's W and b), `op` naming which in messages.
+inline Var relu_pool_stack(const char* op, const Var& x, std::span<const Var> params,
+                           std::span<const ConvGeometry> geometry, int pool, bool head) {
     const int L = int(geometry.size()), n = x.rows();
-    if (L < 1 || params.size() != 2 * geometry.size())
-        throw ShapeError("ad::conv2d_relu_pool_stack: " + std::to_string(params.size()) + " parameters for " +
-                         std::to_string(L) + " layers (a weight and a bias each)");
+    const std::string who = std::string("ad::") + op + ": ";
+    if (L < 1 || params.size() != 2 * geometry.size() + (head ? 2 : 0))
+        throw ShapeError(who + std::to_string(params.size()) + " parameters for " + std::to_string(L) +
+                         " layers (a weight and a bias each" + (head ? ", then the linear layer's)" : ")"));
     long in_cols = x.cols();
     for (int l = 0; l < L; ++l) {
         const ConvGeometry& g = geometry[std::size_t(l)];
         const Var &w = params[std::size_t(2 * l)], &b = params[std::size_t(2 * l + 1)];
         if (l > 0 && in_cols != g.in_size())
-            throw ShapeError("ad::conv2d_relu_pool_stack: layer " + std::to_string(l - 1) + " gives " +
-                             std::to_string(in_cols) + " columns, but layer " + std::to_string(l) + "'s " +
-                             detail::geometry_str(g) + " images need " + std::to_string(g.in_size()));
+            throw ShapeError(who + "layer " + std::to_string(l - 1) + " gives " + std::to_string(in_cols) +
+                             " columns, but layer " + std::to_string(l) + "'s " + geometry_str(g) + " images need " +
+                             std::to_string(g.in_size()));
         // (layer 0's image columns are check_conv's)
-        detail::check_relu_pool("conv2d_relu_pool_stack", g, l == 0 ? &x : nullptr, n, w, b, pool);
-        in_cols = detail::pooled_cols(g, w.rows(), pool);
+        check_relu_pool(op, g, l == 0 ? &x : nullptr, n, w, b, pool);
+        in_cols = pooled_cols(g, w.rows(), pool);
+    }
+    const long features = in_cols;
+    int outputs = int(features);
+    if (head) {
+        const Var &W = params[std::size_t(2 * L)], &b = params[std::size_t(2 * L + 1)];
+        if (W.cols() != features || b.rows() != 1 || b.cols() != W.rows())
+            throw ShapeError(who + "the linear layer's W is " + shape_str(W) + " and b " + shape_str(b) + ", but the " +
+                             "layers give " + std::to_string(features) + " features (W: outputs x " +
+                             std::to_string(features) + ", b: 1 x outputs)");
+        outputs = W.rows();
     }
     // What the backward reads: each layer's geometry, channels, codes and output (the last one's
-    // is the node's value). Plain data in the arena, so the closure holds two pointers.
+    // is the node's value unless a head follows). Plain data in the arena, so the closure holds
+    // two pointers.
     struct Layer {
         ConvGeometry g;
         int cout;
@@ -304,77 +312,125 @@ inline Var conv2d_relu_pool_stack(const Var& x, std::span<const Var> params, std
     Layer* layers = arena.allocate_array<Layer>(std::size_t(L));
     for (int l = 0; l < L; ++l) {
         const ConvGeometry& g = geometry[std::size_t(l)];
-        const int cout = params[std::size_t(2 * l)].rows(), cols = detail::pooled_cols(g, cout, pool);
+        const int cout = params[std::size_t(2 * l)].rows(), cols = pooled_cols(g, cout, pool);
         layers[l] = {g, cout, arena.allocate_array<std::uint16_t>(std::size_t(n) * cols),
-                     l + 1 < L ? arena.allocate_array<double>(std::size_t(n) * cols) : nullptr};
+                     l + 1 < L || head ? arena.allocate_array<double>(std::size_t(n) * cols) : nullptr};
     }
+    // The features (the last layer's output) as a value on the tape without a copy.
+    const auto features_var = [n, features](double* at) {
+        return Var(tape().push("features", n, int(features), nullptr, std::initializer_list<Node*>{},
+                               Derivatives::any_order, at));
+    };
     std::vector<Node*> inputs{x.node()};
     for (const Var& p : params) inputs.push_back(p.node());
-    Node* node = tape().push(
-        "conv2d_relu_pool_stack", n, int(in_cols),
-        [layers, L, pool](const Node& self, const Var& gy, Var* out) {
-            const int rows = self.inputs[0]->rows;
-            const auto in = [&](int l) { return l == 0 ? self.inputs[0]->data : layers[l - 1].out; };
-            if (grad_enabled()) {  // recorded: the chain again, differentiated as ops
-                Var h = self.input(0);
-                for (int l = 0; l < L; ++l)
-                    h = conv2d_relu_pool(h, self.input(1 + 2 * l), self.input(2 + 2 * l), layers[l].g, pool);
-                std::vector<Var> wanted;
-                std::vector<int> at;
-                for (int k = 0; k < int(self.n_inputs); ++k)
-                    if (self.needs(k)) wanted.push_back(self.input(k)), at.push_back(k);
-                const std::vector<Var> g = grad(h, wanted, {.create_graph = true, .allow_unused = true}, gy);
-                for (std::size_t j = 0; j < at.size(); ++j) out[at[j]] = g[j];
-                return;
+    const auto backward = [layers, L, pool, head, features_var](const Node& self, const Var& gy, Var* out) {
+        const int rows = self.inputs[0]->rows, top = 2 * L;
+        const auto in = [&](int l) { return l == 0 ? self.inputs[0]->data : layers[l - 1].out; };
+        if (grad_enabled()) {  // recorded: the chain again, differentiated as ops
+            Var h = self.input(0);
+            for (int l = 0; l < L; ++l)
+                h = conv2d_relu_pool(h, self.input(1 + 2 * l), self.input(2 + 2 * l), layers[l].g, pool);
+            if (head) h = add(matmul_nt(h, self.input(1 + top)), self.input(2 + top));  // nn::Linear's formula
+            std::vector<Var> wanted;
+            std::vector<int> at;
+            for (int k = 0; k < int(self.n_inputs); ++k)
+                if (self.needs(k)) wanted.push_back(self.input(k)), at.push_back(k);
+            const std::vector<Var> g = grad(h, wanted, {.create_graph = true, .allow_unused = true}, gy);
+            for (std::size_t j = 0; j < at.size(); ++j) out[at[j]] = g[j];
+            return;
+        }
+        auto fresh = [](int r, int c) { return Var(tape().leaf("constant", r, c, false)); };
+        const auto grad_of = [&](int k, int r, int c) -> double* {
+            if (!self.needs(k)) return nullptr;
+            if (!out[k].defined()) out[k] = fresh(r, c);  // (the pair's, where it declined)
+            return out[k].node()->data;
+        };
+        // Whether anything at or below layer l's input takes a gradient.
+        const auto wanted_below = [&](int l) {
+            for (int k = 0; k < 1 + 2 * l; ++k)
+                if (self.needs(k)) return true;
+            return false;
+        };
+        const double* g = gy.node()->data;
+        const double* rank_one = nullptr;  // with one output, the features' gradient is g W: made as read
+        if (head) {  // the linear layer's backward, by the ops matmul_nt and add would record
+            const Var W = self.input(1 + top);
+            const Var h = features_var(layers[L - 1].out);
+            if (self.needs(1 + top)) out[1 + top] = matmul_flags(gy, h, 1);
+            if (self.needs(2 + top)) out[2 + top] = sum_to(gy, 1, W.rows());
+            if (!wanted_below(L)) return;
+            if (W.rows() == 1) rank_one = W.node()->data;
+            else g = matmul(gy, W).node()->data;
+        }
+        for (int l = L - 1; l >= 0; --l) {
+            const Layer& layer = layers[l];
+            const Var& w = self.input(1 + 2 * l);
+            double* dw = grad_of(1 + 2 * l, w.rows(), w.cols());
+            double* db = grad_of(2 + 2 * l, 1, layer.cout);
+            const double* head_w = l == L - 1 ? rank_one : nullptr;
+            if (l == 1 && !self.needs(0) && (self.needs(1) || self.needs(2))) {
+                const Layer& low = layers[0];
+                const Var& w0 = self.input(1);
+                double* dw0 = grad_of(1, w0.rows(), w0.cols());
+                double* db0 = grad_of(2, 1, low.cout);
+                if (kernels::conv_relu_pool_pair_backward(low.g, layer.g, pool, rows, in(0), low.cout, low.win,
+                                                          low.out, w.node()->data, layer.cout, layer.win, g, dw0, db0,
+                                                          dw, db, head_w))
+                    return;
             }
-            auto fresh = [](int r, int c) { return Var(tape().leaf("constant", r, c, false)); };
-            const auto grad_of = [&](int k, int r, int c) -> double* {
-                if (!self.needs(k)) return nullptr;
-                if (!out[k].defined()) out[k] = fresh(r, c);  // (the pair's, where it declined)
-                return out[k].node()->data;
-            };
-            // Whether anything at or below layer l's input takes a gradient.
-            const auto wanted_below = [&](int l) {
-                for (int k = 0; k < 1 + 2 * l; ++k)
-                    if (self.needs(k)) return true;
-                return false;
-            };
-            const double* g = gy.node()->data;
-            for (int l = L - 1; l >= 0; --l) {
-                const Layer& layer = layers[l];
-                const Var& w = self.input(1 + 2 * l);
-                double* dw = grad_of(1 + 2 * l, w.rows(), w.cols());
-                double* db = grad_of(2 + 2 * l, 1, layer.cout);
-                if (l == 1 && !self.needs(0) && (self.needs(1) || self.needs(2))) {
-                    const Layer& low = layers[0];
-                    const Var& w0 = self.input(1);
-                    double* dw0 = grad_of(1, w0.rows(), w0.cols());
-                    double* db0 = grad_of(2, 1, low.cout);
-                    if (kernels::conv_relu_pool_pair_backward(low.g, layer.g, pool, rows, in(0), low.cout, low.win,
-                                                              low.out, w.node()->data, layer.cout, layer.win, g, dw0,
-                                                              db0, dw, db))
-                        return;
-                }
-                double* dx = nullptr;
-                if (wanted_below(l))
-                    dx = l == 0 ? grad_of(0, rows, int(layer.g.in_size()))
-                                : tape().arena.allocate_array<double>(std::size_t(rows) * layer.g.in_size());
-                kernels::conv_relu_pool_backward(layer.g, pool, rows, in(l), w.node()->data, layer.cout, layer.win, g,
-                                                 dx, dw, db);
-                if (!dx) return;
-                g = dx;
-            }
-        },
-        inputs);
+            double* dx = nullptr;
+            if (wanted_below(l))
+                dx = l == 0 ? grad_of(0, rows, int(layer.g.in_size()))
+                            : tape().arena.allocate_array<double>(std::size_t(rows) * layer.g.in_size());
+            kernels::conv_relu_pool_backward(layer.g, pool, rows, in(l), w.node()->data, layer.cout, layer.win, g, dx,
+                                             dw, db, head_w);
+            if (!dx) return;
+            g = dx;
+        }
+    };
     const double* h = x.value().data();
     for (int l = 0; l < L; ++l) {
         const Var &w = params[std::size_t(2 * l)], &b = params[std::size_t(2 * l + 1)];
-        double* y = l + 1 < L ? layers[l].out : node->data;
+        double* y = layers[l].out;
+        if (!y) y = arena.allocate_array<double>(std::size_t(n) * features);  // (moved into the node below)
         kernels::conv_relu_pool_forward(layers[l].g, pool, n, h, w.value().data(), b.value().data(), layers[l].cout,
                                         y, layers[l].win);
         h = y;
     }
+    Var head_out;
+    if (head) {  // nn::Linear's formula on the features, its nodes dropped from the graph
+        NoGradGuard values_only;
+        head_out = add(matmul_nt(features_var(layers[L - 1].out), params[std::size_t(2 * L)]),
+                       params[std::size_t(2 * L + 1)]);
+    }
+    Node* node = tape().push(op, n, outputs, backward, inputs, Derivatives::any_order,
+                             head ? head_out.node()->data : const_cast<double*>(h));
     return Var(node);
+}
+}  // namespace detail
+
+/// conv2d_relu_pool layers applied in turn, as one node: layer l takes the one below's output
+/// (x for l = 0) with weights params[2 l], bias params[2 l + 1] and geometry[l], each pooled by
+/// `pool`. The values are the chain's to the bit; the node keeps each layer's output and codes.
+/// Its backward without create_graph goes down the layers as conv2d_relu_pool's does, except
+/// that where x needs no gradient (the images) the bottom two layers go together
+/// (kernels/conv_relu_pool_pair.hpp): the gradient between them exists only a block of images
+/// at a time, in cache. With create_graph it runs the layers again as conv2d_relu_pool nodes and
+/// records their backward, so higher derivatives are the chain's.
+inline Var conv2d_relu_pool_stack(const Var& x, std::span<const Var> params, std::span<const ConvGeometry> geometry,
+                                  int pool = 2) {
+    return detail::relu_pool_stack("conv2d_relu_pool_stack", x, params, geometry, pool, false);
+}
+
+/// conv2d_relu_pool_stack then a linear layer (nn::Linear: features W^T + b, W = params[2 L],
+/// b = params[2 L + 1]) as one node, with the same values and gradients as those ops. With one
+/// output (a scalar per image) the features' gradient is the outer product g W, which the layers'
+/// backward makes a block of rows at a time as it reads them, instead of the linear layer's
+/// backward writing the n x F matrix for it to transpose (fig6: 25 MB for the meta-learner, 35
+/// MB for the learner's test images).
+inline Var conv2d_relu_pool_linear(const Var& x, std::span<const Var> params, std::span<const ConvGeometry> geometry,
+                                   int pool = 2) {
+    return detail::relu_pool_stack("conv2d_relu_pool_linear", x, params, geometry, pool, true);
 }
 
 }  // namespace occam::ad

@@ -1396,8 +1396,8 @@ OCCAM_LANES_INLINE void winners_backward(const Patches& p, const Windows& wins, 
 /// can take its own backward from there while the block is in cache (conv_relu_pool_pair.hpp).
 /// Column-major, `head` (where given) says that gy is the outer product of the n-vector gy and
 /// the E-vector head, the gradient a linear layer with one output hands back: each block's rows
-/// are made from the two (as the product kernel makes them, fma(g_i, head_e, 0)) instead of
-/// being read out of an n x E matrix's columns.
+/// are made from the two by the product kernel's outer_product (the bits its n x E matrix has)
+/// instead of being read out of that matrix's columns.
 template <bool ByImage, class BlockDone = std::nullptr_t>
 inline bool backward_winners(const ConvGeometry& g, int pool, int n, const double* x, const double* w, int cout,
                              const std::uint16_t* win, const double* gy, double* dx, double* dw, double* db,
@@ -1473,9 +1473,8 @@ inline bool backward_winners(const ConvGeometry& g, int pool, int n, const doubl
             if (dx) unpad_image(g, p, dxt.data(), dx + r0 * in);
         } else {
             if (!pad_images(g, p, n, x, r0, rows, xt.data())) return false;
-            if (head) {
-                for (int i = 0; i < rows; ++i)
-                    for (long e = 0; e < E; ++e) gt[i * E + e] = std::fma(gy[r0 + i], head[e], 0.0);
+            if (head) {  // image i's row: head times g_i (E x rows, column-major, is rows x E image-major)
+                outer_product(int(E), rows, head, 1, gy + r0, 1, gt.data(), {});
                 transpose_codes(E, n, r0, rows, win, ct.data(), E);
             } else {
                 transpose_winners(n, E, win, gy, r0, rows, gt.data(), ct.data());
@@ -1626,12 +1625,11 @@ inline void conv_relu_pool_backward(const ConvGeometry& g, int pool, int n, cons
     if (g.patch() >= kWinnersFromPatch &&
         winner_detail::backward_winners<false>(g, pool, n, x, w, cout, win, gy, dx, dw, db, nullptr, head))
         return;
-    if (head) {  // the outer product, as the product kernel makes it (outer_product: fma(a, b, 0))
-        const long E = long(cout) * (g.out_h() / pool) * (g.out_w() / pool);
+    if (head) {  // the matrix, as the linear layer's backward would have made it
+        const int E = cout * (g.out_h() / pool) * (g.out_w() / pool);
         thread_local AlignedVector whole;
         grow(whole, std::size_t(n) * E);
-        for (long e = 0; e < E; ++e)
-            for (int i = 0; i < n; ++i) whole[e * n + i] = std::fma(gy[i], head[e], 0.0);
+        outer_product(n, E, gy, 1, head, 1, whole.data(), {});
         return conv_relu_pool_backward_dense(g, pool, n, x, w, cout, win, whole.data(), dx, dw, db);
     }
     conv_relu_pool_backward_dense(g, pool, n, x, w, cout, win, gy, dx, dw, db);

@@ -300,8 +300,8 @@ inline Var relu_pool_stack(const char* op, const Var& x, std::span<const Var> pa
         outputs = W.rows();
     }
     // What the backward reads: each layer's geometry, channels, codes and output (the last one's
-    // is the node's value unless a head follows). Plain data in the arena, so the closure holds
-    // two pointers.
+    // is the node's value unless a head follows: the node then aliases it). Plain data in the
+    // arena, so the closure holds two pointers.
     struct Layer {
         ConvGeometry g;
         int cout;
@@ -314,7 +314,7 @@ inline Var relu_pool_stack(const char* op, const Var& x, std::span<const Var> pa
         const ConvGeometry& g = geometry[std::size_t(l)];
         const int cout = params[std::size_t(2 * l)].rows(), cols = pooled_cols(g, cout, pool);
         layers[l] = {g, cout, arena.allocate_array<std::uint16_t>(std::size_t(n) * cols),
-                     l + 1 < L || head ? arena.allocate_array<double>(std::size_t(n) * cols) : nullptr};
+                     arena.allocate_array<double>(std::size_t(n) * cols)};
     }
     // The features (the last layer's output) as a value on the tape without a copy.
     const auto features_var = [n, features](double* at) {
@@ -391,20 +391,19 @@ inline Var relu_pool_stack(const char* op, const Var& x, std::span<const Var> pa
     const double* h = x.value().data();
     for (int l = 0; l < L; ++l) {
         const Var &w = params[std::size_t(2 * l)], &b = params[std::size_t(2 * l + 1)];
-        double* y = layers[l].out;
-        if (!y) y = arena.allocate_array<double>(std::size_t(n) * features);  // (moved into the node below)
         kernels::conv_relu_pool_forward(layers[l].g, pool, n, h, w.value().data(), b.value().data(), layers[l].cout,
-                                        y, layers[l].win);
-        h = y;
+                                        layers[l].out, layers[l].win);
+        h = layers[l].out;
     }
-    Var head_out;
+    double* value = layers[L - 1].out;
     if (head) {  // nn::Linear's formula on the features, its nodes dropped from the graph
         NoGradGuard values_only;
-        head_out = add(matmul_nt(features_var(layers[L - 1].out), params[std::size_t(2 * L)]),
-                       params[std::size_t(2 * L + 1)]);
+        value = add(matmul_nt(features_var(layers[L - 1].out), params[std::size_t(2 * L)]),
+                    params[std::size_t(2 * L + 1)])
+                    .node()
+                    ->data;
     }
-    Node* node = tape().push(op, n, outputs, backward, inputs, Derivatives::any_order,
-                             head ? head_out.node()->data : const_cast<double*>(h));
+    Node* node = tape().push(op, n, outputs, backward, inputs, Derivatives::any_order, value);
     return Var(node);
 }
 }  // namespace detail
